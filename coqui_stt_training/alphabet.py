@@ -1,0 +1,122 @@
+"""Alphabets: the label set of the output layer (blank excluded; it is the last class).
+
+File format as Coqui's native Alphabet (spec §5.1): one label per line, taken literally (no trimming),
+lines split on LF, CRLF or CR, `#` starts a comment, a line of exactly `\\#` is the label "#", empty
+lines are skipped. Bytes mode (spec §5.5) maps label n to UTF-8 byte n+1.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+_HEADER = ("# Each line in this file represents the Unicode codepoint (UTF-8 encoded)\n"
+           "# associated with a numeric index.\n"
+           "# A line that starts with # is a comment. You can escape it with \\# if you wish\n"
+           "# to use '#' in the Alphabet.\n")
+_FOOTER = "# The last (non-comment) line needs to end with a newline.\n"
+
+
+class AlphabetError(ValueError):
+    pass
+
+
+@dataclass
+class Alphabet:
+    labels: list[str]
+    _index: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self._index = {}
+        for i, label in enumerate(self.labels):
+            if label in self._index:
+                raise AlphabetError(f"duplicate label {label!r} in alphabet")
+            self._index[label] = i
+
+    is_bytes = False
+
+    @property
+    def size(self) -> int:
+        return len(self.labels)
+
+    @property
+    def space_index(self) -> int | None:
+        return self._index.get(" ")
+
+    def missing_characters(self, text: str) -> list[str]:
+        return sorted({c for c in text if c not in self._index})
+
+    def can_encode(self, text: str) -> bool:
+        return all(c in self._index for c in text)
+
+    def encode(self, text: str) -> list[int]:
+        missing = self.missing_characters(text)
+        if missing:
+            raise AlphabetError(f"Alphabet cannot encode {text!r}: missing characters {missing}")
+        return [self._index[c] for c in text]
+
+    def decode(self, labels) -> str:
+        return "".join(self.labels[i] for i in labels)
+
+    def serialize_text(self) -> str:
+        body = "".join(("\\#" if label == "#" else label) + "\n" for label in self.labels)
+        return _HEADER + body + _FOOTER
+
+
+class UTF8Alphabet:
+    """255 labels; label n is the byte n+1 (NUL is never produced)."""
+
+    is_bytes = True
+    size = 255
+    space_index = ord(" ") - 1
+    labels = [bytes([i + 1]).decode("latin-1") for i in range(255)]
+
+    def missing_characters(self, text: str) -> list[str]:
+        return ["\\x00"] if "\0" in text else []
+
+    def can_encode(self, text: str) -> bool:
+        return "\0" not in text
+
+    def encode(self, text: str) -> list[int]:
+        return [b - 1 for b in text.encode("utf-8")]
+
+    def decode(self, labels) -> str:
+        return bytes(i + 1 for i in labels).decode("utf-8", errors="replace")
+
+    def serialize_text(self) -> str:
+        raise AlphabetError("a bytes-mode alphabet has no alphabet.txt")
+
+
+def parse_alphabet(text: str, source: str = "alphabet") -> Alphabet:
+    labels = []
+    for line in re.split(r"\r\n|\n|\r", text):
+        if line == "\\#":
+            labels.append("#")
+        elif line.startswith("#") or line == "":
+            continue
+        else:
+            labels.append(line)
+    if not labels:
+        raise AlphabetError(f"{source}: the alphabet has no labels")
+    try:
+        return Alphabet(labels)
+    except AlphabetError as e:
+        raise AlphabetError(f"{source}: {e}") from None
+
+
+def load_alphabet(path: str) -> Alphabet:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise AlphabetError(f"{path}: cannot read alphabet file ({e.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise AlphabetError(f"{path}: not UTF-8 (byte {e.start})") from None
+    return parse_alphabet(text, path)
+
+
+def alphabet_from_transcripts(transcripts) -> Alphabet:
+    """Coqui's generated alphabet: the sorted set of every character in the data."""
+    return Alphabet(sorted({c for t in transcripts for c in t}))

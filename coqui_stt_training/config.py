@@ -1,0 +1,277 @@
+"""Every command-line flag of Coqui STT 1.4, in one dataclass, parsed the way Coqui parses it.
+
+Field order follows Coqui's flags.txt so that the JSON we write reads like theirs.
+`Config.from_args()` parses argv; `finalize()` applies Coqui's derived rules (checkpoint
+directories, dropout fall-backs, n_hidden from the source checkpoint, sanity checks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+from dataclasses import dataclass, field
+
+from . import log
+
+
+def _flag(default, help: str, **extra):
+    if isinstance(default, list):
+        return field(default=None, metadata={"help": help, "list": True, **extra})
+    return field(default=default, metadata={"help": help, **extra})
+
+
+NO_EFFECT = "Accepted for compatibility; has no effect in this PyTorch implementation."
+
+# Coqui's export-card defaults are the help texts themselves (spec §1.3).
+_CONTACT = ("<public contact information of the author. Can be an email address, or a link to a contact form, "
+            "issue tracker, or discussion forum. Must provide a way to reach the model authors>")
+_LICENSE = ("<SPDX identifier of the license of the exported model. See https://spdx.org/licenses/. "
+            "If the license does not have an SPDX identifier, use the license name.>")
+_LANGUAGE = ("<language the model was trained on - IETF BCP 47 language tag including at least language, script "
+             "and region subtags. E.g. \"en-Latn-UK\" or \"de-Latn-DE\" or \"cmn-Hans-CN\". Include as much info as "
+             "you can without loss of precision. For example, if a model is trained on Scottish English, include "
+             "the variant subtag: \"en-Latn-GB-Scotland\".>")
+_MIN_VERSION = "<minimum Coqui STT version (inclusive) the exported model is compatible with>"
+_MAX_VERSION = "<maximum Coqui STT version (inclusive) the exported model is compatible with>"
+_DESCRIPTION = ("<Freeform description of the model being exported. Markdown accepted. You can also leave this flag "
+                "unchanged and edit the generated .md file directly. Useful things to describe are demographic and "
+                "acoustic characteristics of the data used to train the model, any architectural changes, names of "
+                "public datasets that were used when applicable, hyperparameters used for training, evaluation "
+                "results on standard benchmark datasets, etc.>")
+
+
+@dataclass
+class Config:
+    # data
+    train_files: list[str] | None = _flag([], "training CSV files (space-separated)")
+    dev_files: list[str] | None = _flag([], "validation CSV files; their losses are combined into one dev loss")
+    test_files: list[str] | None = _flag([], "test CSV files, each reported separately")
+    metrics_files: list[str] | None = _flag([], "extra CSV files whose loss is reported after validation")
+    auto_input_dataset: str = _flag("", "one CSV to split into train/dev/test (not supported yet)")
+    vocab_file: str = _flag("", "flashlight vocabulary (not supported)")
+    read_buffer: int = _flag(1 << 20, "read buffer size, with K/M/G/T suffix. " + NO_EFFECT, size=True)
+    feature_cache: str = _flag("", "feature cache path (not implemented yet: features are computed each epoch)")
+    cache_for_epochs: int = _flag(0, "invalidate the feature cache every N epochs")
+    shuffle_batches: bool = _flag(False, "shuffle the order of batches each epoch")
+    shuffle_start: int = _flag(1, "first (0-based) epoch in which batches are shuffled")
+    shuffle_buffer: int = _flag(1000, "batch shuffle buffer size, in batches")
+    # features
+    feature_win_len: int = _flag(32, "feature extraction window length in milliseconds")
+    feature_win_step: int = _flag(20, "feature extraction window step in milliseconds")
+    audio_sample_rate: int = _flag(16000, "sample rate the model expects; audio is resampled to it")
+    normalize_sample_rate: bool = _flag(True, "resample training audio to --audio_sample_rate")
+    augment: list[str] | None = _flag([], "augmentations (not supported yet)")
+    # optimisation
+    epochs: int = _flag(75, "number of epochs to train in this run")
+    dropout_rate: float = _flag(0.05, "dropout of layer 1, and default for layers 2, 3 and 6")
+    dropout_rate2: float = _flag(-1.0, "dropout of layer 2 (negative: --dropout_rate)")
+    dropout_rate3: float = _flag(-1.0, "dropout of layer 3 (negative: --dropout_rate)")
+    dropout_rate4: float = _flag(0.0, "unused by the model, as in Coqui")
+    dropout_rate5: float = _flag(0.0, "unused by the model, as in Coqui")
+    dropout_rate6: float = _flag(-1.0, "dropout applied to layer 5's output, as in Coqui (negative: --dropout_rate)")
+    relu_clip: float = _flag(20.0, "ReLU clipping value")
+    beta1: float = _flag(0.9, "Adam beta1")
+    beta2: float = _flag(0.999, "Adam beta2")
+    epsilon: float = _flag(1e-8, "Adam epsilon (added to the uncorrected root, as TensorFlow does)")
+    learning_rate: float = _flag(0.001, "initial learning rate; a loaded checkpoint's stored rate wins")
+    train_batch_size: int = _flag(1, "training batch size")
+    dev_batch_size: int = _flag(1, "validation batch size")
+    test_batch_size: int = _flag(1, "test batch size")
+    export_batch_size: int = _flag(1, "export batch size")
+    skip_batch_test: bool = _flag(False, "skip the initial forward/backward pass on the largest batch")
+    inter_op_parallelism_threads: int = _flag(0, "torch inter-op threads (0: torch's default)")
+    intra_op_parallelism_threads: int = _flag(0, "torch intra-op threads (0: torch's default)")
+    use_allow_growth: bool = _flag(False, NO_EFFECT)
+    load_cudnn: bool = _flag(False, "load a CuDNN-trained checkpoint. Not needed: any checkpoint loads on CPU or GPU")
+    train_cudnn: bool = _flag(False, "train with the cuDNN LSTM. Not needed to load CuDNN checkpoints")
+    automatic_mixed_precision: bool = _flag(False, "mixed precision training (not supported yet)")
+    limit_test: int = _flag(0, "maximum number of samples per test file (0: all)")
+    reverse_test: bool = _flag(False, "reverse the order of test samples")
+    # checkpoints
+    checkpoint_dir: str = _flag("", "load from and save to this directory (overrides the two below)")
+    load_checkpoint_dir: str = _flag("", "directory to load the checkpoint from")
+    save_checkpoint_dir: str = _flag("", "directory to save checkpoints to")
+    checkpoint_secs: int = _flag(600, "save a train checkpoint every N seconds within an epoch (0: off)")
+    max_to_keep: int = _flag(5, "number of train checkpoints to keep")
+    load_train: str = _flag("auto", "checkpoint to train from: auto (best, then last, then init), best, last, init",
+                            choices=("auto", "best", "last", "init"))
+    load_evaluate: str = _flag("auto", "checkpoint to evaluate: auto (best, then last), best, last",
+                               choices=("auto", "best", "last"))
+    drop_source_layers: int = _flag(0, "transfer learning: re-initialise the last N layers of the loaded model")
+    # export
+    export_dir: str = _flag("", "export directory (export is not supported yet)")
+    remove_export: bool = _flag(False, "delete the export directory first")
+    export_tflite: bool = _flag(True, "export TFLite")
+    export_quantize: bool = _flag(True, "quantise the export")
+    export_savedmodel: bool = _flag(False, "export a SavedModel")
+    n_steps: int = _flag(16, "time steps per call of the exported model")
+    export_zip: bool = _flag(False, "zip the export")
+    export_file_name: str = _flag("output_graph", "export base file name")
+    export_beam_width: int = _flag(500, "beam width of exported models; also the width evaluation uses")
+    export_author_id: str = _flag("author", "model card: author")
+    export_model_name: str = _flag("model", "model card: model name")
+    export_model_version: str = _flag("0.0.1", "model card: model version")
+    export_contact_info: str = _flag(_CONTACT, "model card: contact information")
+    export_license: str = _flag(_LICENSE, "model card: licence")
+    export_language: str = _flag(_LANGUAGE, "model card: language")
+    export_min_stt_version: str = _flag(_MIN_VERSION, "model card: minimum STT version")
+    export_max_stt_version: str = _flag(_MAX_VERSION, "model card: maximum STT version")
+    export_description: str = _flag(_DESCRIPTION, "model card: description")
+    # reporting
+    log_level: int = _flag(1, "0 DEBUG, 1 INFO, 2 WARN, 3 ERROR")
+    show_progressbar: bool = _flag(True, "show progress bars; false prints Coqui's log lines instead")
+    log_placement: bool = _flag(False, NO_EFFECT)
+    report_count: int = _flag(5, "number of best, median and worst samples in the test report")
+    summary_dir: str = _flag("", "TensorBoard directory (default: <save_checkpoint_dir>/summaries)")
+    test_output_file: str = _flag("", "write every test sample's result to this JSON file")
+    # geometry
+    n_hidden: int = _flag(2048, "width of the hidden layers and the LSTM")
+    layer_norm: bool = _flag(False, "layer normalisation after layers 1, 2, 3 and 5")
+    random_seed: int = _flag(4568, "random seed")
+    # early stopping and plateau
+    early_stop: bool = _flag(False, "stop when the dev loss has not improved for --es_epochs epochs")
+    es_epochs: int = _flag(25, "early-stopping patience in epochs")
+    es_min_delta: float = _flag(0.05, "minimum dev-loss improvement for early stopping and plateaus")
+    reduce_lr_on_plateau: bool = _flag(False, "reduce the learning rate when the dev loss plateaus")
+    plateau_epochs: int = _flag(10, "plateau patience in epochs")
+    plateau_reduction: float = _flag(0.1, "learning-rate multiplier on a plateau")
+    force_initialize_learning_rate: bool = _flag(False, "ignore the checkpoint's learning rate; use --learning_rate")
+    # alphabet and decoding
+    bytes_output_mode: bool = _flag(False, "predict UTF-8 bytes instead of alphabet characters")
+    alphabet_config_path: str = _flag("", "alphabet file")
+    scorer_path: str = _flag("", "KenLM scorer package (not supported yet; decoding is greedy)")
+    beam_width: int = _flag(1024, "beam width for transcription")
+    lm_alpha: float = _flag(0.931289039105002, "language model weight")
+    lm_beta: float = _flag(1.1834137581510284, "word insertion bonus")
+    cutoff_prob: float = _flag(1.0, "cumulative probability cut-off for beam search")
+    cutoff_top_n: int = _flag(300, "top-N cut-off for beam search")
+    one_shot_infer: str | None = _flag(None, "transcribe this one audio file (not supported yet)")
+    lm_alpha_max: int = _flag(5, "lm_optimize: maximum alpha")
+    lm_beta_max: int = _flag(5, "lm_optimize: maximum beta")
+    n_trials: int = _flag(2400, "lm_optimize: number of trials")
+
+    # ---- parsing ---------------------------------------------------------------------------
+
+    @classmethod
+    def parser(cls, prog: str | None = None) -> argparse.ArgumentParser:
+        parser = _OneLineErrorParser(prog=prog, allow_abbrev=True)
+        for f in dataclasses.fields(cls):
+            kwargs = {"dest": f.name, "help": f.metadata["help"], "default": f.default}
+            if f.metadata.get("list"):
+                kwargs.update(nargs="*", metavar="FILE" if f.name.endswith("files") else "VALUE")
+            elif f.type in ("bool", bool):
+                # Coqui wants `--flag true|false`; the seed docs also write a bare `--flag`.
+                kwargs.update(type=parse_bool, nargs="?", const=True, metavar="true/false")
+            elif f.metadata.get("size"):
+                kwargs.update(type=parse_size)
+            elif f.name == "one_shot_infer":
+                kwargs.update(type=str)
+            else:
+                kwargs.update(type={"int": int, "float": float, "str": str}[str(f.type)])
+            if "choices" in f.metadata:
+                kwargs["choices"] = f.metadata["choices"]
+            parser.add_argument(f"--{f.name}", **kwargs)
+        return parser
+
+    @classmethod
+    def from_args(cls, argv: list[str] | None = None, prog: str | None = None) -> "Config":
+        return cls(**vars(cls.parser(prog).parse_args(argv)))
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    # ---- derived values ----------------------------------------------------------------------
+
+    def finalize(self) -> "Config":
+        """Apply Coqui's rules that turn the flags into the values the run uses; raise ConfigError."""
+        if self.checkpoint_dir:
+            self.load_checkpoint_dir = self.save_checkpoint_dir = self.checkpoint_dir
+        for name in ("dropout_rate2", "dropout_rate3", "dropout_rate6"):
+            if getattr(self, name) < 0:
+                setattr(self, name, self.dropout_rate)
+        if self.train_cudnn and self.load_cudnn:
+            raise ConfigError(
+                "Trying to use --train_cudnn, but --load_cudnn was also specified. The --load_cudnn flag is only "
+                "needed when converting a CuDNN RNN checkpoint to a CPU-capable graph.")
+        if self.bytes_output_mode and self.alphabet_config_path:
+            raise ConfigError("You cannot set --alphabet_config_path *and* --bytes_output_mode")
+        for name in ("feature_win_len", "feature_win_step"):
+            if getattr(self, name) * self.audio_sample_rate % 1000:
+                raise ConfigError(f"--{name} value ({getattr(self, name)}) in milliseconds ({getattr(self, name)}) "
+                                  f"multiplied by --audio_sample_rate value ({self.audio_sample_rate}) must be an "
+                                  "integer value. Adjust your --feature_win_len value or resample your audio accordingly.")
+        for name in ("train_batch_size", "dev_batch_size", "test_batch_size", "n_hidden"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if self.drop_source_layers < 0:
+            raise ConfigError(f"--drop_source_layers must be 0 or more, got {self.drop_source_layers}")
+        self._take_n_hidden_from_source()
+        if not self.summary_dir and self.save_checkpoint_dir:
+            self.summary_dir = os.path.join(self.save_checkpoint_dir, "summaries")
+        self._apply_threads()
+        return self
+
+    def _take_n_hidden_from_source(self) -> None:
+        flags_path = os.path.join(self.load_checkpoint_dir, "flags.txt") if self.load_checkpoint_dir else ""
+        if not flags_path or not os.path.isfile(flags_path):
+            return
+        try:
+            with open(flags_path, encoding="utf-8") as f:
+                source_n_hidden = json.load(f).get("n_hidden")
+        except (ValueError, AttributeError, UnicodeDecodeError):
+            return  # old checkpoints have non-JSON flags files; Coqui ignores them too
+        if isinstance(source_n_hidden, int) and source_n_hidden != self.n_hidden:
+            log.warn(f"WARNING: --n_hidden value ({self.n_hidden}) is different from value found in checkpoint "
+                     f"({source_n_hidden}).")
+            log.warn("WARNING: This would result in an error when loading the checkpoint, so n_hidden has been "
+                     "overriden with the checkpoint value.")
+            self.n_hidden = source_n_hidden
+
+    def _apply_threads(self) -> None:
+        import torch
+        if self.intra_op_parallelism_threads > 0:
+            torch.set_num_threads(self.intra_op_parallelism_threads)
+        if self.inter_op_parallelism_threads > 0:
+            try:
+                torch.set_num_interop_threads(self.inter_op_parallelism_threads)
+            except RuntimeError:
+                pass  # torch allows this only once per process, before any parallel work
+
+    def unsupported_in_use(self) -> list[str]:
+        """Flags set to something this implementation cannot do yet: better refused than silently ignored."""
+        refused = []
+        for name in ("auto_input_dataset", "vocab_file", "scorer_path", "export_dir", "one_shot_infer"):
+            if getattr(self, name):
+                refused.append(f"--{name}")
+        if self.augment:
+            refused.append("--augment")
+        if self.automatic_mixed_precision:
+            refused.append("--automatic_mixed_precision")
+        return refused
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """argparse prints the whole 96-flag usage before an error; one line is what a user can read."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def parse_bool(text: str) -> bool:
+    if text in ("true", "false"):
+        return text == "true"
+    raise argparse.ArgumentTypeError(f"invalid parse_bool value: {text!r} (use true or false)")
+
+
+def parse_size(text: str) -> int:
+    match = re.fullmatch(r"(\d+)\s*([KMGT]?)B?", text.strip().upper())
+    if not match:
+        raise argparse.ArgumentTypeError(f"invalid size: {text!r} (e.g. 1MB, 512K)")
+    return int(match[1]) * 1024 ** "_KMGT".index(match[2] or "_")

@@ -1,0 +1,67 @@
+import pytest
+
+from coqui_stt_training.alphabet import (Alphabet, AlphabetError, UTF8Alphabet, alphabet_from_transcripts,
+                                         load_alphabet, parse_alphabet)
+
+
+@pytest.mark.parametrize("name", ["macos", "unix", "windows"])
+def test_line_endings(name):
+    alphabet = load_alphabet(f"data/smoke_test/alphabet_line_endings/alphabet_{name}.txt")
+    assert alphabet.labels == ["a", "b", "c"]
+    assert alphabet.encode("abc") == [0, 1, 2] and alphabet.decode([0, 1, 2]) == "abc"
+
+
+def test_english_alphabet():
+    alphabet = load_alphabet("data/alphabet.txt")
+    assert alphabet.size == 28 and alphabet.space_index == 0
+    assert alphabet.encode("a z'") == [1, 0, 26, 27]
+
+
+def test_russian_alphabet():
+    alphabet = load_alphabet("data/smoke_test/russian_sample_data/alphabet.ru")
+    assert alphabet.size == 34 and alphabet.labels[:4] == [" ", "о", "е", "а"] and alphabet.labels[-1] == "ъ"
+
+
+def test_format_rules():
+    alphabet = parse_alphabet("# comment\n\\#\n\n x\n \nb\r\nc\rd")
+    assert alphabet.labels == ["#", " x", " ", "b", "c", "d"]  # no trimming; a last line without newline counts
+    assert alphabet.space_index == 2
+
+
+def test_serialisation_matches_coqui_byte_for_byte():
+    with open("tests/fixtures/coqui-1.4.0/ldc93s1-h100-e20/checkpoint/alphabet.txt", encoding="utf-8") as f:
+        written_by_coqui = f.read()
+    assert load_alphabet("data/alphabet.txt").serialize_text() == written_by_coqui
+    with_hash = Alphabet(["#", "a"])
+    assert parse_alphabet(with_hash.serialize_text()).labels == ["#", "a"]
+
+
+def test_errors():
+    alphabet = load_alphabet("data/alphabet.txt")
+    assert alphabet.missing_characters("hello, World") == [",", "W"]
+    with pytest.raises(AlphabetError, match="missing characters"):
+        alphabet.encode("hello, World")
+    with pytest.raises(AlphabetError, match="no labels"):
+        parse_alphabet("# only a comment\n")
+    with pytest.raises(AlphabetError, match="duplicate label 'a'"):
+        parse_alphabet("a\nb\na\n")
+    with pytest.raises(AlphabetError, match="nope.txt: cannot read"):
+        load_alphabet("nope.txt")
+
+
+def test_non_utf8_alphabet(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("a\né\n".encode("latin-1"))
+    with pytest.raises(AlphabetError, match="latin1.txt: not UTF-8"):
+        load_alphabet(str(path))
+
+
+def test_bytes_mode():
+    alphabet = UTF8Alphabet()
+    labels = alphabet.encode("ёж a")
+    assert labels == [b - 1 for b in "ёж a".encode()] and alphabet.size == 255 and alphabet.space_index == 31
+    assert alphabet.decode(labels) == "ёж a"
+
+
+def test_generated_alphabet_is_sorted_set():
+    assert alphabet_from_transcripts(["ba c", "ab"]).labels == [" ", "a", "b", "c"]
