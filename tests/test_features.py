@@ -1,0 +1,94 @@
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from coqui_stt_training import audio
+from coqui_stt_training.features import frame_count, mel_filterbank, mfcc
+
+HERE = os.path.dirname(__file__)
+DATA = os.path.join(HERE, "..", "data")
+REFERENCE = os.path.join(HERE, "fixtures", "coqui-1.4.0", "ldc93s1-h100-e20")
+
+
+def spec_mfcc(samples: np.ndarray, rate: int) -> np.ndarray:
+    """Spec §3 written out plainly, frame by frame and channel by channel, in float64."""
+    window, stride = rate * 32 // 1000, rate * 20 // 1000
+    fft = 2 ** math.ceil(math.log2(window))
+    hann = np.array([0.5 - 0.5 * math.cos(2 * math.pi * i / window) for i in range(window)])
+    mel = lambda f: 1127.0 * math.log(1 + f / 700.0)
+    lower, upper = mel(20.0), mel(rate / 2)
+    centres = [lower + (i + 1) * (upper - lower) / 41 for i in range(41)]
+    hz_per_bin = 0.5 * rate / (fft // 2)
+    bins = range(int(1.5 + 20.0 / hz_per_bin), int((rate / 2) / hz_per_bin) + 1)
+    out = []
+    for start in range(0, len(samples) - window + 1, stride):
+        power = np.abs(np.fft.rfft(samples[start:start + window] * hann, fft)) ** 2
+        magnitude = np.sqrt(power.astype(np.float32).astype(np.float64))
+        channels = np.zeros(40)
+        for c in range(40):
+            left = centres[c - 1] if c > 0 else lower
+            for b in bins:
+                m = mel(b * hz_per_bin)
+                if left < m <= centres[c]:
+                    channels[c] += magnitude[b] * (m - left) / (centres[c] - left)
+                elif centres[c] < m <= centres[c + 1]:
+                    channels[c] += magnitude[b] * (centres[c + 1] - m) / (centres[c + 1] - centres[c])
+        logs = np.log(np.maximum(channels, 1e-12))
+        out.append([math.sqrt(2 / 40) * sum(logs[j] * math.cos(math.pi * k * (j + 0.5) / 40) for j in range(40))
+                    for k in range(26)])
+    return np.array(out, dtype=np.float32)
+
+
+@pytest.mark.parametrize("name,rate", [("LDC93S1.wav", 16000), ("LDC93S1_pcms16le_1_8000.wav", 8000)])
+def test_mfcc_matches_the_spec_written_out(name, rate):
+    samples = audio.load_audio(os.path.join(DATA, "smoke_test", name), rate)
+    ours, frames = mfcc(torch.from_numpy(samples), None, rate)
+    expected = spec_mfcc(samples, rate)
+    assert int(frames) == 145 == expected.shape[0]
+    np.testing.assert_allclose(ours.numpy(), expected, rtol=1e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("reference,index,name", [
+    ("reference_16k.npz", 0, "LDC93S1.wav"),
+    ("reference_16k.npz", 1, "russian_sample_data/ru.wav"),
+    ("reference_8k.npz", 0, "LDC93S1_pcms16le_1_8000.wav"),
+])
+def test_audio_and_mfcc_match_tensorflow(reference, index, name):
+    ref = np.load(os.path.join(REFERENCE, reference))
+    rate = int(ref[f"rate_{index}"])
+    samples = audio.load_audio(os.path.join(DATA, "smoke_test", name), rate)
+    np.testing.assert_array_equal(samples, ref[f"audio_{index}"])
+    ours, _ = mfcc(torch.from_numpy(samples), None, rate)
+    # TF computes in double with a float32 hand-over between its two ops, as we do: float32 rounding apart.
+    np.testing.assert_allclose(ours.numpy(), ref[f"features_{index}"], rtol=1e-5, atol=1e-5)
+
+
+def test_batched_features_equal_single_ones_then_zeros():
+    long = audio.load_audio(os.path.join(DATA, "smoke_test", "LDC93S1.wav"), 16000)
+    short = long[:20000]
+    batch = torch.zeros(2, len(long))
+    batch[0], batch[1, :len(short)] = torch.from_numpy(long), torch.from_numpy(short)
+    features, lengths = mfcc(batch, torch.tensor([len(long), len(short)]), 16000)
+    alone, n = mfcc(torch.from_numpy(short), None, 16000)
+    assert lengths.tolist() == [145, int(n)] and int(n) == frame_count(20000, 16000)
+    torch.testing.assert_close(features[1, : int(n)], alone)
+    assert features[1, int(n):].abs().max() == 0
+
+
+def test_frame_count_has_no_padding():
+    assert frame_count(46797, 16000) == 145 and frame_count(23399, 8000) == 145
+    assert frame_count(90664, 16000) == 282
+    assert frame_count(511, 16000) == 0 and frame_count(512, 16000) == 1 and frame_count(832, 16000) == 2
+    assert mfcc(torch.zeros(100), None, 16000)[0].shape == (0, 26)
+
+
+def test_filterbank_excludes_dc_and_splits_each_bin_in_two():
+    bank = mel_filterbank(257, 16000, 8000.0)
+    assert bank[:2].sum() == 0  # DC and the bin below 20 Hz + 1.5 bins contribute nothing
+    inner = bank[2:].sum(axis=1)
+    # Between the first and last centre a bin's weights sum to one; at the edges only one share exists.
+    assert np.all(inner <= 1 + 1e-12) and np.isclose(np.median(inner), 1.0)
+    assert np.count_nonzero(bank, axis=1).max() == 2
