@@ -1,0 +1,296 @@
+"""Checkpoints: every tensor under Coqui's TensorFlow variable name and layout (spec §2.1).
+
+A checkpoint `<dir>/<kind>-<step>` is `<prefix>.safetensors` (tensors) plus `<prefix>.json` (run state).
+The state files `checkpoint` and `best_dev_checkpoint` are written as TensorFlow writes them, so a
+directory looks like Coqui's. Coqui's own TF checkpoints (`<prefix>.index` + data shards) load too.
+Files are written under temporary names and renamed; the state file changes last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import safetensors.numpy
+import torch
+from safetensors import safe_open
+
+from . import log
+from .model import DeepSpeech
+from .optimizer import TFAdam
+from .tf_checkpoint import TFCheckpointReader, read_state_file, read_state_file_all, write_state_file
+
+LSTM_SCOPE = "cudnn_lstm/rnn/multi_rnn_cell/cell_0/cudnn_compatible_lstm_cell"
+STATE_FILES = {"train": "checkpoint", "best_dev": "best_dev_checkpoint"}
+FORMAT_VERSION = 1
+# --drop_source_layers N re-initialises every variable whose name contains one of the last N of these
+# (Coqui's substring rule, spec §4.3; N = 5 also matches beta2_power, a quirk we keep).
+DROPPABLE = ["2", "3", "lstm", "5", "6"]
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+# ---- TensorFlow names and layouts -------------------------------------------------------------
+
+
+@dataclass
+class Variable:
+    """One TF variable, made of one or more torch tensors: `to_tf` joins them, `from_tf` splits them back.
+    The same conversion serves the parameters and their Adam moments."""
+
+    name: str
+    params: list[torch.Tensor]
+    to_tf: Callable[[list[torch.Tensor]], torch.Tensor]
+    from_tf: Callable[[torch.Tensor], list[torch.Tensor]]
+
+
+def _swap_middle_gates(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """torch orders gates i, f, g, o; TF's LSTM kernel i, c(=g), f, o. Swapping blocks 1 and 2 maps either way."""
+    i, a, b, o = x.chunk(4, dim)
+    return torch.cat([i, b, a, o], dim)
+
+
+def variables(model: DeepSpeech) -> list[Variable]:
+    same = (lambda ts: ts[0], lambda t: [t])
+    out = []
+    for n in (1, 2, 3, 5, 6):
+        layer = getattr(model, f"layer_{n}")
+        out += [Variable(f"layer_{n}/weights", [layer.weights], *same),
+                Variable(f"layer_{n}/bias", [layer.bias], *same)]
+        if layer.LayerNorm is not None:
+            out += [Variable(f"layer_{n}/LayerNorm/beta", [layer.LayerNorm.beta], *same),
+                    Variable(f"layer_{n}/LayerNorm/gamma", [layer.LayerNorm.gamma], *same)]
+    lstm, n_in = model.lstm, model.lstm.input_size
+    out.append(Variable(
+        f"{LSTM_SCOPE}/kernel", [lstm.weight_ih_l0, lstm.weight_hh_l0],
+        lambda ts: _swap_middle_gates(torch.cat(ts, 1), 0).t(),
+        lambda t: list(_swap_middle_gates(t.t(), 0).split([n_in, t.shape[0] - n_in], 1))))
+    out.append(Variable(f"{LSTM_SCOPE}/bias", [lstm.bias_ih_l0],
+                        lambda ts: _swap_middle_gates(ts[0], 0), lambda t: [_swap_middle_gates(t, 0)]))
+    # Variables are listed in the order the layers sit in the graph (order matters for the load report).
+    order = {f"layer_{n}": i for i, n in enumerate((1, 2, 3, 0, 5, 6))}
+    return sorted(out, key=lambda v: order.get(v.name.split("/")[0], 3))
+
+
+def to_tensors(model: DeepSpeech, optimizer: TFAdam, global_step: int) -> dict[str, np.ndarray]:
+    """Everything Coqui's checkpoint holds, as numpy arrays in TF layout."""
+    tensors = {}
+    with torch.no_grad():
+        for var in variables(model):
+            tensors[var.name] = var.to_tf(var.params)
+            moments = [optimizer.slots(p) for p in var.params]
+            tensors[f"{var.name}/Adam"] = var.to_tf([m for m, _ in moments])
+            tensors[f"{var.name}/Adam_1"] = var.to_tf([v for _, v in moments])
+    arrays = {k: np.ascontiguousarray(v.detach().cpu().float().numpy()) for k, v in tensors.items()}
+    arrays["beta1_power"] = np.array(optimizer.beta1_power.item(), dtype=np.float32)
+    arrays["beta2_power"] = np.array(optimizer.beta2_power.item(), dtype=np.float32)
+    arrays["global_step"] = np.array(global_step, dtype=np.int64)
+    arrays["learning_rate"] = np.array(optimizer.lr, dtype=np.float32)
+    return arrays
+
+
+# ---- reading either format --------------------------------------------------------------------
+
+
+class SafetensorsCheckpoint:
+    def __init__(self, prefix: str):
+        self.path = prefix + ".safetensors"
+        try:
+            self._file = safe_open(self.path, framework="np")
+        except Exception as e:  # safetensors reports truncation and bad headers with several types
+            raise CheckpointError(f"{self.path}: not a readable safetensors file ({e})") from None
+        self._names = set(self._file.keys())
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._names
+
+    def names(self) -> list[str]:
+        return sorted(self._names)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self._file.get_slice(name).get_shape())
+
+    def get(self, name: str) -> np.ndarray:
+        return self._file.get_tensor(name)
+
+
+def open_checkpoint(prefix: str):
+    """Our safetensors checkpoint or a Coqui/TensorFlow one, whichever is at this prefix."""
+    if os.path.isfile(prefix + ".safetensors"):
+        return SafetensorsCheckpoint(prefix)
+    if os.path.isfile(prefix + ".index"):
+        return TFCheckpointReader(prefix)
+    raise CheckpointError(f"{prefix}: no checkpoint there (neither {prefix}.safetensors nor {prefix}.index)")
+
+
+def read_run_state(prefix: str) -> dict:
+    path = prefix + ".json"
+    if not os.path.isfile(path):
+        return {}  # a Coqui checkpoint has no run state beyond its tensors
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: corrupt checkpoint state ({e})") from None
+
+
+def find_checkpoint(directory: str, kind: str) -> str | None:
+    """Prefix of the newest `kind` checkpoint ('train' or 'best_dev') that the state file names, if any."""
+    return read_state_file(os.path.join(directory, STATE_FILES[kind]))
+
+
+# ---- loading into a model ---------------------------------------------------------------------
+
+
+@dataclass
+class LoadReport:
+    source: str
+    loaded: list[tuple[str, tuple[int, ...]]]
+    reinitialised: list[tuple[str, tuple[int, ...]]]
+    learning_rate_from: str
+    global_step: int
+
+    def log(self) -> None:
+        for name, shape in self.loaded:
+            log.debug(f"Loading variable from checkpoint: {name} {list(shape)}")
+        for name, shape in self.reinitialised:
+            log.debug(f"Initializing variable: {name} {list(shape)}")
+        if self.reinitialised:
+            log.info(f"Loaded {len(self.loaded)} tensors from {self.source}, re-initialised {len(self.reinitialised)}: "
+                     + ", ".join(sorted({n.split('/')[0] for n, _ in self.reinitialised})))
+
+
+def dropped_substrings(drop_source_layers: int) -> list[str]:
+    if drop_source_layers >= 6:
+        log.warn("The checkpoint only has 6 layers, but you are trying to drop all of them or more than all of them. "
+                 "Continuing and dropping only 5 layers.")
+        drop_source_layers = 5
+    return DROPPABLE[-drop_source_layers:] if drop_source_layers > 0 else []
+
+
+def load_into(prefix: str, model: DeepSpeech, optimizer: TFAdam, learning_rate: float,
+              force_initialize_learning_rate: bool = False, drop_source_layers: int = 0) -> LoadReport:
+    """Load a checkpoint into an initialised model and optimiser. Every name and shape is checked
+    before any parameter changes, so a failed load leaves the model as it was."""
+    ckpt = open_checkpoint(prefix)
+    dropped = dropped_substrings(drop_source_layers)
+    is_dropped = lambda name: any(s in name for s in dropped)
+    plan, missing = [], []
+    for var in variables(model):
+        expected = tuple(var.to_tf(var.params).shape)
+        for suffix, slot in (("", None), ("/Adam", 0), ("/Adam_1", 1)):
+            name = var.name + suffix
+            if is_dropped(name):
+                plan.append((name, var, slot, None, expected))
+            elif name not in ckpt:
+                missing.append(name)
+                plan.append((name, var, slot, None, expected))
+            else:
+                shape = tuple(ckpt.shape(name))
+                if shape != expected:
+                    raise CheckpointError(_shape_message(prefix, name, shape, expected, model))
+                plan.append((name, var, slot, name, expected))
+    not_slots = [n for n in missing if "Adam" not in n]
+    if not_slots:
+        raise CheckpointError(f"{prefix}: checkpoint lacks {', '.join(not_slots)}; it is not a DeepSpeech checkpoint "
+                              "of this geometry (check --layer_norm and --n_hidden)")
+    if missing:
+        # A CuDNN-trained checkpoint has no Adam moments for the canonical LSTM (spec §2.1): start them at zero.
+        log.warn(f"{len(missing)} Adam moment tensors missing from {prefix} (a CuDNN-trained checkpoint?); "
+                 "they start at zero")
+    for name in ("beta1_power", "beta2_power", "global_step"):
+        if name not in ckpt:
+            raise CheckpointError(f"{prefix}: checkpoint lacks {name}")
+
+    loaded, reinitialised = [], []
+    with torch.no_grad():
+        for name, var, slot, source, shape in plan:
+            if source is None:
+                reinitialised.append((name, shape))
+                if slot is not None:
+                    for p in var.params:
+                        optimizer.slots(p)[slot].zero_()
+                continue
+            value = torch.from_numpy(np.array(ckpt.get(source), dtype=np.float32))
+            targets = var.params if slot is None else [optimizer.slots(p)[slot] for p in var.params]
+            for target, part in zip(targets, var.from_tf(value)):
+                target.copy_(part)
+            loaded.append((name, shape))
+        for name, accumulator, beta in (("beta1_power", optimizer.beta1_power, optimizer.defaults["beta1"]),
+                                        ("beta2_power", optimizer.beta2_power, optimizer.defaults["beta2"])):
+            if is_dropped(name):
+                accumulator.fill_(beta)
+                reinitialised.append((name, ()))
+            else:
+                accumulator.fill_(float(ckpt.get(name)))
+                loaded.append((name, ()))
+    global_step = int(ckpt.get("global_step"))
+    loaded.append(("global_step", ()))
+    if force_initialize_learning_rate or "learning_rate" not in ckpt:
+        optimizer.lr, lr_from = learning_rate, "--learning_rate"
+        reinitialised.append(("learning_rate", ()))
+    else:
+        optimizer.lr, lr_from = float(ckpt.get("learning_rate")), "checkpoint"
+        loaded.append(("learning_rate", ()))
+    return LoadReport(prefix, loaded, reinitialised, lr_from, global_step)
+
+
+def _shape_message(prefix, name, shape, expected, model) -> str:
+    head = f"{prefix}: tensor {name} has shape {list(shape)} but the model needs {list(expected)}"
+    if name.startswith("layer_6"):
+        return (f"{head}: the checkpoint's output layer has {shape[-1] - 1} labels and the alphabet has "
+                f"{model.n_classes - 1}. To train on a new alphabet, re-initialise the output layer with "
+                "--drop_source_layers 1 (or --alphabet_config_path the checkpoint's alphabet.txt)")
+    if name.startswith("layer_1") and shape[0] != expected[0]:
+        return f"{head}: the input features differ from the checkpoint's"
+    return f"{head}: the checkpoint was trained with another --n_hidden; pass --n_hidden {shape[-1]}"
+
+
+# ---- saving -----------------------------------------------------------------------------------
+
+
+def _write_atomically(path: str, write: Callable[[str], None]) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save(directory: str, kind: str, tensors: dict[str, np.ndarray], run_state: dict, max_to_keep: int) -> str:
+    """Write `<kind>-<step>` and point the state file at it; keep at most max_to_keep of this kind."""
+    os.makedirs(directory, exist_ok=True)
+    step = int(tensors["global_step"])
+    prefix = os.path.join(directory, f"{kind}-{step}")
+    state = {"format_version": FORMAT_VERSION, "global_step": step, **run_state}
+    _write_atomically(prefix + ".safetensors", lambda p: safetensors.numpy.save_file(tensors, p))
+    _write_atomically(prefix + ".json", lambda p: _write_text(p, json.dumps(state, indent=2)))
+    state_file = os.path.join(directory, STATE_FILES[kind])
+    kept = [p for p in read_state_file_all(state_file) if p != prefix] + [prefix]
+    kept, removed = kept[-max(max_to_keep, 1):], kept[: -max(max_to_keep, 1)]
+    write_state_file(state_file, prefix, kept)
+    for old in removed:
+        for ext in (".safetensors", ".json", ".index", ".data-00000-of-00001", ".meta"):
+            if os.path.exists(old + ext):
+                os.remove(old + ext)
+    return prefix
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def write_text_once(path: str, text: str) -> None:
+    """flags.txt and alphabet.txt: written only if absent, as Coqui does; never overwrite a user's file."""
+    if not os.path.exists(path):
+        _write_atomically(path, lambda p: _write_text(p, text))

@@ -1,0 +1,100 @@
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from coqui_stt_training import checkpoint
+from coqui_stt_training.alphabet import load_alphabet
+from coqui_stt_training.checkpoint import CheckpointError, find_checkpoint, load_into, save, to_tensors
+from coqui_stt_training.model import DeepSpeech, ctc_loss
+from coqui_stt_training.optimizer import TFAdam
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "coqui-1.4.0")
+
+
+def fresh_model(n_classes=29, n_hidden=100):
+    model = DeepSpeech(n_hidden, n_classes)
+    model.reset_parameters(torch.Generator().manual_seed(0))
+    return model, TFAdam(model.trainable_parameters(), lr=0.5)
+
+
+@pytest.mark.parametrize("folder,n_classes", [("ldc93s1-h100-e20", 29), ("ru-h100-drop1", 35)])
+def test_coqui_checkpoint_gives_coquis_logits_and_loss(folder, n_classes):
+    """Parity with genuine Coqui STT 1.4.0: the same weights on TF's own features give TF's logits."""
+    model, optimizer = fresh_model(n_classes)
+    ckpt_dir = os.path.join(FIXTURES, folder, "checkpoint")
+    report = load_into(find_checkpoint(ckpt_dir, "best_dev"), model, optimizer, learning_rate=0.5)
+    assert report.reinitialised == [] and optimizer.lr == pytest.approx(0.001)
+    model.eval()
+    ref = np.load(os.path.join(FIXTURES, folder, "reference_16k.npz"))
+    for i in range(len(ref["wavs"])):
+        with torch.no_grad():
+            logits = model(torch.from_numpy(ref[f"features_{i}"])[None])[:, 0]
+        np.testing.assert_allclose(logits.numpy(), ref[f"logits_{i}"], rtol=1e-4, atol=1e-4)
+    alphabet = load_alphabet(os.path.join(ckpt_dir, "alphabet.txt"))
+    expected = json.load(open(os.path.join(FIXTURES, folder, "test_output.json"), encoding="utf-8"))[0]
+    with torch.no_grad():
+        logits = model(torch.from_numpy(ref["features_0" if folder.startswith("ldc") else "features_1"])[None])
+        labels = torch.tensor(alphabet.encode(expected["src"]))
+        loss = ctc_loss(logits, torch.tensor([logits.shape[0]]), labels, torch.tensor([len(labels)]))
+    assert float(loss) == pytest.approx(expected["loss"], rel=1e-3)
+
+
+def test_cudnn_style_checkpoint_loads_with_zero_lstm_moments():
+    model, optimizer = fresh_model()
+    plain, _ = fresh_model()
+    load_into(find_checkpoint(os.path.join(FIXTURES, "ldc93s1-h100-e20-cudnn", "checkpoint"), "best_dev"), model,
+              optimizer, 0.001)
+    load_into(find_checkpoint(os.path.join(FIXTURES, "ldc93s1-h100-e20", "checkpoint"), "best_dev"), plain,
+              TFAdam(plain.trainable_parameters()), 0.001)
+    for a, b in zip(model.parameters(), plain.parameters()):
+        assert torch.equal(a, b)
+    m, v = optimizer.slots(model.lstm.weight_ih_l0)
+    assert m.abs().max() == 0 and v.abs().max() == 0
+
+
+def test_save_and_load_round_trip_every_tensor(tmp_path):
+    model, optimizer = fresh_model()
+    features = torch.randn(2, 30, 26)
+    loss = ctc_loss(model(features), torch.tensor([30, 30]), torch.tensor([1, 2, 3, 4]), torch.tensor([2, 2])).mean()
+    loss.backward()
+    optimizer.step()
+    tensors = to_tensors(model, optimizer, global_step=7)
+    prefix = save(str(tmp_path), "train", tensors, {"epoch": 3}, max_to_keep=2)
+    assert prefix.endswith("train-7") and find_checkpoint(str(tmp_path), "train") == prefix
+    other, other_optimizer = fresh_model()
+    report = load_into(prefix, other, other_optimizer, learning_rate=0.1)
+    assert report.global_step == 7 and other_optimizer.lr == pytest.approx(0.5)
+    again = to_tensors(other, other_optimizer, 7)
+    assert tensors.keys() == again.keys()
+    for name in tensors:
+        np.testing.assert_array_equal(tensors[name], again[name], err_msg=name)
+    assert checkpoint.read_run_state(prefix)["epoch"] == 3
+
+
+def test_max_to_keep_prunes_oldest(tmp_path):
+    model, optimizer = fresh_model()
+    for step in (1, 2, 3):
+        save(str(tmp_path), "train", to_tensors(model, optimizer, step), {}, max_to_keep=2)
+    names = sorted(os.listdir(tmp_path))
+    assert "train-1.safetensors" not in names and {"train-2.safetensors", "train-3.safetensors"} <= set(names)
+    assert find_checkpoint(str(tmp_path), "train").endswith("train-3")
+
+
+def test_mismatched_alphabet_suggests_drop_source_layers():
+    model, optimizer = fresh_model(n_classes=35)
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(CheckpointError, match="--drop_source_layers 1"):
+        load_into(find_checkpoint(os.path.join(FIXTURES, "ldc93s1-h100-e20", "checkpoint"), "best_dev"), model,
+                  optimizer, 0.001)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # nothing half-loaded
+
+
+def test_drop_source_layers_reinitialises_the_output_layer_only():
+    model, optimizer = fresh_model(n_classes=35)
+    report = load_into(find_checkpoint(os.path.join(FIXTURES, "ldc93s1-h100-e20", "checkpoint"), "best_dev"), model,
+                       optimizer, 0.001, drop_source_layers=1)
+    assert {n.split("/")[0] for n, _ in report.reinitialised} == {"layer_6"}
+    assert report.global_step == 20

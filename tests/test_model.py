@@ -1,0 +1,97 @@
+import numpy as np
+import torch
+
+from coqui_stt_training.checkpoint import LSTM_SCOPE, variables
+from coqui_stt_training.model import DeepSpeech, context_windows, ctc_loss
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def tf_lstm_reference(x, kernel, bias):
+    """LSTMBlockFusedCell as spec §2.1 describes it: [x, h]·W + b, blocks i, c, f, o, forget_bias 0."""
+    hidden = kernel.shape[1] // 4
+    h = np.zeros((x.shape[1], hidden))
+    c = np.zeros_like(h)
+    outputs = []
+    for x_t in x:
+        z = np.concatenate([x_t, h], 1) @ kernel + bias
+        i, ci, f, o = np.split(z, 4, axis=1)
+        c = sigmoid(f) * c + sigmoid(i) * np.tanh(ci)
+        h = sigmoid(o) * np.tanh(c)
+        outputs.append(h)
+    return np.stack(outputs)
+
+
+def test_lstm_loaded_from_tf_layout_computes_tf_cell():
+    torch.manual_seed(0)
+    model = DeepSpeech(n_hidden=8, n_classes=5)
+    rng = np.random.default_rng(1)
+    kernel = rng.normal(size=(16, 32)).astype(np.float32)
+    bias = rng.normal(size=32).astype(np.float32)
+    by_name = {v.name: v for v in variables(model)}
+    with torch.no_grad():
+        for name, value in ((f"{LSTM_SCOPE}/kernel", kernel), (f"{LSTM_SCOPE}/bias", bias)):
+            var = by_name[name]
+            for param, part in zip(var.params, var.from_tf(torch.from_numpy(value))):
+                param.copy_(part)
+        # and the conversion back gives the TF tensors again
+        assert np.array_equal(by_name[f"{LSTM_SCOPE}/kernel"].to_tf(by_name[f"{LSTM_SCOPE}/kernel"].params).numpy(),
+                              kernel)
+    x = rng.normal(size=(6, 2, 8)).astype(np.float32)
+    ours, _ = model.lstm(torch.from_numpy(x))
+    np.testing.assert_allclose(ours.detach().numpy(), tf_lstm_reference(x, kernel, bias), atol=1e-5)
+
+
+def test_context_windows_are_offset_major_with_zero_padding():
+    features = torch.arange(2 * 12 * 26, dtype=torch.float32).reshape(2, 12, 26)
+    windows = context_windows(features).reshape(2, 12, 19, 26)
+    for t in range(12):
+        for offset in range(-9, 10):
+            expected = features[:, t + offset] if 0 <= t + offset < 12 else torch.zeros(2, 26)
+            assert torch.equal(windows[:, t, offset + 9], expected)
+
+
+def test_variable_names_and_shapes_are_coquis():
+    model = DeepSpeech(n_hidden=100, n_classes=29, layer_norm=True)
+    shapes = {v.name: tuple(v.to_tf(v.params).shape) for v in variables(model)}
+    assert shapes["layer_1/weights"] == (494, 100) and shapes["layer_6/weights"] == (100, 29)
+    assert shapes[f"{LSTM_SCOPE}/kernel"] == (200, 400) and shapes[f"{LSTM_SCOPE}/bias"] == (400,)
+    assert shapes["layer_5/LayerNorm/gamma"] == (100,)
+    plain = DeepSpeech(n_hidden=100, n_classes=29)
+    assert sum(int(np.prod(s)) for n, s in ((v.name, v.to_tf(v.params).shape) for v in variables(plain))) == 163_129
+
+
+def test_clipped_relu_and_dropout_placement():
+    model = DeepSpeech(n_hidden=4, n_classes=3, relu_clip=20.0, dropout=(0.0, 0.0, 0.0, 1.0))
+    model.reset_parameters(torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.layer_6.bias.copy_(torch.tensor([1.0, 2.0, 3.0]))
+    model.train()
+    # layer_5's output fully dropped (Coqui's dropout_rate6 sits on layer 5): only layer_6's bias remains
+    logits = model(torch.randn(1, 7, 26))
+    assert torch.allclose(logits, torch.tensor([1.0, 2.0, 3.0]).expand(7, 1, 3))
+    x = torch.tensor([[-5.0, 3.0, 50.0]])
+    from coqui_stt_training.model import Dense
+    dense = Dense(3, 3)
+    with torch.no_grad():
+        dense.weights.copy_(torch.eye(3))
+    assert torch.equal(dense(x, relu_clip=20.0), torch.tensor([[0.0, 3.0, 20.0]]))
+
+
+def test_glorot_uniform_limits():
+    model = DeepSpeech(n_hidden=64, n_classes=10)
+    model.reset_parameters(torch.Generator().manual_seed(0))
+    limit = np.sqrt(6 / (494 + 64))
+    w = model.layer_1.weights.detach()
+    assert w.abs().max() <= limit and w.abs().max() > 0.95 * limit and float(model.layer_1.bias.abs().max()) == 0
+    lstm_limit = np.sqrt(6 / (128 + 256))
+    assert model.lstm.weight_hh_l0.abs().max() <= lstm_limit and float(model.lstm.bias_hh_l0.abs().max()) == 0
+
+
+def test_ctc_loss_is_per_utterance_sum_with_blank_last():
+    logits = torch.zeros(4, 1, 3)  # uniform over {a, b, blank}
+    loss = ctc_loss(logits, torch.tensor([4]), torch.tensor([0]), torch.tensor([1]))
+    # paths of length 4 emitting exactly "a": blanks and a's with one contiguous run of a -> 10 paths
+    assert torch.allclose(loss, torch.tensor([-np.log(10 / 3 ** 4)], dtype=torch.float32))

@@ -1,0 +1,55 @@
+import numpy as np
+import torch
+
+from coqui_stt_training.optimizer import TFAdam
+
+
+def tf_adam_reference(params, grads_per_step, lr, beta1, beta2, eps):
+    """TF1 AdamOptimizer written out from spec §2: epsilon on the uncorrected root."""
+    params = [p.astype(np.float64).copy() for p in params]
+    m = [np.zeros_like(p) for p in params]
+    v = [np.zeros_like(p) for p in params]
+    beta1_power, beta2_power = beta1, beta2
+    for grads in grads_per_step:
+        lr_t = lr * np.sqrt(1 - beta2_power) / (1 - beta1_power)
+        for i, g in enumerate(grads):
+            m[i] = beta1 * m[i] + (1 - beta1) * g
+            v[i] = beta2 * v[i] + (1 - beta2) * g * g
+            params[i] -= lr_t * m[i] / (np.sqrt(v[i]) + eps)
+        beta1_power *= beta1
+        beta2_power *= beta2
+    return params, m, v, beta1_power, beta2_power
+
+
+def test_matches_tensorflow_update_rule():
+    rng = np.random.default_rng(0)
+    start = [rng.normal(size=(3, 4)).astype(np.float32), rng.normal(size=5).astype(np.float32)]
+    # Tiny gradients make epsilon's placement matter: torch.optim.Adam would differ here.
+    steps = [[rng.normal(size=p.shape) * 1e-7 for p in start] for _ in range(5)]
+    params = [torch.nn.Parameter(torch.from_numpy(p.copy())) for p in start]
+    optimizer = TFAdam(params, lr=0.01, beta1=0.9, beta2=0.999, epsilon=1e-8)
+    for grads in steps:
+        for p, g in zip(params, grads):
+            p.grad = torch.from_numpy(g.astype(np.float32))
+        optimizer.step()
+    expected, m, v, b1p, b2p = tf_adam_reference(start, steps, 0.01, 0.9, 0.999, 1e-8)
+    for p, e in zip(params, expected):
+        np.testing.assert_allclose(p.detach().numpy(), e, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(optimizer.slots(params[0])[1].numpy(), v[0], rtol=1e-4)
+    assert abs(float(optimizer.beta1_power) - b1p) < 1e-6 and abs(float(optimizer.beta2_power) - b2p) < 1e-6  # float32, as in TF
+
+    torch_params = [torch.nn.Parameter(torch.from_numpy(p.copy())) for p in start]
+    torch_adam = torch.optim.Adam(torch_params, lr=0.01, eps=1e-8)
+    for grads in steps:
+        for p, g in zip(torch_params, grads):
+            p.grad = torch.from_numpy(g.astype(np.float32))
+        torch_adam.step()
+    assert not np.allclose(torch_params[0].detach().numpy(), expected[0], rtol=1e-5, atol=1e-7)
+
+
+def test_parameters_without_gradient_are_untouched():
+    a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    optimizer = TFAdam([a, b])
+    a.grad = torch.ones(2)
+    optimizer.step()
+    assert torch.equal(b.detach(), torch.ones(2)) and not torch.equal(a.detach(), torch.ones(2))
