@@ -1,0 +1,205 @@
+"""Data sets: CSV files in Coqui's format (spec §6.1), checked before training, ordered and batched.
+
+A CSV has a header row with `wav_filename` (relative paths resolve against the CSV's folder),
+`transcript`, and optionally `wav_filesize` (used only for ordering). Every problem found in the
+rows is reported at once, one line per row, before any training starts.
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import io
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile
+import torch
+
+from . import audio
+from .features import frame_count, mfcc
+
+MAX_LISTED_PROBLEMS = 20
+
+
+class DataError(ValueError):
+    pass
+
+
+@dataclass
+class Sample:
+    audio_path: str  # resolved path, used for reading
+    wav_filename: str  # as written in the CSV, used in reports
+    transcript: str
+    filesize: int
+    where: str  # "<csv>, row <n>" for messages
+    labels: list[int] | None = None
+    duration: float = 0.0
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+
+def read_csv(path: str) -> list[Sample]:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read CSV file ({e.strerror})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        row = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"{path}, row {row}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = reader.fieldnames or []
+    for column in ("wav_filename", "transcript"):
+        if column not in header:
+            raise DataError(f"{path}: missing CSV column '{column}' (header is: {','.join(header) or 'empty'})")
+    folder = os.path.dirname(os.path.abspath(path))
+    samples = []
+    try:
+        for row in reader:
+            where = f"{path}, row {reader.line_num}"
+            wav_filename = row["wav_filename"] or ""
+            size_text = (row.get("wav_filesize") or "0").strip()
+            try:
+                filesize = int(size_text)
+            except ValueError:
+                raise DataError(f"{where}: wav_filesize is not an integer: {size_text!r}") from None
+            samples.append(Sample(
+                audio_path=os.path.join(folder, wav_filename),  # join keeps absolute paths as they are
+                wav_filename=wav_filename,
+                transcript=row["transcript"] if row["transcript"] is not None else "",
+                filesize=filesize,
+                where=where,
+            ))
+    except csv.Error as e:
+        raise DataError(f"{path}, row {reader.line_num}: malformed CSV ({e})") from None
+    return samples
+
+
+# ---- validation -------------------------------------------------------------------------------
+
+
+def check_samples(samples: list[Sample], alphabet, sample_rate: int, win_len_ms: int, win_step_ms: int,
+                  normalize_sample_rate: bool = True) -> list[str]:
+    """Fill in labels and durations; return one problem line per bad row (empty if all are good)."""
+    problems = []
+    for s in samples:
+        problem = _check_sample(s, alphabet, sample_rate, win_len_ms, win_step_ms, normalize_sample_rate)
+        if problem:
+            problems.append(f"{s.where}: {problem}")
+    return problems
+
+
+def _check_sample(s: Sample, alphabet, sample_rate, win_len_ms, win_step_ms, normalize_sample_rate) -> str | None:
+    if not s.wav_filename:
+        return "empty wav_filename"
+    ext = os.path.splitext(s.audio_path)[1].lower()
+    if ext not in audio.AUDIO_EXTENSIONS:
+        return f'Unknown audio type extension "{ext}" ({s.wav_filename})'
+    if not os.path.isfile(s.audio_path):
+        return f"audio file not found: {s.audio_path}"
+    if not s.transcript:
+        return f"Found an empty transcript for {s.wav_filename}! You must include a transcript for all data."
+    missing = alphabet.missing_characters(s.transcript)
+    if missing:
+        return (f'Alphabet cannot encode transcript "{s.transcript}" of {s.wav_filename}; missing characters are: '
+                f"{missing}. Check that your alphabet contains all characters in the corpus.")
+    try:
+        info = soundfile.info(s.audio_path)
+    except Exception as e:  # soundfile raises several types for bad headers
+        return f"unreadable audio {s.audio_path} ({str(e).splitlines()[0]})"
+    if info.frames <= 0:
+        return f"empty audio {s.audio_path}"
+    if not normalize_sample_rate and info.samplerate != sample_rate:
+        return (f"{s.audio_path} has sample rate {info.samplerate} but --audio_sample_rate is {sample_rate} "
+                "and --normalize_sample_rate is false")
+    s.duration = info.frames / info.samplerate
+    s.labels = alphabet.encode(s.transcript)
+    frames = frame_count(audio.resampled_length(info.frames, info.samplerate, sample_rate), sample_rate,
+                         win_len_ms, win_step_ms)
+    needed = ctc_min_frames(s.labels)
+    if frames < needed:
+        return (f"transcript too long for its audio: {s.audio_path} gives {frames} feature frames but its "
+                f"{len(s.labels)} labels need at least {needed} for CTC")
+    return None
+
+
+def ctc_min_frames(labels: list[int]) -> int:
+    """CTC needs one frame per label plus a blank between each pair of equal neighbours."""
+    return len(labels) + sum(1 for a, b in zip(labels, labels[1:]) if a == b)
+
+
+def load_data_set(paths: list[str], alphabet, config, kind: str) -> list[Sample]:
+    """Read, check and order one flag's CSVs. Raises DataError listing every bad row."""
+    sources = [read_csv(p) for p in paths]
+    problems = []
+    for samples in sources:
+        problems += check_samples(samples, alphabet, config.audio_sample_rate, config.feature_win_len,
+                                  config.feature_win_step, config.normalize_sample_rate or kind != "train")
+    if problems:
+        shown = problems[:MAX_LISTED_PROBLEMS]
+        more = len(problems) - len(shown)
+        raise DataError(f"{len(problems)} invalid sample(s) in --{kind}_files:\n" + "\n".join(shown)
+                        + (f"\n... and {more} more" if more else ""))
+    ordered = [sorted(s, key=lambda x: x.filesize) for s in sources]
+    if len(ordered) == 1:
+        return ordered[0]
+    return list(heapq.merge(*[sorted(s, key=lambda x: x.duration) for s in ordered], key=lambda x: x.duration))
+
+
+# ---- batching ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Batch:
+    features: torch.Tensor  # [B, T, 26], zero-padded
+    feature_lengths: torch.Tensor  # [B]
+    labels: torch.Tensor  # [sum of label lengths], concatenated
+    label_lengths: torch.Tensor  # [B]
+    samples: list[Sample]
+
+    @property
+    def audio_seconds(self) -> float:
+        return sum(s.duration for s in self.samples)
+
+
+def make_batches(n_samples: int, batch_size: int, drop_last: bool) -> list[list[int]]:
+    """Consecutive batches in data-set order; training drops the incomplete last batch, as Coqui does."""
+    stop = n_samples - n_samples % batch_size if drop_last else n_samples
+    return [list(range(i, min(i + batch_size, stop))) for i in range(0, stop, batch_size)]
+
+
+class Collate:
+    """Reads audio and computes features for one batch (runs in DataLoader workers when there are any)."""
+
+    def __init__(self, samples: list[Sample], sample_rate: int, win_len_ms: int, win_step_ms: int):
+        self.samples, self.sample_rate = samples, sample_rate
+        self.win_len_ms, self.win_step_ms = win_len_ms, win_step_ms
+
+    def __call__(self, indices: list[int]) -> Batch:
+        batch = [self.samples[i] for i in indices]
+        waves = [audio.load_audio(s.audio_path, self.sample_rate) for s in batch]
+        lengths = torch.tensor([len(w) for w in waves])
+        padded = torch.zeros(len(waves), int(lengths.max()))
+        for i, w in enumerate(waves):
+            padded[i, : len(w)] = torch.from_numpy(np.asarray(w, dtype=np.float32))
+        features, feature_lengths = mfcc(padded, lengths, self.sample_rate, self.win_len_ms, self.win_step_ms)
+        labels = torch.tensor([label for s in batch for label in s.labels], dtype=torch.long)
+        label_lengths = torch.tensor([len(s.labels) for s in batch], dtype=torch.long)
+        return Batch(features, feature_lengths, labels, label_lengths, batch)
+
+
+def data_loader(samples: list[Sample], batch_size: int, config, train: bool, epoch: int = 0,
+                num_workers: int = 0) -> torch.utils.data.DataLoader:
+    batches = make_batches(len(samples), batch_size, drop_last=train)
+    if train and config.shuffle_batches and epoch >= config.shuffle_start:
+        # Coqui shuffles whole batches, never samples across batches; seeded per epoch so reruns agree.
+        order = np.random.default_rng(config.random_seed + epoch).permutation(len(batches))
+        batches = [batches[i] for i in order]
+    collate = Collate(samples, config.audio_sample_rate, config.feature_win_len, config.feature_win_step)
+    return torch.utils.data.DataLoader(batches, batch_size=None, collate_fn=collate, num_workers=num_workers,
+                                       persistent_workers=False, prefetch_factor=4 if num_workers else None)
