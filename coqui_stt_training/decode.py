@@ -1,0 +1,127 @@
+"""Turning the model's output into text: CTC prefix beam search, as Coqui's test phase decodes (spec §8).
+
+Coqui never decodes greedily: it runs its beam search over the softmax with `--export_beam_width`
+beams, pruning each frame to the top `--cutoff_top_n` classes (and to `--cutoff_prob` of the mass).
+Without a scorer that search ranks prefixes by CTC probability alone, which is what this module does;
+a language-model scorer will plug in at `make_decoder`. The beam is kept in arrays so that one frame
+costs a few numpy operations over beam x classes, plus bookkeeping for the prefixes that survive.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+# (logits [T, B, C], lengths [B]) -> one transcript per batch item
+Decoder = Callable[[torch.Tensor, torch.Tensor], list[str]]
+NEG_INF = -np.inf
+
+
+def greedy_decode(logits: torch.Tensor, lengths: torch.Tensor, alphabet) -> list[str]:
+    """Best class per frame, repeats merged, blanks (the last class) removed. For quick looks only."""
+    blank = logits.shape[-1] - 1
+    best = logits.argmax(-1).t().cpu()  # [B, T]
+    texts = []
+    for path, length in zip(best.tolist(), lengths.tolist()):
+        labels, previous = [], blank
+        for label in path[:length]:
+            if label != previous and label != blank:
+                labels.append(label)
+            previous = label
+        texts.append(alphabet.decode(labels))
+    return texts
+
+
+def pruned_classes(log_probs: np.ndarray, cutoff_prob: float, cutoff_top_n: int) -> np.ndarray:
+    """Classes one frame may extend with: the most probable first, at most cutoff_top_n of them, and
+    only as many as needed to reach cutoff_prob of the probability mass (1.0: no mass limit)."""
+    order = np.argsort(-log_probs, kind="stable")
+    keep = min(cutoff_top_n, len(order))
+    if cutoff_prob < 1.0:
+        reached = np.cumsum(np.exp(log_probs[order])) >= cutoff_prob
+        keep = min(keep, int(np.argmax(reached)) + 1 if reached.any() else len(order))
+    return order[:keep]
+
+
+class _Prefixes:
+    """A trie of label prefixes; a prefix is a node id, its labels are the path to the root (id 0)."""
+
+    def __init__(self):
+        self.parent, self.label, self.children = [-1], [-1], {}
+
+    def child(self, node: int, label: int) -> int:
+        key = (node, label)
+        found = self.children.get(key)
+        if found is None:
+            found = self.children[key] = len(self.parent)
+            self.parent.append(node)
+            self.label.append(label)
+        return found
+
+    def labels(self, node: int) -> list[int]:
+        out = []
+        while node > 0:
+            out.append(self.label[node])
+            node = self.parent[node]
+        return out[::-1]
+
+
+def beam_search(log_probs: np.ndarray, beam_width: int, cutoff_prob: float = 1.0,
+                cutoff_top_n: int = 300) -> list[int]:
+    """Most probable label sequence of [T, C] log-probabilities (blank last) by CTC prefix beam search.
+
+    Each prefix carries two log-probabilities: of the frames so far ending in a blank (pb) and
+    ending in its last label (pnb). A label equal to the prefix's last one extends it only from pb;
+    otherwise the label repeats into the same prefix."""
+    blank = log_probs.shape[1] - 1
+    trie = _Prefixes()
+    nodes = np.array([0])
+    pb, pnb = np.array([0.0]), np.array([NEG_INF])
+    for frame in log_probs.astype(np.float64):
+        classes = pruned_classes(frame, cutoff_prob, cutoff_top_n)
+        labels = classes[classes != blank]
+        total = np.logaddexp(pb, pnb)
+        last = np.array([trie.label[n] for n in nodes])
+        # Staying on the same prefix: through a blank, or by repeating the last label.
+        stay_b = total + frame[blank] if blank in classes else np.full_like(total, NEG_INF)
+        repeats = (last >= 0) & np.isin(last, labels)
+        stay_nb = np.where(repeats, pnb + frame[np.maximum(last, 0)], NEG_INF)
+        # Extending by one label: [beam, labels].
+        extend = np.where(labels[None, :] == last[:, None], pb[:, None], total[:, None]) + frame[labels][None, :]
+        # An extension that is already in the beam adds to that prefix instead of competing with it.
+        position = {int(n): i for i, n in enumerate(nodes)}
+        column = {int(c): j for j, c in enumerate(labels)}
+        for i, node in enumerate(nodes):
+            p = position.get(trie.parent[node])
+            j = column.get(trie.label[node])
+            if p is not None and j is not None:
+                stay_nb[i] = np.logaddexp(stay_nb[i], extend[p, j])
+                extend[p, j] = NEG_INF
+        scores = np.concatenate([np.logaddexp(stay_b, stay_nb), extend.ravel()])
+        k = max(1, min(beam_width, int(np.isfinite(scores).sum())))
+        best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+        best = best[np.isfinite(scores[best])]
+        kept, grown = best[best < len(nodes)], best[best >= len(nodes)] - len(nodes)
+        rows, cols = np.divmod(grown, len(labels)) if len(labels) else (grown, grown)
+        new_nodes = [trie.child(int(nodes[r]), int(labels[c])) for r, c in zip(rows, cols)]
+        nodes = np.concatenate([nodes[kept], np.array(new_nodes, dtype=nodes.dtype)])
+        pb = np.concatenate([stay_b[kept], np.full(len(grown), NEG_INF)])
+        pnb = np.concatenate([stay_nb[kept], extend[rows, cols]])
+    return trie.labels(int(nodes[np.argmax(np.logaddexp(pb, pnb))]))
+
+
+def beam_search_decode(logits: torch.Tensor, lengths: torch.Tensor, alphabet, beam_width: int,
+                       cutoff_prob: float = 1.0, cutoff_top_n: int = 300) -> list[str]:
+    log_probs = torch.log_softmax(logits.float(), -1).transpose(0, 1).cpu().numpy()  # [B, T, C]
+    return [alphabet.decode(beam_search(lp[:n], beam_width, cutoff_prob, cutoff_top_n))
+            for lp, n in zip(log_probs, lengths.tolist())]
+
+
+def make_decoder(config, alphabet) -> Decoder:
+    """The test-phase decoder: Coqui uses --export_beam_width here, not --beam_width (spec §8)."""
+    if config.scorer_path:
+        raise NotImplementedError("beam search with a scorer is not implemented yet")
+    return lambda logits, lengths: beam_search_decode(logits, lengths, alphabet, config.export_beam_width,
+                                                      config.cutoff_prob, config.cutoff_top_n)

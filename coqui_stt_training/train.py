@@ -1,0 +1,309 @@
+"""Training, as Coqui STT 1.4's `python -m coqui_stt_training.train` (spec §7).
+
+    python -m coqui_stt_training.train --alphabet_config_path data/alphabet.txt \\
+        --train_files train.csv --dev_files dev.csv --test_files test.csv --checkpoint_dir ckpt/
+
+Everything that can be checked before training is checked first: flags, alphabet, every CSV row and
+its audio, the checkpoint to load. Then epochs of training, each followed by a `train` checkpoint,
+validation (and a `best_dev` checkpoint on improvement), early stopping and plateau handling, and
+the metrics sets. With --test_files the run ends by testing its own best checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from datetime import timedelta
+
+import torch
+from tqdm import tqdm
+
+from . import checkpoint, log
+from .alphabet import AlphabetError, UTF8Alphabet, alphabet_from_transcripts, load_alphabet
+from .audio import AudioError
+from .checkpoint import CheckpointError
+from .config import Config, ConfigError
+from .data import DataError, data_loader, load_data_set, read_csv
+from .evaluate import test
+from .model import DeepSpeech, ctc_loss
+from .optimizer import TFAdam
+from .summary import SummaryWriter
+
+USER_ERRORS = (ConfigError, DataError, AlphabetError, AudioError, CheckpointError, NotImplementedError)
+
+
+def run_cli(job, argv, prog: str) -> None:
+    """Parse flags, run `job(config)`, and turn every user error into one line and exit status 1."""
+    config = Config.from_args(argv, prog=prog)
+    log.set_level(config.log_level)
+    try:
+        config.finalize()
+        refused = config.unsupported_in_use()
+        if refused:
+            raise NotImplementedError(f"{', '.join(refused)}: not supported yet by this implementation")
+        if config.feature_cache:
+            log.warn("--feature_cache is not implemented yet: features are computed on the fly each epoch")
+        if config.train_cudnn or config.load_cudnn:
+            log.info("--train_cudnn/--load_cudnn are not needed: any checkpoint loads on CPU or GPU, and the "
+                     "LSTM uses cuDNN whenever it runs on a CUDA device")
+        job(config)
+    except USER_ERRORS as e:
+        log.error(str(e))
+        sys.exit(1)
+
+
+# ---- set-up shared with evaluate ---------------------------------------------------------------
+
+
+def resolve_alphabet(config: Config):
+    """Coqui's order (spec §5.4): bytes mode, the flag, the loaded checkpoint's, the data folder's, generated."""
+    if config.bytes_output_mode:
+        return UTF8Alphabet()
+    if config.alphabet_config_path:
+        return load_alphabet(config.alphabet_config_path)
+    if config.load_checkpoint_dir:
+        path = os.path.join(config.load_checkpoint_dir, "alphabet.txt")
+        if os.path.isfile(path):
+            log.info(f"Using alphabet from checkpoint directory: {path}")
+            return load_alphabet(path)
+    sets = [config.train_files, config.dev_files, config.test_files]
+    if all(sets):
+        folders = {os.path.dirname(os.path.abspath(p)) for files in sets for p in files}
+        if len(folders) == 1 and os.path.isfile(path := os.path.join(folders.pop(), "alphabet.txt")):
+            log.info(f"Using alphabet found next to the data: {path}")
+            return load_alphabet(path)
+        log.info("Generating the alphabet from the transcripts of the train, dev and test sets")
+        return alphabet_from_transcripts(s.transcript for files in sets for p in files for s in read_csv(p))
+    if config.load_checkpoint_dir and not os.path.isdir(config.load_checkpoint_dir):
+        raise ConfigError(f"Missing checkpoint directory {config.load_checkpoint_dir!r} "
+                          "(--checkpoint_dir or --load_checkpoint_dir)")
+    raise ConfigError("Missing --alphabet_config_path flag. Couldn't find an alphabet file alongside checkpoint, "
+                      "and input datasets are not fully specified (--train_files, --dev_files, --test_files), so "
+                      "can't generate an alphabet.")
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def build_model(config: Config, alphabet, device: torch.device) -> tuple[DeepSpeech, TFAdam]:
+    torch.manual_seed(config.random_seed)
+    model = DeepSpeech(config.n_hidden, alphabet.size + 1, config.relu_clip, config.layer_norm,
+                       (config.dropout_rate, config.dropout_rate2, config.dropout_rate3, config.dropout_rate6))
+    model.reset_parameters(torch.Generator().manual_seed(config.random_seed))
+    model.to(device)
+    optimizer = TFAdam(model.trainable_parameters(), config.learning_rate, config.beta1, config.beta2, config.epsilon)
+    return model, optimizer
+
+
+def find_to_load(directory: str, method: str) -> tuple[str | None, list[str]]:
+    """Coqui's load order: auto = best, then last (then init, for training only)."""
+    order = {"auto": ["best", "last"], "best": ["best"], "last": ["last"], "init": []}[method]
+    tried = []
+    for which in order:
+        prefix = checkpoint.find_checkpoint(directory, "best_dev" if which == "best" else "train") if directory else None
+        if prefix:
+            log.info(f"Loading {'best validating' if which == 'best' else 'most recent'} checkpoint from {prefix}")
+            return prefix, tried
+        log.info(f"Could not find {'best validating' if which == 'best' else 'most recent'} checkpoint.")
+        tried.append(which)
+    return None, tried
+
+
+def setup_evaluation(config: Config, directory: str):
+    """Model, alphabet and device for testing the checkpoint in `directory` (--load_evaluate)."""
+    if not directory:
+        raise ConfigError("Missing checkpoint directory (--checkpoint_dir or --load_checkpoint_dir)")
+    if not os.path.isdir(directory):
+        raise ConfigError(f"Missing checkpoint directory {directory!r} (--checkpoint_dir or --load_checkpoint_dir)")
+    alphabet = resolve_alphabet(config)
+    device = pick_device()
+    model, optimizer = build_model(config, alphabet, device)
+    prefix, tried = find_to_load(directory, config.load_evaluate)
+    if prefix is None:
+        raise CheckpointError(f"All initialization methods failed ({tried}): no checkpoint in {directory}")
+    checkpoint.load_into(prefix, model, optimizer, config.learning_rate).log()
+    return model, alphabet, device
+
+
+# ---- training -----------------------------------------------------------------------------------
+
+
+class Trainer:
+    def __init__(self, config: Config, alphabet, device: torch.device):
+        self.config, self.alphabet, self.device = config, alphabet, device
+        self.model, self.optimizer = build_model(config, alphabet, device)
+        self.global_step = 0
+        self.best_dev_loss = float("inf")
+        self.summaries = SummaryWriter(config.summary_dir) if config.summary_dir else None
+
+    def load_or_init(self) -> None:
+        config = self.config
+        load_dir = config.load_checkpoint_dir
+        if load_dir and load_dir != config.save_checkpoint_dir and not os.path.isdir(load_dir):
+            raise ConfigError(f"Missing checkpoint directory {load_dir!r} (--load_checkpoint_dir)")
+        prefix, tried = find_to_load(load_dir, config.load_train)
+        if prefix is None:
+            if config.load_train != "init" and config.load_train != "auto":
+                raise CheckpointError(f"All initialization methods failed ({tried}): no checkpoint in {load_dir}")
+            log.info("Initializing all variables.")
+            return
+        report = checkpoint.load_into(prefix, self.model, self.optimizer, config.learning_rate,
+                                      config.force_initialize_learning_rate, config.drop_source_layers)
+        report.log()
+        self.global_step = report.global_step
+
+    def save(self, kind: str, **run_state) -> str:
+        tensors = checkpoint.to_tensors(self.model, self.optimizer, self.global_step)
+        keep = self.config.max_to_keep if kind == "train" else 1
+        return checkpoint.save(self.config.save_checkpoint_dir, kind, tensors,
+                               {"best_dev_loss": self.best_dev_loss, **run_state}, keep)
+
+    def step(self, batch) -> float | None:
+        """One optimiser step. A non-finite loss skips the step (weights untouched) and names the files."""
+        logits = self.model(batch.features.to(self.device))
+        losses = ctc_loss(logits, batch.feature_lengths, batch.labels, batch.label_lengths)
+        if not torch.isfinite(losses).all():
+            bad = [s.audio_path for s, l in zip(batch.samples, losses.tolist()) if not torch.isfinite(torch.tensor(l))]
+            log.warn(f"The following files caused an infinite (or NaN) loss: {','.join(bad)}; step skipped")
+            return None
+        loss = losses.mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.global_step += 1
+        return loss.item()
+
+    def run_epoch(self, epoch: int, samples, kind: str, path: str = "") -> tuple[float, int]:
+        """Train (kind 'train') or compute the loss of one set ('dev', 'metrics'); returns (mean loss, steps)."""
+        config, training = self.config, kind == "train"
+        starting, finished, title = {"train": ("Training epoch", "Finished training epoch", "Training"),
+                                     "dev": ("Validating epoch", "Finished validating epoch", "Validation"),
+                                     "metrics": ("Metrics for epoch", "Finished metrics for epoch", "Metrics")}[kind]
+        suffix = f" on {path}" if path else ""
+        if not config.show_progressbar:
+            log.info(f"{starting} {epoch}{suffix}...")
+        loader = data_loader(samples, config.train_batch_size if training else config.dev_batch_size, config,
+                             train=training, epoch=epoch)
+        bar = tqdm(loader, desc=f"Epoch {epoch:3d} | {title:>10}", disable=not config.show_progressbar,
+                   file=sys.stdout, dynamic_ncols=True)
+        self.model.train(training)
+        total, steps, last_save = 0.0, 0, time.time()
+        for batch in bar:
+            if training:
+                loss = self.step(batch)
+                if loss is None:
+                    continue
+            else:
+                with torch.no_grad():
+                    logits = self.model(batch.features.to(self.device))
+                    loss = float(ctc_loss(logits, batch.feature_lengths, batch.labels, batch.label_lengths).mean())
+            total, steps = total + loss, steps + 1
+            if self.summaries:
+                self.summaries.scalar(kind, "step_loss", loss, self.global_step)
+            bar.set_postfix_str(f"Steps: {steps} | Loss: {total / steps:.6f}" + (f" | Dataset: {path}" if path else ""))
+            if training and config.checkpoint_secs and time.time() - last_save > config.checkpoint_secs:
+                self.save("train", epoch=epoch)
+                last_save = time.time()
+        mean = total / max(steps, 1)
+        if not config.show_progressbar:
+            log.info(f"{finished} {epoch}{suffix} - loss: {mean:f}")
+        return mean, steps
+
+    def check_largest_batch(self, samples) -> None:
+        """Coqui's dummy run, reduced to what it is for: fail now, not hours in, if the largest batch does not fit."""
+        log.info("Performing dummy training to check for memory problems.")
+        log.info("If the following process crashes, you likely have batch sizes that are too big for your available "
+                 "system memory (or GPU memory).")
+        loader = data_loader(samples[-self.config.train_batch_size:], self.config.train_batch_size, self.config, True)
+        self.model.train()
+        for batch in loader:
+            logits = self.model(batch.features.to(self.device))
+            ctc_loss(logits, batch.feature_lengths, batch.labels, batch.label_lengths).mean().backward()
+        self.optimizer.zero_grad(set_to_none=True)
+        log.info("Dummy run finished without problems, now starting real training process.")
+
+    def train(self, train_set, dev_sets, metrics_sets) -> None:
+        config = self.config
+        if not config.skip_batch_test:
+            self.check_largest_batch(train_set)
+        log.info("STARTING Optimization")
+        started = time.time()
+        epochs_without_improvement = 0
+        for epoch in range(config.epochs):
+            self.run_epoch(epoch, train_set, "train")
+            self.save("train", epoch=epoch + 1)
+            if dev_sets:
+                losses = [self.run_epoch(epoch, samples, "dev", path) for path, samples in dev_sets]
+                steps = sum(n for _, n in losses)
+                dev_loss = sum(loss * n for loss, n in losses) / max(steps, 1)
+                if dev_loss > self.best_dev_loss - config.es_min_delta:
+                    epochs_without_improvement += 1
+                else:
+                    epochs_without_improvement = 0
+                if dev_loss < self.best_dev_loss:
+                    self.best_dev_loss = dev_loss
+                    path = self.save("best_dev", epoch=epoch + 1)
+                    log.info(f"Saved new best validating model with loss {dev_loss:f} to: {path}")
+                if config.early_stop and epochs_without_improvement == config.es_epochs:
+                    log.info(f"Early stop triggered as the loss did not improve the last {config.es_epochs} epochs")
+                    break
+                if (config.reduce_lr_on_plateau and epochs_without_improvement > 0
+                        and epochs_without_improvement % config.plateau_epochs == 0):
+                    self.reduce_learning_rate()
+            for path, samples in metrics_sets:
+                self.run_epoch(epoch, samples, "metrics", path)
+            print("-" * 80, flush=True)
+        log.info(f"FINISHED optimization in {timedelta(seconds=time.time() - started)}")
+
+    def reduce_learning_rate(self) -> None:
+        """Coqui's plateau rule: back to the best weights, learning rate times --plateau_reduction."""
+        prefix = checkpoint.find_checkpoint(self.config.save_checkpoint_dir, "best_dev")
+        lr = self.optimizer.lr * self.config.plateau_reduction
+        if prefix:
+            report = checkpoint.load_into(prefix, self.model, self.optimizer, lr)
+            self.global_step = report.global_step
+        self.optimizer.lr = lr
+        log.info(f"Encountered a plateau, reducing learning rate to {lr}")
+        path = self.save("best_dev")
+        log.info(f"Saved best validating model with reduced learning rate to: {path}")
+
+
+def train_job(config: Config) -> None:
+    if not config.train_files:
+        log.warn("Calling training module without --train_files.")
+    elif not config.save_checkpoint_dir:
+        raise ConfigError("Missing checkpoint directory (--checkpoint_dir or --save_checkpoint_dir)")
+    alphabet = resolve_alphabet(config)
+    # Every data set is checked before the first step: a bad row found in epoch 40 wastes a day.
+    train_set = load_data_set(config.train_files, alphabet, config, "train") if config.train_files else []
+    dev_sets = [(p, load_data_set([p], alphabet, config, "dev")) for p in config.dev_files or []]
+    metrics_sets = [(p, load_data_set([p], alphabet, config, "metrics")) for p in config.metrics_files or []]
+    for path in config.test_files or []:
+        load_data_set([path], alphabet, config, "test")
+    if config.train_files and len(train_set) < config.train_batch_size:
+        raise DataError(f"--train_files has {len(train_set)} samples, fewer than one batch of "
+                        f"--train_batch_size {config.train_batch_size}")
+    device = pick_device()
+    if config.train_files:
+        trainer = Trainer(config, alphabet, device)
+        trainer.load_or_init()
+        save_dir = config.save_checkpoint_dir
+        os.makedirs(save_dir, exist_ok=True)
+        checkpoint.write_text_once(os.path.join(save_dir, "flags.txt"), config.to_json())
+        if not alphabet.is_bytes:
+            checkpoint.write_text_once(os.path.join(save_dir, "alphabet.txt"), alphabet.serialize_text())
+        trainer.train(train_set, dev_sets, metrics_sets)
+    if config.test_files:
+        # Test what this run produced (its save directory), never the checkpoint it started from.
+        model, alphabet, device = setup_evaluation(config, config.save_checkpoint_dir or config.load_checkpoint_dir)
+        test(model, config, alphabet, device)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_cli(train_job, argv, "python -m coqui_stt_training.train")
+
+
+if __name__ == "__main__":
+    main()
