@@ -142,7 +142,7 @@ class Config:
     # alphabet and decoding
     bytes_output_mode: bool = _flag(False, "predict UTF-8 bytes instead of alphabet characters")
     alphabet_config_path: str = _flag("", "alphabet file")
-    scorer_path: str = _flag("", "KenLM scorer package (not supported yet; decoding is greedy)")
+    scorer_path: str = _flag("", "KenLM scorer package (not supported yet; decoding is beam search without a language model)")
     beam_width: int = _flag(1024, "beam width for transcription")
     lm_alpha: float = _flag(0.931289039105002, "language model weight")
     lm_beta: float = _flag(1.1834137581510284, "word insertion bonus")

@@ -1,0 +1,93 @@
+"""Training throughput and feature-extraction speed on this machine.
+
+    python benchmarks/throughput.py [--hidden 2048 512] [--batch 16] [--seconds 4] [--steps 3]
+
+Prints audio seconds processed per wall-clock second for (1) MFCC extraction alone, batched, (2) the
+whole input pipeline (decode + resample + MFCC) on real files, and (3) a full training step
+(forward, CTC, backward, TF-Adam) at each n_hidden, with the step's share of the time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import torch
+
+from coqui_stt_training.alphabet import load_alphabet
+from coqui_stt_training.config import Config
+from coqui_stt_training.data import data_loader, load_data_set
+from coqui_stt_training.features import mfcc
+from coqui_stt_training.model import DeepSpeech, ctc_loss
+from coqui_stt_training.optimizer import TFAdam
+
+RATE = 16000
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up: allocator, kernels
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
+def bench_features(batch: int, seconds: float) -> None:
+    audio = torch.randn(batch, int(seconds * RATE)) * 0.1
+    per_call = timed(lambda: mfcc(audio, None, RATE), 10)
+    print(f"features  MFCC batch {batch} x {seconds:.0f} s: {per_call * 1000:8.1f} ms/batch, "
+          f"{batch * seconds / per_call:10.0f} audio s/s")
+
+
+def bench_pipeline(csv_path: str, batch: int) -> None:
+    config = Config(audio_sample_rate=8000 if "asterisk" in csv_path else RATE)
+    samples = load_data_set([csv_path], load_alphabet("data/alphabet.txt"), config, "dev")
+    start = time.perf_counter()
+    audio_seconds = sum(b.audio_seconds for b in data_loader(samples, batch, config, train=False))
+    elapsed = time.perf_counter() - start
+    print(f"pipeline  decode+resample+MFCC on {csv_path} ({len(samples)} files): {audio_seconds / elapsed:10.0f} audio s/s")
+
+
+def bench_training(hidden: int, batch: int, seconds: float, steps: int) -> None:
+    frames = 1 + (int(seconds * RATE) - 512) // 320
+    torch.manual_seed(0)
+    model = DeepSpeech(hidden, 29, dropout=(0.05, 0.05, 0.05, 0.05))
+    model.reset_parameters()
+    optimizer = TFAdam(model.trainable_parameters())
+    features = torch.randn(batch, frames, 26) * 10
+    lengths = torch.full((batch,), frames)
+    labels = torch.randint(0, 28, (batch * 50,))
+    label_lengths = torch.full((batch,), 50)
+    model.train()
+
+    def step():
+        loss = ctc_loss(model(features), lengths, labels, label_lengths).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    per_step = timed(step, steps)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"training  n_hidden {hidden:5d} ({params / 1e6:5.1f} M params), batch {batch} x {seconds:.0f} s: "
+          f"{per_step:7.2f} s/step, {batch * seconds / per_step:8.1f} audio s/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--hidden", type=int, nargs="+", default=[2048, 512])
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--csv", default="../shared/data/asterisk/en/dev.csv")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
+    bench_features(args.batch, args.seconds)
+    if os.path.isfile(args.csv):
+        bench_pipeline(args.csv, args.batch)
+    for hidden in args.hidden:
+        bench_training(hidden, args.batch, args.seconds, args.steps)
+
+
+if __name__ == "__main__":
+    main()
