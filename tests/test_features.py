@@ -92,3 +92,15 @@ def test_filterbank_excludes_dc_and_splits_each_bin_in_two():
     # Between the first and last centre a bin's weights sum to one; at the edges only one share exists.
     assert np.all(inner <= 1 + 1e-12) and np.isclose(np.median(inner), 1.0)
     assert np.count_nonzero(bank, axis=1).max() == 2
+
+
+def test_resampled_stereo_gives_the_features_of_the_16k_recording():
+    # The 44.1 kHz stereo LDC93S1 is the same recording: averaged and resampled, its MFCC must be
+    # nearly those of the 16 kHz file (a wrong channel layout or rate would wreck the correlation).
+    mono = mfcc(torch.from_numpy(audio.load_audio(os.path.join(DATA, "smoke_test", "LDC93S1.wav"), 16000)), None,
+                16000)[0].numpy()
+    stereo = mfcc(torch.from_numpy(audio.load_audio(os.path.join(DATA, "smoke_test", "LDC93S1_pcms16le_2_44100.wav"),
+                                                    16000)), None, 16000)[0].numpy()
+    assert stereo.shape == mono.shape == (145, 26)
+    assert np.corrcoef(mono.ravel(), stereo.ravel())[0, 1] > 0.99
+    assert np.abs(mono - stereo).mean() < 0.2 * np.abs(mono).mean()
