@@ -85,9 +85,9 @@ def test_glorot_uniform_limits():
     model.reset_parameters(torch.Generator().manual_seed(0))
     limit = np.sqrt(6 / (494 + 64))
     w = model.layer_1.weights.detach()
-    assert w.abs().max() <= limit and w.abs().max() > 0.95 * limit and float(model.layer_1.bias.abs().max()) == 0
+    assert w.abs().max() <= limit and w.abs().max() > 0.95 * limit and float(model.layer_1.bias.detach().abs().max()) == 0
     lstm_limit = np.sqrt(6 / (128 + 256))
-    assert model.lstm.weight_hh_l0.abs().max() <= lstm_limit and float(model.lstm.bias_hh_l0.abs().max()) == 0
+    assert model.lstm.weight_hh_l0.detach().abs().max() <= lstm_limit and float(model.lstm.bias_hh_l0.abs().max()) == 0
 
 
 def test_ctc_loss_is_per_utterance_sum_with_blank_last():
