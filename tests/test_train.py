@@ -90,3 +90,17 @@ def test_evaluate_without_checkpoint_directory(tmp_path, capsys):
     status, log = run(evaluate.main, ["--checkpoint_dir", str(tmp_path / "none"), "--test_files", LDC,
                                       "--alphabet_config_path", ALPHABET], capsys)
     assert status == 1 and "Missing checkpoint directory" in log
+
+
+@pytest.mark.parametrize("folder", ["ldc93s1-h100-e20", "ldc93s1-h100-e20-cudnn"])
+def test_evaluate_a_coqui_checkpoint_as_coqui_did(folder, tmp_path, capsys):
+    """Coqui 1.4.0's own checkpoint through our evaluate: its per-sample loss and its beam-search transcript."""
+    fixtures = os.path.join(os.path.dirname(__file__), "fixtures", "coqui-1.4.0")
+    report = str(tmp_path / "out.json")
+    status, log = run(evaluate.main, ["--checkpoint_dir", os.path.join(fixtures, folder, "checkpoint"),
+                                      "--test_files", LDC, "--test_output_file", report], capsys)
+    assert status == 0, log
+    ours = json.load(open(report, encoding="utf-8"))[0]
+    coquis = json.load(open(os.path.join(fixtures, "ldc93s1-h100-e20", "test_output.json"), encoding="utf-8"))[0]
+    assert ours["loss"] == pytest.approx(coquis["loss"], rel=1e-3)
+    assert ours["res"] == coquis["res"] and ours["cer"] == pytest.approx(coquis["cer"])
