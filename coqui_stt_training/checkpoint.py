@@ -21,7 +21,8 @@ from safetensors import safe_open
 from . import log
 from .model import DeepSpeech
 from .optimizer import TFAdam
-from .tf_checkpoint import TFCheckpointReader, read_state_file, read_state_file_all, write_state_file
+from .tf_checkpoint import (TFCheckpointReader, read_state_file, read_state_file_all, write_atomically,
+                            write_state_file)
 
 LSTM_SCOPE = "cudnn_lstm/rnn/multi_rnn_cell/cell_0/cudnn_compatible_lstm_cell"
 STATE_FILES = {"train": "checkpoint", "best_dev": "best_dev_checkpoint"}
@@ -254,26 +255,14 @@ def _shape_message(prefix, name, shape, expected, model) -> str:
 # ---- saving -----------------------------------------------------------------------------------
 
 
-def _write_atomically(path: str, write: Callable[[str], None]) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def save(directory: str, kind: str, tensors: dict[str, np.ndarray], run_state: dict, max_to_keep: int) -> str:
     """Write `<kind>-<step>` and point the state file at it; keep at most max_to_keep of this kind."""
     os.makedirs(directory, exist_ok=True)
     step = int(tensors["global_step"])
     prefix = os.path.join(directory, f"{kind}-{step}")
     state = {"format_version": FORMAT_VERSION, "global_step": step, **run_state}
-    _write_atomically(prefix + ".safetensors", lambda p: safetensors.numpy.save_file(tensors, p))
-    _write_atomically(prefix + ".json", lambda p: _write_text(p, json.dumps(state, indent=2)))
+    write_atomically(prefix + ".safetensors", lambda p: safetensors.numpy.save_file(tensors, p))
+    write_atomically(prefix + ".json", lambda p: _write_text(p, json.dumps(state, indent=2)))
     state_file = os.path.join(directory, STATE_FILES[kind])
     kept = [p for p in read_state_file_all(state_file) if p != prefix] + [prefix]
     kept, removed = kept[-max(max_to_keep, 1):], kept[: -max(max_to_keep, 1)]
@@ -293,4 +282,4 @@ def _write_text(path: str, text: str) -> None:
 def write_text_once(path: str, text: str) -> None:
     """flags.txt and alphabet.txt: written only if absent, as Coqui does; never overwrite a user's file."""
     if not os.path.exists(path):
-        _write_atomically(path, lambda p: _write_text(p, text))
+        write_atomically(path, lambda p: _write_text(p, text))

@@ -454,17 +454,23 @@ def _build_table(items: list[tuple[bytes, bytes]], block_size: int) -> bytes:
     return bytes(table) + handles.ljust(_FOOTER_SIZE - 8, b"\0") + struct.pack("<Q", _TABLE_MAGIC)
 
 
-def _replace_atomically(path: str, contents_writer) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
+def write_atomically(path: str, write) -> None:
+    """`write(tmp_path)` fills a temporary file beside `path`, which replaces `path` only once it is
+    complete and on disk: a crash leaves the old file or the new one, never half of one."""
+    tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        with open(tmp, "wb") as f:
-            contents_writer(f)
-            f.flush()
+        write(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _write_bytes(path: str, chunks) -> None:
+    with open(path, "wb") as f:
+        f.writelines(chunks)
 
 
 def write_tf_checkpoint(
@@ -490,8 +496,8 @@ def write_tf_checkpoint(
     header = _varint_field(1, 1) + _message_field(3, _varint_field(1, _TENSOR_BUNDLE_VERSION))
     index = _build_table([(b"", header)] + entries, block_size)
     # data first: a reader that finds the new index must also find the data it points into
-    _replace_atomically(_data_path(prefix, 0, 1), lambda f: f.writelines(arrays))
-    _replace_atomically(prefix + ".index", lambda f: f.write(index))
+    write_atomically(_data_path(prefix, 0, 1), lambda p: _write_bytes(p, arrays))
+    write_atomically(prefix + ".index", lambda p: _write_bytes(p, [index]))
 
 
 # ---- state files ('checkpoint', 'best_dev_checkpoint') -------------------------------------------
@@ -589,4 +595,4 @@ def write_state_file(path: str, latest_prefix: str, all_prefixes: list[str]) -> 
         every.append(latest_prefix)  # TF keeps the latest as the last of all paths
     lines = [f'model_checkpoint_path: "{_escape(stored(latest_prefix))}"']
     lines += [f'all_model_checkpoint_paths: "{_escape(stored(p))}"' for p in every]
-    _replace_atomically(path, lambda f: f.write(("\n".join(lines) + "\n").encode()))
+    write_atomically(path, lambda p: _write_bytes(p, [("\n".join(lines) + "\n").encode()]))
