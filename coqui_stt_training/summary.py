@@ -12,24 +12,11 @@ import socket
 import struct
 import time
 
-from .tf_checkpoint import masked_crc32c
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
+from .tf_checkpoint import _message_field, _varint, masked_crc32c  # the same protobuf wire format
 
 
 def _field(number: int, wire_type: int, payload: bytes) -> bytes:
     return _varint(number << 3 | wire_type) + payload
-
-
-def _length_delimited(number: int, payload: bytes) -> bytes:
-    return _field(number, 2, _varint(len(payload)) + payload)
 
 
 def _event(step: int, body: bytes) -> bytes:
@@ -37,8 +24,8 @@ def _event(step: int, body: bytes) -> bytes:
 
 
 def scalar_event(tag: str, value: float, step: int) -> bytes:
-    summary_value = _length_delimited(1, tag.encode("utf-8")) + _field(2, 5, struct.pack("<f", value))
-    return _event(step, _length_delimited(5, _length_delimited(1, summary_value)))
+    summary_value = _message_field(1, tag.encode("utf-8")) + _field(2, 5, struct.pack("<f", value))
+    return _event(step, _message_field(5, _message_field(1, summary_value)))
 
 
 def record(data: bytes) -> bytes:
@@ -59,7 +46,7 @@ class SummaryWriter:
             os.makedirs(folder, exist_ok=True)
             name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
             f = open(os.path.join(folder, name), "ab")
-            f.write(record(_event(0, _length_delimited(3, b"brain.Event:2"))))
+            f.write(record(_event(0, _message_field(3, b"brain.Event:2"))))
             self.files[kind] = f
         return self.files[kind]
 
