@@ -99,12 +99,15 @@ def print_report(path: str, results: list[SampleResult], report_count: int, byte
     sys.stdout.flush()
 
 
-def test(model: DeepSpeech, config, alphabet, device: torch.device) -> list[SampleResult]:
-    """Coqui's test phase: every --test_files set, reported separately; optional JSON of every sample."""
+def test(model: DeepSpeech, config, alphabet, device: torch.device,
+         test_sets: list[tuple[str, list[Sample]]] | None = None) -> list[SampleResult]:
+    """Coqui's test phase: every --test_files set, reported separately; optional JSON of every sample.
+    `test_sets` are the sets already read and checked (training checks them before its first step)."""
     decoder = make_decoder(config, alphabet)
+    if test_sets is None:
+        test_sets = [(path, load_data_set([path], alphabet, config, "test")) for path in config.test_files]
     everything = []
-    for path in config.test_files:
-        samples = load_data_set([path], alphabet, config, "test")
+    for path, samples in test_sets:
         if config.reverse_test:
             samples = samples[::-1]
         if config.limit_test:

@@ -11,6 +11,7 @@ the metrics sets. With --test_files the run ends by testing its own best checkpo
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -165,7 +166,7 @@ class Trainer:
         logits = self.model(batch.features.to(self.device))
         losses = ctc_loss(logits, batch.feature_lengths, batch.labels, batch.label_lengths)
         if not torch.isfinite(losses).all():
-            bad = [s.audio_path for s, l in zip(batch.samples, losses.tolist()) if not torch.isfinite(torch.tensor(l))]
+            bad = [s.audio_path for s, l in zip(batch.samples, losses.tolist()) if not math.isfinite(l)]
             log.warn(f"The following files caused an infinite (or NaN) loss: {','.join(bad)}; step skipped")
             return None
         loss = losses.mean()
@@ -280,8 +281,7 @@ def train_job(config: Config) -> None:
     train_set = load_data_set(config.train_files, alphabet, config, "train") if config.train_files else []
     dev_sets = [(p, load_data_set([p], alphabet, config, "dev")) for p in config.dev_files or []]
     metrics_sets = [(p, load_data_set([p], alphabet, config, "metrics")) for p in config.metrics_files or []]
-    for path in config.test_files or []:
-        load_data_set([path], alphabet, config, "test")
+    test_sets = [(p, load_data_set([p], alphabet, config, "test")) for p in config.test_files or []]
     if config.train_files and len(train_set) < config.train_batch_size:
         raise DataError(f"--train_files has {len(train_set)} samples, fewer than one batch of "
                         f"--train_batch_size {config.train_batch_size}")
@@ -298,7 +298,7 @@ def train_job(config: Config) -> None:
     if config.test_files:
         # Test what this run produced (its save directory), never the checkpoint it started from.
         model, alphabet, device = setup_evaluation(config, config.save_checkpoint_dir or config.load_checkpoint_dir)
-        test(model, config, alphabet, device)
+        test(model, config, alphabet, device, test_sets)
 
 
 def main(argv: list[str] | None = None) -> None:
