@@ -30,6 +30,7 @@ FORMAT_VERSION = 1
 # --drop_source_layers N re-initialises every variable whose name contains one of the last N of these
 # (Coqui's substring rule, spec §4.3; N = 5 also matches beta2_power, a quirk we keep).
 DROPPABLE = ["2", "3", "lstm", "5", "6"]
+LAYER_SCOPES = ("layer_1", "layer_2", "layer_3", "cudnn_lstm", "layer_5", "layer_6")
 
 
 class CheckpointError(ValueError):
@@ -150,20 +151,46 @@ def find_checkpoint(directory: str, kind: str) -> str | None:
 
 @dataclass
 class LoadReport:
+    """What a load did to every tensor: (name, TF shape, action), in graph order."""
+
     source: str
-    loaded: list[tuple[str, tuple[int, ...]]]
-    reinitialised: list[tuple[str, tuple[int, ...]]]
+    rows: list[tuple[str, tuple[int, ...], str]]
     learning_rate_from: str
     global_step: int
+    source_classes: int
+    target_classes: int
 
-    def log(self) -> None:
-        for name, shape in self.loaded:
-            log.debug(f"Loading variable from checkpoint: {name} {list(shape)}")
-        for name, shape in self.reinitialised:
-            log.debug(f"Initializing variable: {name} {list(shape)}")
-        if self.reinitialised:
-            log.info(f"Loaded {len(self.loaded)} tensors from {self.source}, re-initialised {len(self.reinitialised)}: "
-                     + ", ".join(sorted({n.split('/')[0] for n, _ in self.reinitialised})))
+    @property
+    def loaded(self) -> list[str]:
+        return [name for name, _, action in self.rows if action == "loaded"]
+
+    @property
+    def reinitialised(self) -> list[str]:
+        return [name for name, _, action in self.rows if action == "re-initialised"]
+
+    def log(self, detailed: bool = False, frozen: set[str] = frozenset()) -> None:
+        """One line per variable with what happened to it and its Adam moments (at INFO when `detailed`,
+        else DEBUG), then a summary. `frozen`: layer scopes that will not train at first."""
+        emit = log.info if detailed else log.debug
+        moments = {}
+        for name, _, action in self.rows:
+            if name.endswith(("/Adam", "/Adam_1")):
+                moments.setdefault(name.rsplit("/", 1)[0], set()).add(action)
+        variables = [(n, s, a) for n, s, a in self.rows if not n.endswith(("/Adam", "/Adam_1"))]
+        width = max(len(name) for name, _, _ in variables)
+        for name, shape, action in variables:
+            slots = moments.get(name, set())
+            note = "" if not slots else (", with its Adam moments" if slots == {action} else
+                                         f"; Adam moments: {', '.join(sorted(slots))}")
+            if name.split("/")[0] in frozen and action == "loaded":
+                note += ", frozen"
+            emit(f"  {name:<{width}}  {str(list(shape)):<11} {action}{note}")
+        changed = sorted({n.split("/")[0] for n, _, a in self.rows if a != "loaded" and not a.startswith("zero")})
+        log.info(f"Loaded {len(self.loaded)} of {len(self.rows)} tensors from {self.source}"
+                 + (f"; re-initialised: {', '.join(changed)}" if changed else "")
+                 + f". Output layer: {self.source_classes} classes in the checkpoint, {self.target_classes} in this "
+                 f"model (alphabet of {self.target_classes - 1} labels + blank). Learning rate from "
+                 f"{self.learning_rate_from}; global step {self.global_step}")
 
 
 def dropped_substrings(drop_source_layers: int) -> list[str]:
@@ -174,28 +201,61 @@ def dropped_substrings(drop_source_layers: int) -> list[str]:
     return DROPPABLE[-drop_source_layers:] if drop_source_layers > 0 else []
 
 
+def dropped_layers(drop_source_layers: int) -> set[str]:
+    """Layer scopes that --drop_source_layers N re-initialises (the substring rule applied to scope names)."""
+    dropped = DROPPABLE[-min(drop_source_layers, 5):] if drop_source_layers > 0 else []
+    return {scope for scope in LAYER_SCOPES if any(s in scope for s in dropped)}
+
+
+def shared_output_columns(source_labels: list[str], target_labels: list[str]) -> list[int | None]:
+    """For each class of the new output layer, the class of the old one predicting the same symbol
+    (blank to blank), or None for a symbol the source alphabet lacks."""
+    index = {label: i for i, label in enumerate(source_labels)}
+    return [index.get(label) for label in target_labels] + [len(source_labels)]
+
+
 def load_into(prefix: str, model: DeepSpeech, optimizer: TFAdam, learning_rate: float,
-              force_initialize_learning_rate: bool = False, drop_source_layers: int = 0) -> LoadReport:
+              force_initialize_learning_rate: bool = False, drop_source_layers: int = 0,
+              output_columns: list[int | None] | None = None) -> LoadReport:
     """Load a checkpoint into an initialised model and optimiser. Every name and shape is checked
-    before any parameter changes, so a failed load leaves the model as it was."""
+    before any parameter changes, so a failed load leaves the model as it was.
+
+    Dropped tensors keep the model's fresh initialisation (their Adam moments become zero). With
+    `output_columns` (see shared_output_columns) a dropped output layer still takes the columns of
+    the symbols both alphabets share, with their moments."""
     ckpt = open_checkpoint(prefix)
     dropped = dropped_substrings(drop_source_layers)
     is_dropped = lambda name: any(s in name for s in dropped)
+    source_classes = ckpt.shape("layer_6/bias")[0] if "layer_6/bias" in ckpt else 0
+    if output_columns is not None:
+        if len(output_columns) != model.n_classes:
+            raise ValueError(f"output_columns has {len(output_columns)} entries for {model.n_classes} classes")
+        if max((c for c in output_columns if c is not None), default=-1) >= source_classes:
+            raise CheckpointError(f"{prefix}: its output layer has {source_classes} classes, fewer than the source "
+                                  "alphabet it should belong to")
     plan, missing = [], []
     for var in variables(model):
         expected = tuple(var.to_tf(var.params).shape)
         for suffix, slot in (("", None), ("/Adam", 0), ("/Adam_1", 1)):
             name = var.name + suffix
+            columns = None
             if is_dropped(name):
-                plan.append((name, var, slot, None, expected))
+                if output_columns is None or not name.startswith("layer_6") or name not in ckpt:
+                    plan.append((name, var, slot, None, expected, None))
+                    continue
+                columns = output_columns
+                shape = tuple(ckpt.shape(name))
+                if shape[:-1] != expected[:-1]:
+                    raise CheckpointError(_shape_message(prefix, name, shape, expected, model))
             elif name not in ckpt:
                 missing.append(name)
-                plan.append((name, var, slot, None, expected))
+                plan.append((name, var, slot, "missing", expected, None))
+                continue
             else:
                 shape = tuple(ckpt.shape(name))
                 if shape != expected:
                     raise CheckpointError(_shape_message(prefix, name, shape, expected, model))
-                plan.append((name, var, slot, name, expected))
+            plan.append((name, var, slot, name, expected, columns))
     not_slots = [n for n in missing if "Adam" not in n]
     if not_slots:
         raise CheckpointError(f"{prefix}: checkpoint lacks {', '.join(not_slots)}; it is not a DeepSpeech checkpoint "
@@ -208,42 +268,48 @@ def load_into(prefix: str, model: DeepSpeech, optimizer: TFAdam, learning_rate: 
         if name not in ckpt:
             raise CheckpointError(f"{prefix}: checkpoint lacks {name}")
 
-    loaded, reinitialised = [], []
+    rows = []
     with torch.no_grad():
-        for name, var, slot, source, shape in plan:
-            if source is None:
-                reinitialised.append((name, shape))
-                if slot is not None:
-                    for p in var.params:
-                        optimizer.slots(p)[slot].zero_()
+        for name, var, slot, source, shape, columns in plan:
+            targets = var.params if slot is None else [optimizer.slots(p)[slot] for p in var.params]
+            if slot is not None and (source in (None, "missing") or columns is not None):
+                for target in targets:
+                    target.zero_()
+            if source in (None, "missing"):
+                rows.append((name, shape, "re-initialised" if source is None else "zero (not in the checkpoint)"))
                 continue
             value = torch.from_numpy(np.array(ckpt.get(source), dtype=np.float32))
-            targets = var.params if slot is None else [optimizer.slots(p)[slot] for p in var.params]
+            if columns is not None:
+                kept = [(j, i) for j, i in enumerate(columns) if i is not None]
+                merged = var.to_tf(targets).clone()
+                merged[..., [j for j, _ in kept]] = value[..., [i for _, i in kept]]
+                value = merged
             for target, part in zip(targets, var.from_tf(value)):
                 target.copy_(part)
-            loaded.append((name, shape))
+            rows.append((name, shape, "loaded" if columns is None else
+                         f"{len(kept)} of {shape[-1]} columns loaded (shared symbols), the rest re-initialised"))
         for name, accumulator, beta in (("beta1_power", optimizer.beta1_power, optimizer.defaults["beta1"]),
                                         ("beta2_power", optimizer.beta2_power, optimizer.defaults["beta2"])):
             if is_dropped(name):
                 accumulator.fill_(beta)
-                reinitialised.append((name, ()))
+                rows.append((name, (), "re-initialised"))
             else:
                 accumulator.fill_(float(ckpt.get(name)))
-                loaded.append((name, ()))
+                rows.append((name, (), "loaded"))
     global_step = int(ckpt.get("global_step"))
-    loaded.append(("global_step", ()))
+    rows.append(("global_step", (), "loaded"))
     if force_initialize_learning_rate or "learning_rate" not in ckpt:
         optimizer.lr, lr_from = learning_rate, "--learning_rate"
-        reinitialised.append(("learning_rate", ()))
+        rows.append(("learning_rate", (), "re-initialised"))
     else:
-        optimizer.lr, lr_from = float(ckpt.get("learning_rate")), "checkpoint"
-        loaded.append(("learning_rate", ()))
-    return LoadReport(prefix, loaded, reinitialised, lr_from, global_step)
+        optimizer.lr, lr_from = float(ckpt.get("learning_rate")), "the checkpoint"
+        rows.append(("learning_rate", (), "loaded"))
+    return LoadReport(prefix, rows, lr_from, global_step, source_classes, model.n_classes)
 
 
 def _shape_message(prefix, name, shape, expected, model) -> str:
     head = f"{prefix}: tensor {name} has shape {list(shape)} but the model needs {list(expected)}"
-    if name.startswith("layer_6"):
+    if name.startswith("layer_6") and shape[:-1] == expected[:-1]:
         return (f"{head}: the checkpoint's output layer has {shape[-1] - 1} labels and the alphabet has "
                 f"{model.n_classes - 1}. To train on a new alphabet, re-initialise the output layer with "
                 "--drop_source_layers 1 (or --alphabet_config_path the checkpoint's alphabet.txt)")

@@ -152,6 +152,13 @@ class Config:
     lm_alpha_max: int = _flag(5, "lm_optimize: maximum alpha")
     lm_beta_max: int = _flag(5, "lm_optimize: maximum beta")
     n_trials: int = _flag(2400, "lm_optimize: number of trials")
+    # beyond Coqui: after its 96 flags, so flags.txt starts as Coqui's does
+    keep_shared_symbols: bool = _flag(False, "with --drop_source_layers: keep the output-layer weights of the "
+                                      "symbols the source and target alphabets share (and the blank)")
+    freeze_source_layers: int = _flag(0, "with --drop_source_layers: do not train the layers loaded from the source "
+                                      "checkpoint for the first N epochs (-1: the whole run)")
+    source_layers_lr_scale: float = _flag(1.0, "with --drop_source_layers: learning-rate multiplier for the layers "
+                                          "loaded from the source checkpoint")
 
     # ---- parsing ---------------------------------------------------------------------------
 
@@ -208,6 +215,13 @@ class Config:
                 raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}")
         if self.drop_source_layers < 0:
             raise ConfigError(f"--drop_source_layers must be 0 or more, got {self.drop_source_layers}")
+        transfer_options = [f"--{name}" for name, unset in (("keep_shared_symbols", False), ("freeze_source_layers", 0),
+                                                            ("source_layers_lr_scale", 1.0))
+                            if getattr(self, name) != unset]
+        if transfer_options and not self.drop_source_layers:
+            raise ConfigError(f"{', '.join(transfer_options)} only apply to transfer learning: add --drop_source_layers")
+        if self.source_layers_lr_scale < 0:
+            raise ConfigError(f"--source_layers_lr_scale must be 0 or more, got {self.source_layers_lr_scale}")
         self._take_n_hidden_from_source()
         if not self.summary_dir and self.save_checkpoint_dir:
             self.summary_dir = os.path.join(self.save_checkpoint_dir, "summaries")

@@ -52,10 +52,10 @@ def score(sample: Sample, prediction: str, loss: float) -> SampleResult:
 
 @torch.no_grad()
 def evaluate_samples(model: DeepSpeech, samples: list[Sample], config, decoder: Decoder,
-                     device: torch.device) -> list[SampleResult]:
+                     device: torch.device, batch_size: int | None = None) -> list[SampleResult]:
     model.eval()
     results = []
-    for batch in data_loader(samples, config.test_batch_size, config, train=False):
+    for batch in data_loader(samples, batch_size or config.test_batch_size, config, train=False):
         features = batch.features.to(device)
         logits = model(features)
         losses = ctc_loss(logits, batch.feature_lengths, batch.labels, batch.label_lengths)

@@ -82,7 +82,14 @@ class DeepSpeech(nn.Module):
             self.lstm.bias_hh_l0.zero_()
 
     def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
+        return [p for params in self.layer_parameters().values() for p in params]
+
+    def layer_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """Trained parameters by layer, keyed by the layer's scope in Coqui's checkpoints."""
+        layers = {name: list(getattr(self, name).parameters()) for name in ("layer_1", "layer_2", "layer_3")}
+        layers["cudnn_lstm"] = [self.lstm.weight_ih_l0, self.lstm.weight_hh_l0, self.lstm.bias_ih_l0]  # TF: one bias
+        layers.update({name: list(getattr(self, name).parameters()) for name in ("layer_5", "layer_6")})
+        return layers
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """features [B, T, 26] (zero beyond each length) -> logits [T, B, C], time-major as CTC wants.

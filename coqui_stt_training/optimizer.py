@@ -13,19 +13,31 @@ import torch
 
 
 class TFAdam(torch.optim.Optimizer):
+    """`params` may be parameter groups; a group's `lr_scale` multiplies the learning rate for its
+    parameters (transfer learning trains kept layers slower than new ones). `lr` is the one rate that
+    Coqui's checkpoint stores and the plateau rule reduces."""
+
     def __init__(self, params, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8):
-        super().__init__(params, dict(lr=lr, beta1=beta1, beta2=beta2, epsilon=epsilon))
+        super().__init__(params, dict(lr=lr, lr_scale=1.0, beta1=beta1, beta2=beta2, epsilon=epsilon))
+        self._lr = lr
         self.beta1_power = torch.tensor(beta1, dtype=torch.float32)
         self.beta2_power = torch.tensor(beta2, dtype=torch.float32)
 
     @property
     def lr(self) -> float:
-        return self.param_groups[0]["lr"]
+        return self._lr
 
     @lr.setter
     def lr(self, value: float) -> None:
+        self._lr = value
         for group in self.param_groups:
-            group["lr"] = value
+            group["lr"] = value * group["lr_scale"]
+
+    def set_lr_scale(self, group_name: str, scale: float) -> None:
+        for group in self.param_groups:
+            if group.get("name") == group_name:
+                group["lr_scale"] = scale
+        self.lr = self._lr
 
     def slots(self, param: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The first and second moments of a parameter (Coqui's `<name>/Adam` and `<name>/Adam_1`)."""

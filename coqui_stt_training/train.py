@@ -26,7 +26,8 @@ from .audio import AudioError
 from .checkpoint import CheckpointError
 from .config import Config, ConfigError
 from .data import DataError, data_loader, load_data_set, read_csv
-from .evaluate import test
+from .decode import greedy_decode
+from .evaluate import evaluate_samples, test, totals
 from .model import DeepSpeech, ctc_loss
 from .optimizer import TFAdam
 from .summary import SummaryWriter
@@ -84,6 +85,10 @@ def resolve_alphabet(config: Config):
                       "can't generate an alphabet.")
 
 
+def alphabet_record(alphabet) -> str | list[str]:
+    return "UTF-8 bytes" if alphabet.is_bytes else alphabet.labels
+
+
 def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -94,20 +99,25 @@ def build_model(config: Config, alphabet, device: torch.device) -> tuple[DeepSpe
                        (config.dropout_rate, config.dropout_rate2, config.dropout_rate3, config.dropout_rate6))
     model.reset_parameters(torch.Generator().manual_seed(config.random_seed))
     model.to(device)
-    optimizer = TFAdam(model.trainable_parameters(), config.learning_rate, config.beta1, config.beta2, config.epsilon)
+    # One parameter group per layer, so that transfer learning can train kept layers at another rate.
+    groups = [{"name": name, "params": params} for name, params in model.layer_parameters().items()]
+    optimizer = TFAdam(groups, config.learning_rate, config.beta1, config.beta2, config.epsilon)
     return model, optimizer
 
 
-def find_to_load(directory: str, method: str) -> tuple[str | None, list[str]]:
+def find_to_load(directory: str, method: str, quiet: bool = False) -> tuple[str | None, list[str]]:
     """Coqui's load order: auto = best, then last (then init, for training only)."""
     order = {"auto": ["best", "last"], "best": ["best"], "last": ["last"], "init": []}[method]
     tried = []
     for which in order:
         prefix = checkpoint.find_checkpoint(directory, "best_dev" if which == "best" else "train") if directory else None
+        what = "best validating" if which == "best" else "most recent"
         if prefix:
-            log.info(f"Loading {'best validating' if which == 'best' else 'most recent'} checkpoint from {prefix}")
+            if not quiet:
+                log.info(f"Loading {what} checkpoint from {prefix}")
             return prefix, tried
-        log.info(f"Could not find {'best validating' if which == 'best' else 'most recent'} checkpoint.")
+        if not quiet:
+            log.info(f"Could not find {what} checkpoint.")
         tried.append(which)
     return None, tried
 
@@ -137,29 +147,102 @@ class Trainer:
         self.model, self.optimizer = build_model(config, alphabet, device)
         self.global_step = 0
         self.best_dev_loss = float("inf")
+        self.epochs_done = 0  # epochs since training from the source checkpoint began, over restarts
+        self.transfer: dict | None = None  # how this run's model came from a source checkpoint
+        self.source_layers: set[str] = set()
         self.summaries = SummaryWriter(config.summary_dir) if config.summary_dir else None
 
     def load_or_init(self) -> None:
+        """Start from the checkpoint Coqui would load, except that a run never starts over on top of its
+        own work: once the save directory holds a checkpoint of this run, training resumes from it and
+        --drop_source_layers is not applied again (an interrupted transfer restarted with the same
+        command would otherwise throw away its trained layers)."""
         config = self.config
-        load_dir = config.load_checkpoint_dir
-        if load_dir and load_dir != config.save_checkpoint_dir and not os.path.isdir(load_dir):
+        load_dir, save_dir = config.load_checkpoint_dir, config.save_checkpoint_dir
+        if load_dir and load_dir != save_dir and not os.path.isdir(load_dir):
             raise ConfigError(f"Missing checkpoint directory {load_dir!r} (--load_checkpoint_dir)")
-        prefix, tried = find_to_load(load_dir, config.load_train)
+        prefix, resuming = self.resumable_checkpoint()
+        if prefix:
+            log.info(f"Resuming from {prefix}, this run's own checkpoint in the save directory"
+                     + (f"; --drop_source_layers {config.drop_source_layers} is not applied again"
+                        if config.drop_source_layers else "; the source checkpoint is not loaded again"))
+        else:
+            prefix, tried = find_to_load(load_dir, config.load_train)
         if prefix is None:
             if config.load_train != "init" and config.load_train != "auto":
                 raise CheckpointError(f"All initialization methods failed ({tried}): no checkpoint in {load_dir}")
             log.info("Initializing all variables.")
+            if config.drop_source_layers:
+                log.warn(f"--drop_source_layers {config.drop_source_layers} has no effect: no checkpoint to transfer from")
             return
+        state = checkpoint.read_run_state(prefix)
+        drop = 0 if resuming else config.drop_source_layers
+        columns = self.shared_columns(prefix) if drop and config.keep_shared_symbols else None
         report = checkpoint.load_into(prefix, self.model, self.optimizer, config.learning_rate,
-                                      config.force_initialize_learning_rate, config.drop_source_layers)
-        report.log()
+                                      config.force_initialize_learning_rate, drop, columns)
         self.global_step = report.global_step
+        if resuming:
+            self.transfer, self.epochs_done = state.get("transfer"), state.get("epochs_done", 0)
+            self.best_dev_loss = state.get("best_dev_loss", float("inf"))
+        elif drop:
+            self.transfer = {"source": prefix, "drop_source_layers": drop, "alphabet": alphabet_record(self.alphabet),
+                             "keep_shared_symbols": columns is not None}
+        if self.transfer:
+            self.source_layers = set(checkpoint.LAYER_SCOPES) - checkpoint.dropped_layers(
+                self.transfer["drop_source_layers"])
+            if config.source_layers_lr_scale != 1.0:
+                for scope in self.source_layers:
+                    self.optimizer.set_lr_scale(scope, config.source_layers_lr_scale)
+        report.log(detailed=True, frozen=self.source_layers if self.frozen_epochs_left() else set())
+
+    def resumable_checkpoint(self) -> tuple[str | None, bool]:
+        """A checkpoint this run wrote, if the save directory holds one: with separate load and save
+        directories, any checkpoint in the save directory; with one directory, a checkpoint whose
+        run state records this very transfer (same alphabet). (None, False) otherwise."""
+        config = self.config
+        load_dir, save_dir = config.load_checkpoint_dir, config.save_checkpoint_dir
+        if config.load_train == "init" or not save_dir or not os.path.isdir(save_dir):
+            return None, False
+        prefix, _ = find_to_load(save_dir, config.load_train, quiet=True)
+        if prefix is None:
+            return None, False
+        if not load_dir or os.path.realpath(load_dir) != os.path.realpath(save_dir):
+            return prefix, True
+        transfer = checkpoint.read_run_state(prefix).get("transfer")
+        if config.drop_source_layers and transfer and transfer.get("alphabet") == alphabet_record(self.alphabet):
+            return prefix, True
+        return None, False
+
+    def shared_columns(self, prefix: str) -> list[int | None]:
+        path = os.path.join(os.path.dirname(prefix), "alphabet.txt")
+        if self.alphabet.is_bytes:
+            raise ConfigError("--keep_shared_symbols applies to character alphabets, not --bytes_output_mode")
+        if not os.path.isfile(path):
+            raise ConfigError(f"--keep_shared_symbols needs the source model's alphabet, and {path} does not exist")
+        source = load_alphabet(path)
+        columns = checkpoint.shared_output_columns(source.labels, self.alphabet.labels)
+        shared = [label for label, column in zip(self.alphabet.labels, columns) if column is not None]
+        log.info(f"Keeping the output-layer weights of {len(shared)} symbol(s) shared with the source alphabet "
+                 f"({path}, {source.size} labels) and of the blank: {''.join(shared)!r}")
+        return columns
+
+    def frozen_epochs_left(self) -> bool:
+        freeze = self.config.freeze_source_layers
+        return bool(self.transfer) and (freeze < 0 or self.epochs_done < freeze)
+
+    def set_frozen(self, frozen: bool) -> None:
+        """Frozen layers get no gradient, so the optimiser leaves them and their moments alone."""
+        for scope, params in self.model.layer_parameters().items():
+            for p in params:
+                p.requires_grad_(not (frozen and scope in self.source_layers))
 
     def save(self, kind: str, **run_state) -> str:
         tensors = checkpoint.to_tensors(self.model, self.optimizer, self.global_step)
         keep = self.config.max_to_keep if kind == "train" else 1
-        return checkpoint.save(self.config.save_checkpoint_dir, kind, tensors,
-                               {"best_dev_loss": self.best_dev_loss, **run_state}, keep)
+        state = {"best_dev_loss": self.best_dev_loss, "epochs_done": self.epochs_done, **run_state}
+        if self.transfer:
+            state["transfer"] = self.transfer
+        return checkpoint.save(self.config.save_checkpoint_dir, kind, tensors, state, keep)
 
     def step(self, batch) -> float | None:
         """One optimiser step. A non-finite loss skips the step (weights untouched) and names the files."""
@@ -177,11 +260,10 @@ class Trainer:
         return loss.item()
 
     def run_epoch(self, epoch: int, samples, kind: str, path: str = "") -> tuple[float, int]:
-        """Train (kind 'train') or compute the loss of one set ('dev', 'metrics'); returns (mean loss, steps)."""
+        """Train (kind 'train') or compute the loss of a dev set ('dev'); returns (mean loss, steps)."""
         config, training = self.config, kind == "train"
         starting, finished, title = {"train": ("Training epoch", "Finished training epoch", "Training"),
-                                     "dev": ("Validating epoch", "Finished validating epoch", "Validation"),
-                                     "metrics": ("Metrics for epoch", "Finished metrics for epoch", "Metrics")}[kind]
+                                     "dev": ("Validating epoch", "Finished validating epoch", "Validation")}[kind]
         suffix = f" on {path}" if path else ""
         if not config.show_progressbar:
             log.info(f"{starting} {epoch}{suffix}...")
@@ -233,7 +315,13 @@ class Trainer:
         started = time.time()
         epochs_without_improvement = 0
         for epoch in range(config.epochs):
+            frozen = self.frozen_epochs_left()
+            if self.source_layers and frozen != any(not p.requires_grad for p in self.model.trainable_parameters()):
+                log.info(("Freezing" if frozen else "Unfreezing") + " the layers loaded from the source checkpoint: "
+                         + ", ".join(sorted(self.source_layers)))
+                self.set_frozen(frozen)
             self.run_epoch(epoch, train_set, "train")
+            self.epochs_done += 1
             self.save("train", epoch=epoch + 1)
             if dev_sets:
                 losses = [self.run_epoch(epoch, samples, "dev", path) for path, samples in dev_sets]
@@ -254,9 +342,23 @@ class Trainer:
                         and epochs_without_improvement % config.plateau_epochs == 0):
                     self.reduce_learning_rate()
             for path, samples in metrics_sets:
-                self.run_epoch(epoch, samples, "metrics", path)
+                self.report_metrics(epoch, path, samples)
             print("-" * 80, flush=True)
         log.info(f"FINISHED optimization in {timedelta(seconds=time.time() - started)}")
+
+    def report_metrics(self, epoch: int, path: str, samples) -> None:
+        """Coqui reports only the loss of a --metrics_files set; greedy WER and CER are added so that a set
+        from the source domain shows what fine-tuning forgets. They never affect best-dev selection."""
+        results = evaluate_samples(self.model, samples, self.config, self.greedy, self.device,
+                                   self.config.dev_batch_size)
+        wer, cer, loss = totals(results)
+        log.info(f"Finished metrics for epoch {epoch} on {path} - loss: {loss:f} - greedy WER: {wer:f}, CER: {cer:f}")
+        if self.summaries:
+            for name, value in (("loss", loss), ("wer", wer), ("cer", cer)):
+                self.summaries.scalar("metrics", f"{name}/{os.path.basename(path)}", value, self.global_step)
+
+    def greedy(self, logits, lengths) -> list[str]:
+        return greedy_decode(logits, lengths, self.alphabet)
 
     def reduce_learning_rate(self) -> None:
         """Coqui's plateau rule: back to the best weights, learning rate times --plateau_reduction."""

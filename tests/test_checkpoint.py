@@ -27,6 +27,7 @@ def test_coqui_checkpoint_gives_coquis_logits_and_loss(folder, n_classes):
     ckpt_dir = os.path.join(FIXTURES, folder, "checkpoint")
     report = load_into(find_checkpoint(ckpt_dir, "best_dev"), model, optimizer, learning_rate=0.5)
     assert report.reinitialised == [] and optimizer.lr == pytest.approx(0.001)
+    assert report.source_classes == report.target_classes == n_classes
     model.eval()
     ref = np.load(os.path.join(FIXTURES, folder, "reference_16k.npz"))
     for i in range(len(ref["wavs"])):
@@ -92,9 +93,58 @@ def test_mismatched_alphabet_suggests_drop_source_layers():
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # nothing half-loaded
 
 
-def test_drop_source_layers_reinitialises_the_output_layer_only():
+# Spec §4.3's table, written out rather than derived from the code under test.
+DOCUMENTED_DROPS = {
+    1: {"layer_6"},
+    2: {"layer_5", "layer_6"},
+    3: {"cudnn_lstm", "layer_5", "layer_6"},
+    4: {"layer_3", "cudnn_lstm", "layer_5", "layer_6"},
+    5: {"layer_2", "layer_3", "cudnn_lstm", "layer_5", "layer_6", "beta2_power"},
+    6: {"layer_2", "layer_3", "cudnn_lstm", "layer_5", "layer_6", "beta2_power"},  # warns, drops 5
+}
+
+
+@pytest.mark.parametrize("n", sorted(DOCUMENTED_DROPS))
+def test_drop_source_layers_changes_exactly_the_documented_tensors(n):
+    """Tensor by tensor: a dropped one keeps the fresh initialisation (moments zero), every other one
+    equals the Coqui source checkpoint's, Adam moments, step and learning rate included."""
+    prefix = find_checkpoint(os.path.join(FIXTURES, "ldc93s1-h100-e20", "checkpoint"), "best_dev")
+    source = checkpoint.open_checkpoint(prefix)
     model, optimizer = fresh_model(n_classes=35)
-    report = load_into(find_checkpoint(os.path.join(FIXTURES, "ldc93s1-h100-e20", "checkpoint"), "best_dev"), model,
-                       optimizer, 0.001, drop_source_layers=1)
-    assert {n.split("/")[0] for n, _ in report.reinitialised} == {"layer_6"}
-    assert report.global_step == 20
+    fresh = to_tensors(model, optimizer, global_step=0)
+    report = load_into(prefix, model, optimizer, 0.5, drop_source_layers=n)
+    after = to_tensors(model, optimizer, report.global_step)
+    assert after.keys() == fresh.keys()
+    for name in after:
+        dropped = name.split("/")[0] in DOCUMENTED_DROPS[n]
+        expected = fresh[name] if dropped else source.get(name)
+        np.testing.assert_array_equal(after[name], expected, err_msg=f"N={n} {name}")
+        assert (name in report.reinitialised) == dropped, name
+    assert report.global_step == 20 and optimizer.lr == pytest.approx(0.001)
+    assert report.source_classes == 29 and report.target_classes == 35
+
+
+def test_drop_source_layers_zero_with_other_alphabet_is_refused_with_the_flag_to_use():
+    model, optimizer = fresh_model(n_classes=35)
+    with pytest.raises(CheckpointError, match="28 labels and the alphabet has 34.*--drop_source_layers 1"):
+        load_into(find_checkpoint(os.path.join(FIXTURES, "ldc93s1-h100-e20", "checkpoint"), "best_dev"), model,
+                  optimizer, 0.001)
+
+
+def test_shared_symbols_keep_their_output_columns_and_the_blank():
+    ckpt_dir = os.path.join(FIXTURES, "ldc93s1-h100-e20", "checkpoint")
+    prefix = find_checkpoint(ckpt_dir, "best_dev")
+    source_labels = load_alphabet(os.path.join(ckpt_dir, "alphabet.txt")).labels
+    target_labels = ["я", "a", " ", "ж", "'", "b"]
+    columns = checkpoint.shared_output_columns(source_labels, target_labels)
+    assert columns == [None, 1, 0, None, 27, 2, 28]
+    model, optimizer = fresh_model(n_classes=7)
+    fresh = to_tensors(model, optimizer, 0)
+    report = load_into(prefix, model, optimizer, 0.5, drop_source_layers=1, output_columns=columns)
+    after, source = to_tensors(model, optimizer, 20), checkpoint.open_checkpoint(prefix)
+    for name in ("layer_6/weights", "layer_6/bias", "layer_6/weights/Adam", "layer_6/bias/Adam_1"):
+        for j, i in enumerate(columns):
+            want = fresh[name][..., j] if i is None else source.get(name)[..., i]
+            np.testing.assert_array_equal(after[name][..., j], want, err_msg=f"{name} column {j}")
+    np.testing.assert_array_equal(after["layer_5/weights"], source.get("layer_5/weights"))
+    assert any("5 of 7 columns" in action for name, _, action in report.rows if name == "layer_6/weights")

@@ -104,3 +104,102 @@ def test_evaluate_a_coqui_checkpoint_as_coqui_did(folder, tmp_path, capsys):
     coquis = json.load(open(os.path.join(fixtures, "ldc93s1-h100-e20", "test_output.json"), encoding="utf-8"))[0]
     assert ours["loss"] == pytest.approx(coquis["loss"], rel=1e-3)
     assert ours["res"] == coquis["res"] and ours["cer"] == pytest.approx(coquis["cer"])
+
+
+# ---- bootstrapping from a pre-trained model (spec §4, TRANSFER_LEARNING.rst) ---------------------
+
+RUSSIAN = os.path.join(SMOKE, "russian_sample_data")
+RU_CSV, RU_ALPHABET = os.path.join(RUSSIAN, "ru.csv"), os.path.join(RUSSIAN, "alphabet.ru")
+COQUI_ENGLISH = os.path.join(os.path.dirname(__file__), "fixtures", "coqui-1.4.0", "ldc93s1-h100-e20", "checkpoint")
+QUIET = ["--show_progressbar", "false", "--export_beam_width", "16"]
+
+
+def tensors(prefix):
+    from coqui_stt_training.checkpoint import open_checkpoint
+    ckpt = open_checkpoint(prefix)
+    return {name: ckpt.get(name) for name in ckpt.names()}
+
+
+def test_coquis_transfer_flow_then_testing_the_new_model(tmp_path, capsys):
+    """bin/run-ci-transfer.sh: English model, the same with separate load/save directories, Russian by
+    transfer (--drop_source_layers 1), evaluate from the Russian directory. Our transfer run also tests
+    its own result in the same invocation (Coqui disabled that)."""
+    eng, ru = str(tmp_path / "eng"), str(tmp_path / "ru")
+    english = COMMON + ["--train_files", LDC, "--dev_files", LDC, "--test_files", LDC, "--epochs", "2"]
+    assert run(train.main, english + ["--checkpoint_dir", eng], capsys)[0] == 0
+    status, log = run(train.main, english + ["--load_checkpoint_dir", eng, "--save_checkpoint_dir", eng,
+                                             "--metrics_files", LDC], capsys)
+    assert status == 0 and "Loading best validating checkpoint from" in log
+    assert "I Finished metrics for epoch 1 on " in log and "greedy WER: " in log and ", CER: " in log
+    status, log = run(train.main, QUIET + ["--n_hidden", "32", "--epochs", "2", "--drop_source_layers", "1",
+                                           "--alphabet_config_path", RU_ALPHABET, "--load_train", "last",
+                                           "--train_files", RU_CSV, "--dev_files", RU_CSV, "--test_files", RU_CSV,
+                                           "--load_checkpoint_dir", eng, "--save_checkpoint_dir", ru], capsys)
+    assert status == 0, log
+    assert "Output layer: 29 classes in the checkpoint, 35 in this model" in log and "re-initialised: layer_6" in log
+    assert f"Loading best validating checkpoint from {ru}" in log and f"Test on {RU_CSV}" in log
+    status, log = run(evaluate.main, QUIET + ["--checkpoint_dir", ru, "--test_files", RU_CSV], capsys)
+    assert status == 0 and f"Test on {RU_CSV}" in log
+
+
+@pytest.mark.parametrize("layout", ["separate directories", "one directory"])
+def test_restarted_transfer_resumes_instead_of_dropping_again(layout, tmp_path, capsys):
+    if layout == "one directory":
+        import shutil
+        source = shutil.copytree(COQUI_ENGLISH, tmp_path / "ckpt")
+        dirs = ["--checkpoint_dir", str(source)]
+        save_dir = str(source)
+    else:
+        save_dir = str(tmp_path / "ru")
+        dirs = ["--load_checkpoint_dir", COQUI_ENGLISH, "--save_checkpoint_dir", save_dir]
+    command = QUIET + dirs + ["--drop_source_layers", "1", "--alphabet_config_path", RU_ALPHABET,
+                              "--train_files", RU_CSV, "--dev_files", RU_CSV, "--epochs", "2"]
+    status, log = run(train.main, command, capsys)
+    assert status == 0 and "re-initialised: layer_6" in log
+    checkpoint_prefix = train.checkpoint.find_checkpoint(save_dir, "best_dev")
+    assert checkpoint_prefix.startswith(save_dir)
+    status, log = run(train.main, command, capsys)  # the same command again, as after an interruption
+    assert status == 0, log
+    assert f"Resuming from {checkpoint_prefix}" in log and "--drop_source_layers 1 is not applied again" in log
+    assert "Loaded 40 of 40 tensors" in log and "re-initialised" not in log
+
+
+def test_frozen_source_layers_stay_as_loaded_then_train(tmp_path, capsys):
+    save_dir = str(tmp_path / "ru")
+    status, log = run(train.main, QUIET + [
+        "--load_checkpoint_dir", COQUI_ENGLISH, "--save_checkpoint_dir", save_dir, "--drop_source_layers", "2",
+        "--freeze_source_layers", "1", "--alphabet_config_path", RU_ALPHABET, "--train_files", RU_CSV,
+        "--epochs", "2", "--max_to_keep", "2", "--learning_rate", "0.01", "--force_initialize_learning_rate"], capsys)
+    assert status == 0, log
+    assert "Freezing the layers loaded from the source checkpoint: cudnn_lstm, layer_1, layer_2, layer_3" in log
+    assert "Unfreezing" in log
+    source = tensors(train.checkpoint.find_checkpoint(COQUI_ENGLISH, "best_dev"))
+    after_epoch_1, after_epoch_2 = (tensors(os.path.join(save_dir, f"train-{step}")) for step in (21, 22))
+    for name in ("layer_1/weights", "layer_3/bias", "cudnn_lstm/rnn/multi_rnn_cell/cell_0/cudnn_compatible_lstm_cell/kernel",
+                 "layer_2/weights/Adam"):
+        assert (after_epoch_1[name] == source[name]).all(), name
+        assert not (after_epoch_2[name] == source[name]).all(), name
+    for name in ("layer_5/weights", "layer_6/bias"):
+        assert not (after_epoch_1[name] == after_epoch_2[name]).all(), name
+
+
+def test_kept_layers_learning_rate_scale_zero_keeps_them(tmp_path, capsys):
+    save_dir = str(tmp_path / "ru")
+    status, log = run(train.main, QUIET + [
+        "--load_checkpoint_dir", COQUI_ENGLISH, "--save_checkpoint_dir", save_dir, "--drop_source_layers", "1",
+        "--source_layers_lr_scale", "0", "--alphabet_config_path", RU_ALPHABET, "--train_files", RU_CSV,
+        "--epochs", "1"], capsys)
+    assert status == 0, log
+    source = tensors(train.checkpoint.find_checkpoint(COQUI_ENGLISH, "best_dev"))
+    after = tensors(os.path.join(save_dir, "train-21"))
+    assert (after["layer_5/weights"] == source["layer_5/weights"]).all()
+    assert not (after["layer_5/weights/Adam"] == source["layer_5/weights/Adam"]).all()  # gradients still flow
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--freeze_source_layers", "3"], "--freeze_source_layers only apply to transfer learning: add --drop_source_layers"),
+    (["--drop_source_layers", "1", "--source_layers_lr_scale", "-1"], "--source_layers_lr_scale must be 0 or more"),
+])
+def test_transfer_options_are_checked(argv, message, capsys):
+    code, log = run(train.main, COMMON + ["--train_files", LDC, "--checkpoint_dir", "/nonexistent"] + argv, capsys)
+    assert code == 1 and f"E {message}" in log
