@@ -87,7 +87,8 @@ class Config:
     use_allow_growth: bool = _flag(False, NO_EFFECT)
     load_cudnn: bool = _flag(False, "load a CuDNN-trained checkpoint. Not needed: any checkpoint loads on CPU or GPU")
     train_cudnn: bool = _flag(False, "train with the cuDNN LSTM. Not needed to load CuDNN checkpoints")
-    automatic_mixed_precision: bool = _flag(False, "mixed precision training (not supported yet)")
+    automatic_mixed_precision: bool = _flag(False, "mixed precision training: autocast to bfloat16 on CPU, float16 "
+                                            "with loss scaling on CUDA; weights and checkpoints stay float32")
     limit_test: int = _flag(0, "maximum number of samples per test file (0: all)")
     reverse_test: bool = _flag(False, "reverse the order of test samples")
     # checkpoints
@@ -262,8 +263,6 @@ class Config:
                 refused.append(f"--{name}")
         if self.augment:
             refused.append("--augment")
-        if self.automatic_mixed_precision:
-            refused.append("--automatic_mixed_precision")
         return refused
 
 

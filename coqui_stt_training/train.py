@@ -151,6 +151,11 @@ class Trainer:
         self.transfer: dict | None = None  # how this run's model came from a source checkpoint
         self.source_layers: set[str] = set()
         self.summaries = SummaryWriter(config.summary_dir) if config.summary_dir else None
+        # Mixed precision: autocast changes no parameter (they and the checkpoints stay float32), so it
+        # combines with any pre-trained checkpoint, which Coqui's graph rewrite could not. fp16 on CUDA
+        # needs loss scaling; bf16 on CPU has float32's range and does not.
+        self.amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+        self.scaler = torch.amp.GradScaler("cuda") if config.automatic_mixed_precision and device.type == "cuda" else None
 
     def load_or_init(self) -> None:
         """Start from the checkpoint Coqui would load, except that a run never starts over on top of its
@@ -246,18 +251,29 @@ class Trainer:
 
     def step(self, batch) -> float | None:
         """One optimiser step. A non-finite loss skips the step (weights untouched) and names the files."""
-        logits = self.model(batch.features.to(self.device))
-        losses = ctc_loss(logits, batch.feature_lengths, batch.labels, batch.label_lengths)
+        losses = self.losses(batch)
         if not torch.isfinite(losses).all():
             bad = [s.audio_path for s, l in zip(batch.samples, losses.tolist()) if not math.isfinite(l)]
             log.warn(f"The following files caused an infinite (or NaN) loss: {','.join(bad)}; step skipped")
             return None
         loss = losses.mean()
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        if self.scaler:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)  # skips the step if the scaled gradients overflowed
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
         self.global_step += 1
         return loss.item()
+
+    def losses(self, batch) -> torch.Tensor:
+        """Per-sample CTC losses of a training batch; under autocast with --automatic_mixed_precision
+        (ctc_loss itself always runs in float32)."""
+        with torch.autocast(self.device.type, self.amp_dtype, enabled=self.config.automatic_mixed_precision):
+            logits = self.model(batch.features.to(self.device))
+        return ctc_loss(logits, batch.feature_lengths, batch.labels, batch.label_lengths)
 
     def run_epoch(self, epoch: int, samples, kind: str, path: str = "") -> tuple[float, int]:
         """Train (kind 'train') or compute the loss of a dev set ('dev'); returns (mean loss, steps)."""
@@ -302,8 +318,7 @@ class Trainer:
         loader = data_loader(samples[-self.config.train_batch_size:], self.config.train_batch_size, self.config, True)
         self.model.train()
         for batch in loader:
-            logits = self.model(batch.features.to(self.device))
-            ctc_loss(logits, batch.feature_lengths, batch.labels, batch.label_lengths).mean().backward()
+            self.losses(batch).mean().backward()
         self.optimizer.zero_grad(set_to_none=True)
         log.info("Dummy run finished without problems, now starting real training process.")
 

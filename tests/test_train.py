@@ -203,3 +203,20 @@ def test_kept_layers_learning_rate_scale_zero_keeps_them(tmp_path, capsys):
 def test_transfer_options_are_checked(argv, message, capsys):
     code, log = run(train.main, COMMON + ["--train_files", LDC, "--checkpoint_dir", "/nonexistent"] + argv, capsys)
     assert code == 1 and f"E {message}" in log
+
+
+def test_mixed_precision_fine_tunes_a_coqui_checkpoint(tmp_path, capsys):
+    """Coqui could not combine --automatic_mixed_precision with a pre-trained checkpoint; autocast changes
+    no parameter, so ours loads it, trains, and saves float32 tensors under the same names."""
+    save_dir = str(tmp_path / "amp")
+    status, log = run(train.main, QUIET + ["--automatic_mixed_precision", "true", "--load_checkpoint_dir",
+                                           COQUI_ENGLISH, "--save_checkpoint_dir", save_dir, "--train_files", LDC,
+                                           "--dev_files", LDC, "--epochs", "4", "--dropout_rate", "0.05"], capsys)
+    assert status == 0, log
+    dev_losses = [float(line.rsplit(" ", 1)[1]) for line in log.splitlines()
+                  if line.startswith("I Finished validating epoch")]
+    assert dev_losses[-1] < dev_losses[0] < 144.4  # below the source checkpoint's own loss, and falling
+    source = tensors(train.checkpoint.find_checkpoint(COQUI_ENGLISH, "best_dev"))
+    after = tensors(os.path.join(save_dir, "train-24"))
+    assert set(after) >= set(source) - {"cudnn_lstm/opaque_kernel"}
+    assert all(after[name].dtype == source[name].dtype for name in source)
