@@ -16,7 +16,6 @@ from typing import Callable
 import numpy as np
 import safetensors.numpy
 import torch
-from safetensors import safe_open
 
 from . import log
 from .model import DeepSpeech
@@ -42,38 +41,61 @@ class CheckpointError(ValueError):
 
 @dataclass
 class Variable:
-    """One TF variable, made of one or more torch tensors: `to_tf` joins them, `from_tf` splits them back.
-    The same conversion serves the parameters and their Adam moments."""
+    """One TF variable, made of one or more torch tensors: `to_tf` joins them into TF's layout,
+    `load_tf(targets, value)` copies a TF-layout value into them in place (no full-size temporary:
+    a release model's LSTM kernel is 128 MiB). The same conversion serves the parameters and their
+    Adam moments."""
 
     name: str
     params: list[torch.Tensor]
+    shape: tuple[int, ...]  # in TF's layout
     to_tf: Callable[[list[torch.Tensor]], torch.Tensor]
-    from_tf: Callable[[torch.Tensor], list[torch.Tensor]]
+    load_tf: Callable[[list[torch.Tensor], torch.Tensor], None]
+
+
+# torch orders an LSTM's gate blocks i, f, g, o; TF's kernel and bias i, c(=g), f, o.
+GATES_FROM_TF = (0, 2, 1, 3)  # torch block k holds TF block GATES_FROM_TF[k], and the other way round
 
 
 def _swap_middle_gates(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """torch orders gates i, f, g, o; TF's LSTM kernel i, c(=g), f, o. Swapping blocks 1 and 2 maps either way."""
-    i, a, b, o = x.chunk(4, dim)
-    return torch.cat([i, b, a, o], dim)
+    blocks = x.chunk(4, dim)
+    return torch.cat([blocks[k] for k in GATES_FROM_TF], dim)
+
+
+def _load_same(targets, value) -> None:
+    targets[0].copy_(value)
+
+
+def _load_lstm_kernel(targets, value) -> None:
+    """TF kernel [in + H, 4H] (rows: input then recurrent) into torch weight_ih [4H, in], weight_hh [4H, H]."""
+    weight_ih, weight_hh = targets
+    n_in, hidden = weight_ih.shape[1], weight_ih.shape[0] // 4
+    for k, tf_block in enumerate(GATES_FROM_TF):
+        columns = value[:, tf_block * hidden:(tf_block + 1) * hidden]
+        weight_ih[k * hidden:(k + 1) * hidden].copy_(columns[:n_in].t())
+        weight_hh[k * hidden:(k + 1) * hidden].copy_(columns[n_in:].t())
+
+
+def _load_lstm_bias(targets, value) -> None:
+    hidden = value.shape[0] // 4
+    for k, tf_block in enumerate(GATES_FROM_TF):
+        targets[0][k * hidden:(k + 1) * hidden].copy_(value[tf_block * hidden:(tf_block + 1) * hidden])
 
 
 def variables(model: DeepSpeech) -> list[Variable]:
-    same = (lambda ts: ts[0], lambda t: [t])
     out = []
     for n in (1, 2, 3, 5, 6):
         layer = getattr(model, f"layer_{n}")
-        out += [Variable(f"layer_{n}/weights", [layer.weights], *same),
-                Variable(f"layer_{n}/bias", [layer.bias], *same)]
+        tensors = [("weights", layer.weights), ("bias", layer.bias)]
         if layer.LayerNorm is not None:
-            out += [Variable(f"layer_{n}/LayerNorm/beta", [layer.LayerNorm.beta], *same),
-                    Variable(f"layer_{n}/LayerNorm/gamma", [layer.LayerNorm.gamma], *same)]
-    lstm, n_in = model.lstm, model.lstm.input_size
-    out.append(Variable(
-        f"{LSTM_SCOPE}/kernel", [lstm.weight_ih_l0, lstm.weight_hh_l0],
-        lambda ts: _swap_middle_gates(torch.cat(ts, 1), 0).t(),
-        lambda t: list(_swap_middle_gates(t.t(), 0).split([n_in, t.shape[0] - n_in], 1))))
-    out.append(Variable(f"{LSTM_SCOPE}/bias", [lstm.bias_ih_l0],
-                        lambda ts: _swap_middle_gates(ts[0], 0), lambda t: [_swap_middle_gates(t, 0)]))
+            tensors += [("LayerNorm/beta", layer.LayerNorm.beta), ("LayerNorm/gamma", layer.LayerNorm.gamma)]
+        out += [Variable(f"layer_{n}/{name}", [t], tuple(t.shape), lambda ts: ts[0], _load_same)
+                for name, t in tensors]
+    lstm, n_in, hidden = model.lstm, model.lstm.input_size, model.lstm.hidden_size
+    out.append(Variable(f"{LSTM_SCOPE}/kernel", [lstm.weight_ih_l0, lstm.weight_hh_l0], (n_in + hidden, 4 * hidden),
+                        lambda ts: _swap_middle_gates(torch.cat(ts, 1), 0).t(), _load_lstm_kernel))
+    out.append(Variable(f"{LSTM_SCOPE}/bias", [lstm.bias_ih_l0], (4 * hidden,),
+                        lambda ts: _swap_middle_gates(ts[0], 0), _load_lstm_bias))
     # Variables are listed in the order the layers sit in the graph (order matters for the load report).
     order = {f"layer_{n}": i for i, n in enumerate((1, 2, 3, 0, 5, 6))}
     return sorted(out, key=lambda v: order.get(v.name.split("/")[0], 3))
@@ -99,26 +121,66 @@ def to_tensors(model: DeepSpeech, optimizer: TFAdam, global_step: int) -> dict[s
 # ---- reading either format --------------------------------------------------------------------
 
 
+SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
+                      "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+
+
 class SafetensorsCheckpoint:
+    """A safetensors file read lazily, one tensor at a time with a single copy (the safetensors
+    package's reader makes more, which a release-sized model cannot afford). The header is checked
+    against the file before anything is read: names, dtypes, shapes and byte ranges."""
+
     def __init__(self, prefix: str):
         self.path = prefix + ".safetensors"
         try:
-            self._file = safe_open(self.path, framework="np")
-        except Exception as e:  # safetensors reports truncation and bad headers with several types
-            raise CheckpointError(f"{self.path}: not a readable safetensors file ({e})") from None
-        self._names = set(self._file.keys())
+            with open(self.path, "rb") as f:
+                head = f.read(8)
+                header_size = int.from_bytes(head, "little") if len(head) == 8 else -1
+                if not 2 <= header_size <= 100 << 20:
+                    raise ValueError("no safetensors header")
+                header = json.loads(f.read(header_size).decode("utf-8"))
+            file_size = os.path.getsize(self.path)
+        except OSError as e:
+            raise CheckpointError(f"{self.path}: cannot read ({e.strerror})") from None
+        except (ValueError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"{self.path}: not a safetensors file ({e})") from None
+        if not isinstance(header, dict):
+            raise CheckpointError(f"{self.path}: not a safetensors file (header is not a JSON object)")
+        header.pop("__metadata__", None)
+        self._entries = {}
+        data_start = 8 + header_size
+        for name, info in header.items():
+            try:
+                dtype = np.dtype(SAFETENSORS_DTYPES[info["dtype"]])
+                shape = tuple(int(n) for n in info["shape"])
+                begin, end = (int(n) for n in info["data_offsets"])
+            except (KeyError, TypeError, ValueError):
+                raise CheckpointError(f"{self.path}: tensor {name!r} has an unusable header entry {info!r}") from None
+            if min(shape, default=0) < 0 or end - begin != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
+                raise CheckpointError(f"{self.path}: tensor {name!r}: shape {list(shape)} does not fit its "
+                                      f"{end - begin} bytes")
+            if begin < 0 or data_start + end > file_size:
+                raise CheckpointError(f"{self.path}: truncated: tensor {name!r} needs bytes up to "
+                                      f"{data_start + end}, the file has {file_size}")
+            self._entries[name] = (dtype, shape, data_start + begin, end - begin)
 
     def __contains__(self, name: str) -> bool:
-        return name in self._names
+        return name in self._entries
 
     def names(self) -> list[str]:
-        return sorted(self._names)
+        return sorted(self._entries)
 
     def shape(self, name: str) -> tuple[int, ...]:
-        return tuple(self._file.get_slice(name).get_shape())
+        return self._entries[name][1]
 
     def get(self, name: str) -> np.ndarray:
-        return self._file.get_tensor(name)
+        dtype, shape, offset, size = self._entries[name]
+        data = bytearray(size)  # writable, so torch.from_numpy needs no copy
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            if f.readinto(data) != size:
+                raise CheckpointError(f"{self.path}: truncated while reading tensor {name!r}")
+        return np.frombuffer(data, dtype).reshape(shape)
 
 
 def open_checkpoint(prefix: str):
@@ -189,8 +251,9 @@ class LoadReport:
         log.info(f"Loaded {len(self.loaded)} of {len(self.rows)} tensors from {self.source}"
                  + (f"; re-initialised: {', '.join(changed)}" if changed else "")
                  + f". Output layer: {self.source_classes} classes in the checkpoint, {self.target_classes} in this "
-                 f"model (alphabet of {self.target_classes - 1} labels + blank). Learning rate from "
-                 f"{self.learning_rate_from}; global step {self.global_step}")
+                 f"model (alphabet of {self.target_classes - 1} labels + blank). "
+                 + (f"Learning rate from {self.learning_rate_from}; " if self.learning_rate_from else "")
+                 + f"global step {self.global_step}")
 
 
 def dropped_substrings(drop_source_layers: int) -> list[str]:
@@ -214,7 +277,7 @@ def shared_output_columns(source_labels: list[str], target_labels: list[str]) ->
     return [index.get(label) for label in target_labels] + [len(source_labels)]
 
 
-def load_into(prefix: str, model: DeepSpeech, optimizer: TFAdam, learning_rate: float,
+def load_into(prefix: str, model: DeepSpeech, optimizer: TFAdam | None, learning_rate: float,
               force_initialize_learning_rate: bool = False, drop_source_layers: int = 0,
               output_columns: list[int | None] | None = None) -> LoadReport:
     """Load a checkpoint into an initialised model and optimiser. Every name and shape is checked
@@ -222,7 +285,8 @@ def load_into(prefix: str, model: DeepSpeech, optimizer: TFAdam, learning_rate: 
 
     Dropped tensors keep the model's fresh initialisation (their Adam moments become zero). With
     `output_columns` (see shared_output_columns) a dropped output layer still takes the columns of
-    the symbols both alphabets share, with their moments."""
+    the symbols both alphabets share, with their moments. Without an optimiser (evaluation, export)
+    the Adam moments are neither read nor allocated, which saves two thirds of the memory."""
     ckpt = open_checkpoint(prefix)
     dropped = dropped_substrings(drop_source_layers)
     is_dropped = lambda name: any(s in name for s in dropped)
@@ -235,8 +299,8 @@ def load_into(prefix: str, model: DeepSpeech, optimizer: TFAdam, learning_rate: 
                                   "alphabet it should belong to")
     plan, missing = [], []
     for var in variables(model):
-        expected = tuple(var.to_tf(var.params).shape)
-        for suffix, slot in (("", None), ("/Adam", 0), ("/Adam_1", 1)):
+        expected = var.shape
+        for suffix, slot in (("", None), ("/Adam", 0), ("/Adam_1", 1)) if optimizer else (("", None),):
             name = var.name + suffix
             columns = None
             if is_dropped(name):
@@ -278,18 +342,20 @@ def load_into(prefix: str, model: DeepSpeech, optimizer: TFAdam, learning_rate: 
             if source in (None, "missing"):
                 rows.append((name, shape, "re-initialised" if source is None else "zero (not in the checkpoint)"))
                 continue
-            value = torch.from_numpy(np.array(ckpt.get(source), dtype=np.float32))
+            value = torch.from_numpy(np.asarray(ckpt.get(source), dtype=np.float32))
             if columns is not None:
                 kept = [(j, i) for j, i in enumerate(columns) if i is not None]
                 merged = var.to_tf(targets).clone()
                 merged[..., [j for j, _ in kept]] = value[..., [i for _, i in kept]]
                 value = merged
-            for target, part in zip(targets, var.from_tf(value)):
-                target.copy_(part)
+            var.load_tf(targets, value)
+            del value  # before the next tensor is read: one checkpoint tensor in memory at a time
             rows.append((name, shape, "loaded" if columns is None else
                          f"{len(kept)} of {shape[-1]} columns loaded (shared symbols), the rest re-initialised"))
-        for name, accumulator, beta in (("beta1_power", optimizer.beta1_power, optimizer.defaults["beta1"]),
-                                        ("beta2_power", optimizer.beta2_power, optimizer.defaults["beta2"])):
+        accumulators = [] if optimizer is None else [
+            ("beta1_power", optimizer.beta1_power, optimizer.defaults["beta1"]),
+            ("beta2_power", optimizer.beta2_power, optimizer.defaults["beta2"])]
+        for name, accumulator, beta in accumulators:
             if is_dropped(name):
                 accumulator.fill_(beta)
                 rows.append((name, (), "re-initialised"))
@@ -298,7 +364,9 @@ def load_into(prefix: str, model: DeepSpeech, optimizer: TFAdam, learning_rate: 
                 rows.append((name, (), "loaded"))
     global_step = int(ckpt.get("global_step"))
     rows.append(("global_step", (), "loaded"))
-    if force_initialize_learning_rate or "learning_rate" not in ckpt:
+    if optimizer is None:
+        lr_from = ""
+    elif force_initialize_learning_rate or "learning_rate" not in ckpt:
         optimizer.lr, lr_from = learning_rate, "--learning_rate"
         rows.append(("learning_rate", (), "re-initialised"))
     else:

@@ -160,6 +160,8 @@ class Config:
                                       "checkpoint for the first N epochs (-1: the whole run)")
     source_layers_lr_scale: float = _flag(1.0, "with --drop_source_layers: learning-rate multiplier for the layers "
                                           "loaded from the source checkpoint")
+    checkpoint_format: str = _flag("safetensors", "convert: format to write, ours (safetensors + JSON) or tf "
+                                   "(TensorFlow V2, as Coqui STT writes)", choices=("safetensors", "tf"))
 
     # ---- parsing ---------------------------------------------------------------------------
 
@@ -220,7 +222,8 @@ class Config:
                                                             ("source_layers_lr_scale", 1.0))
                             if getattr(self, name) != unset]
         if transfer_options and not self.drop_source_layers:
-            raise ConfigError(f"{', '.join(transfer_options)} only apply to transfer learning: add --drop_source_layers")
+            raise ConfigError(f"{', '.join(transfer_options)} only apply to transfer learning: "
+                              "add --drop_source_layers")
         if self.source_layers_lr_scale < 0:
             raise ConfigError(f"--source_layers_lr_scale must be 0 or more, got {self.source_layers_lr_scale}")
         self._take_n_hidden_from_source()
@@ -264,6 +267,9 @@ class Config:
         if self.augment:
             refused.append("--augment")
         return refused
+
+
+COQUI_FLAG_COUNT = 96  # Config's first fields are Coqui 1.4's flags, in flags.txt order; ours follow
 
 
 class ConfigError(ValueError):

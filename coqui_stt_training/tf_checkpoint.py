@@ -43,6 +43,7 @@ def _make_crc_table() -> list[int]:
 _CRC_TABLE = _make_crc_table()
 _CRC_TABLE_NP = np.array(_CRC_TABLE, dtype=np.uint32)
 _LANES = 8192  # the numpy path runs this many independent CRCs side by side, one per chunk
+_SEGMENT = _LANES * 1024  # 8 MiB at a time through the numpy path
 
 
 def _crc_register_bytewise(reg: int, data) -> int:
@@ -81,9 +82,12 @@ def crc32c(data: bytes, crc: int = 0) -> int:
     view = memoryview(data).cast("B")
     reg = crc ^ _MASK32
     done = 0
-    if len(view) >= _LANES * 16:  # below this the plain loop is as quick as setting up numpy
-        reg = _crc_register_lanes(reg, view)
-        done = len(view) // _LANES * _LANES
+    while len(view) - done >= _LANES * 16:  # below this the plain loop is as quick as setting up numpy
+        # in segments: the numpy path makes a transposed copy of what it is given, and a release
+        # model's LSTM kernel is 128 MiB
+        segment = view[done:done + _SEGMENT]
+        reg = _crc_register_lanes(reg, segment)
+        done += len(segment) // _LANES * _LANES
     return _crc_register_bytewise(reg, view[done:]) ^ _MASK32
 
 
@@ -479,24 +483,33 @@ def write_tf_checkpoint(
     """Write tensors as a single-shard V2 checkpoint that TF 1.15 (and Coqui STT 1.4) can restore.
 
     Tensors go into the data file in sorted name order, as TF's Saver writes them, so the output
-    is byte-identical to TF's for the same tensors."""
-    arrays, entries, offset = [], [], 0
-    for name in sorted(tensors, key=str.encode):
+    is byte-identical to TF's for the same tensors. The data file is written one tensor at a time,
+    so a large checkpoint is never held twice in memory, and `tensors` may be any mapping that reads
+    its values lazily."""
+    names = sorted(tensors, key=str.encode)
+    for name in names:
         if not name or name.startswith("\0"):
             raise ValueError(f"{name!r} cannot be a checkpoint tensor name")
-        array = np.asarray(tensors[name])
-        code = _DTYPE_CODES.get(array.dtype.newbyteorder("<"))
-        if code is None:
-            raise ValueError(f"tensor {name!r}: dtype {array.dtype} cannot be written to a TF checkpoint")
-        data = np.ascontiguousarray(array, _DTYPES[code]).tobytes()
-        entry = BundleEntry(code, array.shape, 0, offset, len(data), _mask(crc32c(data)), sliced=False)
-        entries.append((name.encode(), _encode_entry(entry)))
-        arrays.append(data)
-        offset += len(data)
+    entries = []
+
+    def write_data(path: str) -> None:
+        offset = 0
+        with open(path, "wb") as f:
+            for name in names:
+                array = np.asarray(tensors[name])
+                code = _DTYPE_CODES.get(array.dtype.newbyteorder("<"))
+                if code is None:
+                    raise ValueError(f"tensor {name!r}: dtype {array.dtype} cannot be written to a TF checkpoint")
+                data = np.ascontiguousarray(array, _DTYPES[code]).reshape(-1).view(np.uint8)
+                entry = BundleEntry(code, array.shape, 0, offset, len(data), _mask(crc32c(data)), sliced=False)
+                entries.append((name.encode(), _encode_entry(entry)))
+                f.write(data)
+                offset += len(data)
+
+    # data first: a reader that finds the new index must also find the data it points into
+    write_atomically(_data_path(prefix, 0, 1), write_data)
     header = _varint_field(1, 1) + _message_field(3, _varint_field(1, _TENSOR_BUNDLE_VERSION))
     index = _build_table([(b"", header)] + entries, block_size)
-    # data first: a reader that finds the new index must also find the data it points into
-    write_atomically(_data_path(prefix, 0, 1), lambda p: _write_bytes(p, arrays))
     write_atomically(prefix + ".index", lambda p: _write_bytes(p, [index]))
 
 

@@ -130,11 +130,11 @@ def setup_evaluation(config: Config, directory: str):
         raise ConfigError(f"Missing checkpoint directory {directory!r} (--checkpoint_dir or --load_checkpoint_dir)")
     alphabet = resolve_alphabet(config)
     device = pick_device()
-    model, optimizer = build_model(config, alphabet, device)
+    model, _ = build_model(config, alphabet, device)
     prefix, tried = find_to_load(directory, config.load_evaluate)
     if prefix is None:
         raise CheckpointError(f"All initialization methods failed ({tried}): no checkpoint in {directory}")
-    checkpoint.load_into(prefix, model, optimizer, config.learning_rate).log()
+    checkpoint.load_into(prefix, model, None, config.learning_rate).log()
     return model, alphabet, device
 
 
@@ -155,7 +155,8 @@ class Trainer:
         # combines with any pre-trained checkpoint, which Coqui's graph rewrite could not. fp16 on CUDA
         # needs loss scaling; bf16 on CPU has float32's range and does not.
         self.amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-        self.scaler = torch.amp.GradScaler("cuda") if config.automatic_mixed_precision and device.type == "cuda" else None
+        fp16 = config.automatic_mixed_precision and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda") if fp16 else None
 
     def load_or_init(self) -> None:
         """Start from the checkpoint Coqui would load, except that a run never starts over on top of its
@@ -178,7 +179,8 @@ class Trainer:
                 raise CheckpointError(f"All initialization methods failed ({tried}): no checkpoint in {load_dir}")
             log.info("Initializing all variables.")
             if config.drop_source_layers:
-                log.warn(f"--drop_source_layers {config.drop_source_layers} has no effect: no checkpoint to transfer from")
+                log.warn(f"--drop_source_layers {config.drop_source_layers} has no effect: "
+                         "no checkpoint to transfer from")
             return
         state = checkpoint.read_run_state(prefix)
         drop = 0 if resuming else config.drop_source_layers

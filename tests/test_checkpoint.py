@@ -148,3 +148,24 @@ def test_shared_symbols_keep_their_output_columns_and_the_blank():
             np.testing.assert_array_equal(after[name][..., j], want, err_msg=f"{name} column {j}")
     np.testing.assert_array_equal(after["layer_5/weights"], source.get("layer_5/weights"))
     assert any("5 of 7 columns" in action for name, _, action in report.rows if name == "layer_6/weights")
+
+
+def test_truncated_or_foreign_safetensors_files_are_named_errors(tmp_path):
+    model, optimizer = fresh_model()
+    prefix = save(str(tmp_path), "train", to_tensors(model, optimizer, 1), {}, max_to_keep=1)
+    data = open(prefix + ".safetensors", "rb").read()
+    cases = {"truncated": data[: len(data) - 100], "empty": b"", "pickle": b"\x80\x04\x95" + bytes(64),
+             "bad header": len(data).to_bytes(8, "little") + b"{not json"}
+    for label, content in cases.items():
+        broken = str(tmp_path / label.replace(" ", "_"))
+        open(broken + ".safetensors", "wb").write(content)
+        with pytest.raises(CheckpointError, match=f"{broken}.safetensors: (truncated|not a safetensors file)"):
+            load_into(broken, model, optimizer, 0.001)
+    # the intact file reads back exactly what safetensors wrote
+    import safetensors.numpy
+    reference = safetensors.numpy.load_file(prefix + ".safetensors")
+    ours = checkpoint.open_checkpoint(prefix)
+    assert ours.names() == sorted(reference)
+    for name, value in reference.items():
+        np.testing.assert_array_equal(ours.get(name), value)
+        assert ours.get(name).shape == value.shape and ours.get(name).dtype == value.dtype

@@ -34,8 +34,7 @@ def test_lstm_loaded_from_tf_layout_computes_tf_cell():
     with torch.no_grad():
         for name, value in ((f"{LSTM_SCOPE}/kernel", kernel), (f"{LSTM_SCOPE}/bias", bias)):
             var = by_name[name]
-            for param, part in zip(var.params, var.from_tf(torch.from_numpy(value))):
-                param.copy_(part)
+            var.load_tf(var.params, torch.from_numpy(value))
         # and the conversion back gives the TF tensors again
         assert np.array_equal(by_name[f"{LSTM_SCOPE}/kernel"].to_tf(by_name[f"{LSTM_SCOPE}/kernel"].params).numpy(),
                               kernel)

@@ -62,6 +62,15 @@ def test_crc32c_numpy_path_matches_bytewise_and_continues():
     assert crc32c(data[77:], crc32c(data[:77])) == crc32c(data)
 
 
+def test_crc32c_of_data_longer_than_one_numpy_segment():
+    from coqui_stt_training.tf_checkpoint import _SEGMENT
+    data = np.random.default_rng(1).integers(0, 256, 2 * _SEGMENT + 8192 * 20 + 5, dtype=np.uint8).tobytes()
+    piecewise = 0
+    for i in range(0, len(data), 1 << 20):  # each piece fits one segment
+        piecewise = crc32c(data[i : i + (1 << 20)], piecewise)
+    assert crc32c(data) == piecewise
+
+
 def test_masked_crc32c_is_tfrecord_masking():
     crc = crc32c(b"abc")
     assert masked_crc32c(b"abc") == ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF

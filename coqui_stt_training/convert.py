@@ -1,0 +1,131 @@
+"""Convert a checkpoint directory between our format and Coqui's TensorFlow V2 format.
+
+    python -m coqui_stt_training.convert --load_checkpoint_dir runs/ru --save_checkpoint_dir coqui/ru \\
+        --checkpoint_format tf
+
+Every checkpoint the source's state files name (`checkpoint`, `best_dev_checkpoint`) is rewritten
+tensor by tensor under the same step, the state files are written last in the same order, and the
+alphabet, flags and run state come along. A TF directory made this way is what Coqui STT 1.4 writes
+(byte for byte, for the same tensors), so Coqui's evaluate, export and native tooling read it. The
+other way (`--checkpoint_format safetensors`) turns a Coqui directory into ours, which then loads
+without CRC-checking every byte. The destination must not hold checkpoints already.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+
+import numpy as np
+import safetensors.numpy
+
+from . import log
+from .checkpoint import STATE_FILES, CheckpointError, open_checkpoint, write_text_once
+from .config import COQUI_FLAG_COUNT, Config, ConfigError
+from .tf_checkpoint import read_state_file, read_state_file_all, write_state_file, write_tf_checkpoint
+
+
+class LazyTensors:
+    """A read-only mapping over a checkpoint that reads each tensor only when the writer asks for it."""
+
+    def __init__(self, reader):
+        self.reader = reader
+
+    def __iter__(self):
+        return iter(self.reader.names())
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.reader.get(name)
+
+
+def convert_checkpoint(source_prefix: str, target_prefix: str, checkpoint_format: str) -> int:
+    """Rewrite one checkpoint; return its number of tensors."""
+    reader = open_checkpoint(source_prefix)
+    if checkpoint_format == "tf":
+        write_tf_checkpoint(target_prefix, LazyTensors(reader))
+    else:  # safetensors serialises from one dict; a checkpoint is read whole once
+        tensors = {name: np.require(reader.get(name), requirements="C") for name in reader.names()}
+        safetensors.numpy.save_file(tensors, target_prefix + ".safetensors")
+    if os.path.isfile(source_prefix + ".json"):
+        shutil.copyfile(source_prefix + ".json", target_prefix + ".json")
+    return len(reader.names())
+
+
+def coqui_flags(source_dir: str, n_hidden: int) -> str:
+    """flags.txt as Coqui writes it: its 96 flags in its order (ours come after them and are left out)."""
+    path = os.path.join(source_dir, "flags.txt")
+    flags = dataclasses.asdict(Config(n_hidden=n_hidden))
+    if os.path.isfile(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                flags.update(json.load(f))
+        except (ValueError, UnicodeDecodeError):
+            log.warn(f"{path} is not JSON (an old checkpoint?); writing default flags with n_hidden {n_hidden}")
+    names = [f.name for f in dataclasses.fields(Config)][:COQUI_FLAG_COUNT]
+    return json.dumps({name: flags[name] for name in names}, indent=2)
+
+
+def convert_directory(source_dir: str, target_dir: str, checkpoint_format: str) -> list[str]:
+    if not os.path.isdir(source_dir):
+        raise ConfigError(f"Missing checkpoint directory {source_dir!r} (--load_checkpoint_dir)")
+    if os.path.realpath(source_dir) == os.path.realpath(target_dir):
+        raise ConfigError("--save_checkpoint_dir must differ from --load_checkpoint_dir")
+    present = [name for name in STATE_FILES.values() if os.path.exists(os.path.join(target_dir, name))]
+    if present:
+        raise ConfigError(f"{target_dir} already holds checkpoints ({', '.join(present)}); convert into a new "
+                          "directory, nothing is overwritten")
+    plan = {}
+    for kind, state_file in STATE_FILES.items():
+        prefixes = read_state_file_all(os.path.join(source_dir, state_file))
+        latest = read_state_file(os.path.join(source_dir, state_file))
+        if latest and latest not in prefixes:
+            prefixes.append(latest)
+        present = [p for p in prefixes if os.path.isfile(p + ".safetensors") or os.path.isfile(p + ".index")]
+        for prefix in sorted(set(prefixes) - set(present)):
+            log.warn(f"{source_dir}/{state_file} names {prefix}, which is not there; skipped")
+        # If the newest is gone (e.g. a release that ships only best_dev), the newest present one takes its place.
+        plan[kind] = (present, latest if latest in present else (present[-1] if present else None))
+    if not any(prefixes for prefixes, _ in plan.values()):
+        raise CheckpointError(f"{source_dir}: no checkpoint named by its 'checkpoint' or 'best_dev_checkpoint' file")
+    os.makedirs(target_dir, exist_ok=True)
+    written, n_hidden = [], None
+    for kind, (prefixes, latest) in plan.items():
+        targets = []
+        for prefix in prefixes:
+            target = os.path.join(target_dir, os.path.basename(prefix))
+            count = convert_checkpoint(prefix, target, checkpoint_format)
+            log.info(f"Wrote {target} ({count} tensors) from {prefix}")
+            n_hidden = n_hidden or open_checkpoint(prefix).shape("layer_1/bias")[0]
+            targets.append(target)
+            written.append(target)
+        if latest:  # the state file last: it names only checkpoints that are complete
+            write_state_file(os.path.join(target_dir, STATE_FILES[kind]),
+                             os.path.join(target_dir, os.path.basename(latest)), targets)
+    alphabet = os.path.join(source_dir, "alphabet.txt")
+    if os.path.isfile(alphabet):
+        shutil.copyfile(alphabet, os.path.join(target_dir, "alphabet.txt"))
+    flags = os.path.join(source_dir, "flags.txt")
+    if checkpoint_format == "tf":
+        write_text_once(os.path.join(target_dir, "flags.txt"), coqui_flags(source_dir, n_hidden))
+    elif os.path.isfile(flags):
+        shutil.copyfile(flags, os.path.join(target_dir, "flags.txt"))
+    return written
+
+
+def convert_job(config: Config) -> None:
+    if not config.load_checkpoint_dir or not config.save_checkpoint_dir:
+        raise ConfigError("Give the directory to convert (--load_checkpoint_dir) and a new one to write "
+                          "(--save_checkpoint_dir)")
+    written = convert_directory(config.load_checkpoint_dir, config.save_checkpoint_dir, config.checkpoint_format)
+    log.info(f"Converted {len(written)} checkpoints to {config.checkpoint_format} in {config.save_checkpoint_dir}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from .train import run_cli
+    run_cli(convert_job, argv, "python -m coqui_stt_training.convert")
+
+
+if __name__ == "__main__":
+    main()
