@@ -8,6 +8,7 @@ import torch
 from coqui_stt_training import checkpoint
 from coqui_stt_training.alphabet import load_alphabet
 from coqui_stt_training.checkpoint import CheckpointError, find_checkpoint, load_into, save, to_tensors
+from coqui_stt_training.decode import greedy_decode
 from coqui_stt_training.model import DeepSpeech, ctc_loss
 from coqui_stt_training.optimizer import TFAdam
 
@@ -30,11 +31,14 @@ def test_coqui_checkpoint_gives_coquis_logits_and_loss(folder, n_classes):
     assert report.source_classes == report.target_classes == n_classes
     model.eval()
     ref = np.load(os.path.join(FIXTURES, folder, "reference_16k.npz"))
+    alphabet = load_alphabet(os.path.join(ckpt_dir, "alphabet.txt"))
     for i in range(len(ref["wavs"])):
         with torch.no_grad():
             logits = model(torch.from_numpy(ref[f"features_{i}"])[None])[:, 0]
         np.testing.assert_allclose(logits.numpy(), ref[f"logits_{i}"], rtol=1e-4, atol=1e-4)
-    alphabet = load_alphabet(os.path.join(ckpt_dir, "alphabet.txt"))
+        length = torch.tensor([logits.shape[0]])
+        assert greedy_decode(logits[:, None], length, alphabet) == greedy_decode(
+            torch.from_numpy(ref[f"logits_{i}"])[:, None], length, alphabet)
     expected = json.load(open(os.path.join(FIXTURES, folder, "test_output.json"), encoding="utf-8"))[0]
     with torch.no_grad():
         logits = model(torch.from_numpy(ref["features_0" if folder.startswith("ldc") else "features_1"])[None])
