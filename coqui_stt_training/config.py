@@ -49,7 +49,8 @@ class Config:
     train_files: list[str] | None = _flag([], "training CSV files (space-separated)")
     dev_files: list[str] | None = _flag([], "validation CSV files; their losses are combined into one dev loss")
     test_files: list[str] | None = _flag([], "test CSV files, each reported separately")
-    metrics_files: list[str] | None = _flag([], "extra CSV files whose loss is reported after validation")
+    metrics_files: list[str] | None = _flag([], "extra CSV files reported after validation each epoch (loss, greedy "
+                                            "WER and CER); they do not affect best-dev selection")
     auto_input_dataset: str = _flag("", "one CSV to split into train/dev/test (not supported yet)")
     vocab_file: str = _flag("", "flashlight vocabulary (not supported)")
     read_buffer: int = _flag(1 << 20, "read buffer size, with K/M/G/T suffix. " + NO_EFFECT, size=True)

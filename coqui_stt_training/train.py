@@ -167,8 +167,9 @@ class Trainer:
         load_dir, save_dir = config.load_checkpoint_dir, config.save_checkpoint_dir
         if load_dir and load_dir != save_dir and not os.path.isdir(load_dir):
             raise ConfigError(f"Missing checkpoint directory {load_dir!r} (--load_checkpoint_dir)")
-        prefix, resuming = self.resumable_checkpoint()
-        if prefix:
+        prefix = self.own_checkpoint()
+        resuming = prefix is not None
+        if resuming:
             log.info(f"Resuming from {prefix}, this run's own checkpoint in the save directory"
                      + (f"; --drop_source_layers {config.drop_source_layers} is not applied again"
                         if config.drop_source_layers else "; the source checkpoint is not loaded again"))
@@ -202,23 +203,21 @@ class Trainer:
                     self.optimizer.set_lr_scale(scope, config.source_layers_lr_scale)
         report.log(detailed=True, frozen=self.source_layers if self.frozen_epochs_left() else set())
 
-    def resumable_checkpoint(self) -> tuple[str | None, bool]:
+    def own_checkpoint(self) -> str | None:
         """A checkpoint this run wrote, if the save directory holds one: with separate load and save
         directories, any checkpoint in the save directory; with one directory, a checkpoint whose
-        run state records this very transfer (same alphabet). (None, False) otherwise."""
+        run state records this very transfer (same alphabet)."""
         config = self.config
         load_dir, save_dir = config.load_checkpoint_dir, config.save_checkpoint_dir
         if config.load_train == "init" or not save_dir or not os.path.isdir(save_dir):
-            return None, False
+            return None
         prefix, _ = find_to_load(save_dir, config.load_train, quiet=True)
-        if prefix is None:
-            return None, False
-        if not load_dir or os.path.realpath(load_dir) != os.path.realpath(save_dir):
-            return prefix, True
+        if prefix is None or not load_dir or os.path.realpath(load_dir) != os.path.realpath(save_dir):
+            return prefix
         transfer = checkpoint.read_run_state(prefix).get("transfer")
         if config.drop_source_layers and transfer and transfer.get("alphabet") == alphabet_record(self.alphabet):
-            return prefix, True
-        return None, False
+            return prefix
+        return None
 
     def shared_columns(self, prefix: str) -> list[int | None]:
         path = os.path.join(os.path.dirname(prefix), "alphabet.txt")
