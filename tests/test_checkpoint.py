@@ -173,3 +173,18 @@ def test_truncated_or_foreign_safetensors_files_are_named_errors(tmp_path):
     for name, value in reference.items():
         np.testing.assert_array_equal(ours.get(name), value)
         assert ours.get(name).shape == value.shape and ours.get(name).dtype == value.dtype
+
+
+def test_other_n_hidden_or_variable_set_is_a_clear_error(tmp_path):
+    coqui = find_checkpoint(os.path.join(FIXTURES, "ldc93s1-h100-e20", "checkpoint"), "best_dev")
+    model, optimizer = fresh_model(n_hidden=64)
+    with pytest.raises(CheckpointError, match=r"layer_1/weights has shape \[494, 100\] but the model needs "
+                                              r"\[494, 64\].*pass --n_hidden 100"):
+        load_into(coqui, model, optimizer, 0.001)
+    # a checkpoint of something else entirely: names we do not know, none we need
+    from coqui_stt_training.tf_checkpoint import write_tf_checkpoint
+    write_tf_checkpoint(str(tmp_path / "other-1"), {"encoder/conv1/kernel": np.zeros((3, 3), np.float32),
+                                                    "global_step": np.array(1, np.int64)})
+    model, optimizer = fresh_model()
+    with pytest.raises(CheckpointError, match="checkpoint lacks layer_1/weights, .*not a DeepSpeech checkpoint"):
+        load_into(str(tmp_path / "other-1"), model, optimizer, 0.001)
