@@ -94,10 +94,13 @@ def convert_directory(source_dir: str, target_dir: str, checkpoint_format: str) 
     for kind, (prefixes, latest) in plan.items():
         targets = []
         for prefix in prefixes:
+            reader = open_checkpoint(prefix)
+            if "layer_1/bias" not in reader:
+                raise CheckpointError(f"{prefix}: no layer_1/bias; not a DeepSpeech checkpoint")
+            n_hidden = n_hidden or reader.shape("layer_1/bias")[0]
             target = os.path.join(target_dir, os.path.basename(prefix))
             count = convert_checkpoint(prefix, target, checkpoint_format)
             log.info(f"Wrote {target} ({count} tensors) from {prefix}")
-            n_hidden = n_hidden or open_checkpoint(prefix).shape("layer_1/bias")[0]
             targets.append(target)
             written.append(target)
         if latest:  # the state file last: it names only checkpoints that are complete
