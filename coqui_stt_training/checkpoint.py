@@ -256,17 +256,17 @@ class LoadReport:
                  + f"global step {self.global_step}")
 
 
-def dropped_substrings(drop_source_layers: int) -> list[str]:
-    if drop_source_layers >= 6:
+def dropped_substrings(drop_source_layers: int, warn: bool = True) -> list[str]:
+    if drop_source_layers >= 6 and warn:
         log.warn("The checkpoint only has 6 layers, but you are trying to drop all of them or more than all of them. "
                  "Continuing and dropping only 5 layers.")
-        drop_source_layers = 5
+    drop_source_layers = min(drop_source_layers, 5)
     return DROPPABLE[-drop_source_layers:] if drop_source_layers > 0 else []
 
 
 def dropped_layers(drop_source_layers: int) -> set[str]:
     """Layer scopes that --drop_source_layers N re-initialises (the substring rule applied to scope names)."""
-    dropped = DROPPABLE[-min(drop_source_layers, 5):] if drop_source_layers > 0 else []
+    dropped = dropped_substrings(drop_source_layers, warn=False)
     return {scope for scope in LAYER_SCOPES if any(s in scope for s in dropped)}
 
 

@@ -40,9 +40,8 @@ class LazyTensors:
         return self.reader.get(name)
 
 
-def convert_checkpoint(source_prefix: str, target_prefix: str, checkpoint_format: str) -> int:
-    """Rewrite one checkpoint; return its number of tensors."""
-    reader = open_checkpoint(source_prefix)
+def convert_checkpoint(reader, source_prefix: str, target_prefix: str, checkpoint_format: str) -> int:
+    """Rewrite one checkpoint (`reader` is open on `source_prefix`); return its number of tensors."""
     if checkpoint_format == "tf":
         write_tf_checkpoint(target_prefix, LazyTensors(reader))
     else:  # safetensors serialises from one dict; a checkpoint is read whole once
@@ -99,7 +98,7 @@ def convert_directory(source_dir: str, target_dir: str, checkpoint_format: str) 
                 raise CheckpointError(f"{prefix}: no layer_1/bias; not a DeepSpeech checkpoint")
             n_hidden = n_hidden or reader.shape("layer_1/bias")[0]
             target = os.path.join(target_dir, os.path.basename(prefix))
-            count = convert_checkpoint(prefix, target, checkpoint_format)
+            count = convert_checkpoint(reader, prefix, target, checkpoint_format)
             log.info(f"Wrote {target} ({count} tensors) from {prefix}")
             targets.append(target)
             written.append(target)
