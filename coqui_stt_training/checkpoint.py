@@ -20,7 +20,7 @@ import torch
 from . import log
 from .model import DeepSpeech
 from .optimizer import TFAdam
-from .tf_checkpoint import (TFCheckpointReader, read_state_file, read_state_file_all, write_atomically,
+from .tf_checkpoint import (TFCheckpointReader, read_range, read_state_file, read_state_file_all, write_atomically,
                             write_state_file)
 
 LSTM_SCOPE = "cudnn_lstm/rnn/multi_rnn_cell/cell_0/cudnn_compatible_lstm_cell"
@@ -175,11 +175,9 @@ class SafetensorsCheckpoint:
 
     def get(self, name: str) -> np.ndarray:
         dtype, shape, offset, size = self._entries[name]
-        data = bytearray(size)  # writable, so torch.from_numpy needs no copy
-        with open(self.path, "rb") as f:
-            f.seek(offset)
-            if f.readinto(data) != size:
-                raise CheckpointError(f"{self.path}: truncated while reading tensor {name!r}")
+        data = read_range(self.path, offset, size)
+        if len(data) != size:
+            raise CheckpointError(f"{self.path}: truncated while reading tensor {name!r}")
         return np.frombuffer(data, dtype).reshape(shape)
 
 

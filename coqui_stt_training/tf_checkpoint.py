@@ -300,6 +300,17 @@ def _table_entries(table: bytes) -> list[tuple[bytes, bytes]]:
 # ---- reader -----------------------------------------------------------------------------------
 
 
+def read_range(path: str, offset: int, size: int) -> bytearray:
+    """Bytes offset..offset+size of a file (fewer if it ends first), read straight into a bytearray:
+    one copy, and numpy arrays over it are writable, so torch.from_numpy needs no other."""
+    data = bytearray(size)
+    with open(path, "rb") as f:
+        f.seek(offset)
+        got = f.readinto(data)
+    del data[got:]
+    return data
+
+
 def _data_path(prefix: str, shard_id: int, num_shards: int) -> str:
     return f"{prefix}.data-{shard_id:05d}-of-{num_shards:05d}"
 
@@ -365,14 +376,11 @@ class TFCheckpointReader:
         if entry.size != expected_size:
             raise TFCheckpointError(f"{problem} has {entry.size} bytes, its shape needs {expected_size}")
         path = _data_path(self.prefix, entry.shard_id, self.num_shards)
-        data = bytearray(entry.size)  # a bytearray so the returned array is writable without a copy
         try:
-            with open(path, "rb") as f:
-                f.seek(entry.offset)
-                got = f.readinto(data)
+            data = read_range(path, entry.offset, entry.size)
         except OSError as e:
             raise TFCheckpointError(f"{path}: cannot read tensor {name!r} ({e.strerror})") from None
-        if got != entry.size:
+        if len(data) != entry.size:
             end = entry.offset + entry.size
             raise TFCheckpointError(f"{path}: truncated, tensor {name!r} needs bytes {entry.offset}..{end}")
         if verify and crc32c(data) != _unmask(entry.masked_crc):
