@@ -1,11 +1,11 @@
 """The documented commands, end to end on LDC93S1 (small model, few epochs, so it stays fast)."""
 
-import hashlib
 import json
 import os
 
 import pytest
 
+from cli import run, sha256
 from coqui_stt_training import evaluate, train
 
 SMOKE = os.path.join(os.path.dirname(__file__), "..", "data", "smoke_test")
@@ -15,19 +15,8 @@ COMMON = ["--alphabet_config_path", ALPHABET, "--n_hidden", "32", "--show_progre
           "--export_beam_width", "16"]
 
 
-def run(main, argv, capsys):
-    """Run an entry point; return (exit status, stdout + stderr)."""
-    try:
-        main(argv)
-        status = 0
-    except SystemExit as e:
-        status = e.code
-    out = capsys.readouterr()
-    return status, out.out + out.err
-
-
 def digest(directory):
-    return {name: hashlib.sha256(open(os.path.join(directory, name), "rb").read()).hexdigest()
+    return {name: sha256(os.path.join(directory, name))
             for name in sorted(os.listdir(directory)) if os.path.isfile(os.path.join(directory, name))}
 
 
