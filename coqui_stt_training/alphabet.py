@@ -87,6 +87,11 @@ class UTF8Alphabet:
         raise AlphabetError("a bytes-mode alphabet has no alphabet.txt")
 
 
+def alphabet_record(alphabet) -> str | list[str]:
+    """How a run state records an alphabet, to recognise it later."""
+    return "UTF-8 bytes" if alphabet.is_bytes else list(alphabet.labels)
+
+
 def parse_alphabet(text: str, source: str = "alphabet") -> Alphabet:
     labels = []
     for line in re.split(r"\r\n|\n|\r", text):

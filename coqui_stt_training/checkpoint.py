@@ -18,10 +18,11 @@ import safetensors.numpy
 import torch
 
 from . import log
+from .alphabet import alphabet_record, load_alphabet
 from .model import DeepSpeech
 from .optimizer import TFAdam
-from .tf_checkpoint import (TFCheckpointReader, read_range, read_state_file, read_state_file_all, write_atomically,
-                            write_state_file)
+from .tf_checkpoint import (TMP_MARK, TFCheckpointReader, read_range, read_state_file, read_state_file_all,
+                            write_atomically, write_state_file)
 
 LSTM_SCOPE = "cudnn_lstm/rnn/multi_rnn_cell/cell_0/cudnn_compatible_lstm_cell"
 STATE_FILES = {"train": "checkpoint", "best_dev": "best_dev_checkpoint"}
@@ -206,6 +207,44 @@ def find_checkpoint(directory: str, kind: str) -> str | None:
     return read_state_file(os.path.join(directory, STATE_FILES[kind]))
 
 
+def newest_checkpoint(directory: str) -> str | None:
+    """The checkpoint this directory's runs saved last, train or best_dev (by the run state's save_serial)."""
+    candidates = [p for p in (find_checkpoint(directory, kind) for kind in STATE_FILES) if p]
+    serials = {p: read_run_state(p).get("save_serial") for p in candidates}
+    numbered = [p for p in candidates if isinstance(serials[p], int)]
+    return max(numbered, key=serials.get, default=None)
+
+
+def check_alphabet(prefix: str, alphabet) -> None:
+    """Refuse to load an output layer trained for another alphabet. A different size fails on shapes;
+    the same size with other labels (a reordered or edited alphabet.txt) would load silently and
+    decode every character wrong. The alphabet comes from the run state, else the directory's alphabet.txt."""
+    state = read_run_state(prefix)
+    if "alphabet" in state:
+        theirs, where = state["alphabet"], prefix + ".json"
+    else:
+        path = os.path.join(os.path.dirname(prefix), "alphabet.txt")
+        if not os.path.isfile(path):
+            return
+        theirs, where = load_alphabet(path).labels, path
+    ours = alphabet_record(alphabet)
+    if theirs == ours:
+        return
+
+    def describe(record) -> str:
+        return record if isinstance(record, str) else f"{len(record)} labels"
+
+    difference = ""
+    if not isinstance(theirs, str) and not isinstance(ours, str):
+        i = next((i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b), min(len(theirs), len(ours)))
+        there = repr(theirs[i]) if i < len(theirs) else "absent"
+        here = repr(ours[i]) if i < len(ours) else "absent"
+        difference = f"; label {i} is {there} there and {here} here"
+    raise CheckpointError(f"{prefix} was trained for another alphabet ({where}: {describe(theirs)}; this run: "
+                          f"{describe(ours)}{difference}). Use the checkpoint's alphabet to fine-tune, or "
+                          "--drop_source_layers 1 to transfer to a new one")
+
+
 # ---- loading into a model ---------------------------------------------------------------------
 
 
@@ -388,22 +427,65 @@ def _shape_message(prefix, name, shape, expected, model) -> str:
 
 
 def save(directory: str, kind: str, tensors: dict[str, np.ndarray], run_state: dict, max_to_keep: int) -> str:
-    """Write `<kind>-<step>` and point the state file at it; keep at most max_to_keep of this kind."""
-    os.makedirs(directory, exist_ok=True)
+    """Write `<kind>-<step>` and point the state file at it; keep at most max_to_keep of this kind.
+
+    The order makes every instant safe to die at: tensors and run state go to temporary files that are
+    renamed once on disk, the state file changes only after both, and old checkpoints are removed only
+    after the state file no longer names them. Pruning keeps the newest; best_dev has its own state file,
+    so train pruning never touches it. A failed write (disk full, read-only) is a CheckpointError that
+    names the file, and the state file still names the last good checkpoint."""
     step = int(tensors["global_step"])
     prefix = os.path.join(directory, f"{kind}-{step}")
     state = {"format_version": FORMAT_VERSION, "global_step": step, **run_state}
-    write_atomically(prefix + ".safetensors", lambda p: safetensors.numpy.save_file(tensors, p))
-    write_atomically(prefix + ".json", lambda p: _write_text(p, json.dumps(state, indent=2)))
     state_file = os.path.join(directory, STATE_FILES[kind])
-    kept = [p for p in read_state_file_all(state_file) if p != prefix] + [prefix]
-    kept, removed = kept[-max(max_to_keep, 1):], kept[: -max(max_to_keep, 1)]
-    write_state_file(state_file, prefix, kept)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        _remove_stale_temporaries(directory)
+        write_atomically(prefix + ".safetensors", lambda p: safetensors.numpy.save_file(tensors, p))
+        write_atomically(prefix + ".json", lambda p: _write_text(p, json.dumps(state, indent=2)))
+        kept = [p for p in read_state_file_all(state_file) if p != prefix] + [prefix]
+        kept, removed = kept[-max(max_to_keep, 1):], kept[: -max(max_to_keep, 1)]
+        write_state_file(state_file, prefix, kept)
+    except OSError as e:
+        last = find_checkpoint(directory, kind) if os.path.isfile(state_file) else None
+        raise CheckpointError(f"cannot write checkpoint {prefix} ({e.strerror or e}); "
+                              + (f"the last good one, {last}, is unchanged" if last else "no earlier checkpoint")
+                              ) from None
     for old in removed:
         for ext in (".safetensors", ".json", ".index", ".data-00000-of-00001", ".meta"):
-            if os.path.exists(old + ext):
+            try:
                 os.remove(old + ext)
+            except FileNotFoundError:
+                pass
     return prefix
+
+
+def update_run_state(prefix: str, **changes) -> None:
+    """Change fields of a saved checkpoint's run state (atomically; the tensors are not rewritten)."""
+    state = read_run_state(prefix)
+    state.update(changes)
+    write_atomically(prefix + ".json", lambda p: _write_text(p, json.dumps(state, indent=2)))
+
+
+def _remove_stale_temporaries(directory: str) -> None:
+    """Temporary files of a process that was killed mid-write (SIGKILL leaves them behind)."""
+    for name in os.listdir(directory):
+        head, mark, pid = name.rpartition(TMP_MARK)
+        if mark and pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            try:
+                os.remove(os.path.join(directory, name))
+            except FileNotFoundError:
+                pass
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _write_text(path: str, text: str) -> None:

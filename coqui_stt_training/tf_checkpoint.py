@@ -469,15 +469,32 @@ def _build_table(items: list[tuple[bytes, bytes]], block_size: int) -> bytes:
 def write_atomically(path: str, write) -> None:
     """`write(tmp_path)` fills a temporary file beside `path`, which replaces `path` only once it is
     complete and on disk: a crash leaves the old file or the new one, never half of one."""
-    tmp = f"{path}.tmp-{os.getpid()}"
+    tmp = f"{path}{TMP_MARK}{os.getpid()}"
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_directory(os.path.dirname(os.path.abspath(path)))  # makes the rename itself durable
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+TMP_MARK = ".tmp-"  # write_atomically's temporary files are <final name>.tmp-<pid>
+
+
+def _fsync_directory(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # not every platform lets a directory be opened; the rename is atomic regardless
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _write_bytes(path: str, chunks) -> None:
