@@ -194,12 +194,17 @@ class Collate:
 
 
 def data_loader(samples: list[Sample], batch_size: int, config, train: bool, epoch: int = 0,
-                num_workers: int = 0) -> torch.utils.data.DataLoader:
+                num_workers: int = 0, skip: int = 0) -> torch.utils.data.DataLoader:
+    """Batches of one epoch; `skip` leaves out its first batches (a resumed run has done them)."""
     batches = make_batches(len(samples), batch_size, drop_last=train)
     if train and config.shuffle_batches and epoch >= config.shuffle_start:
         # Coqui shuffles whole batches, never samples across batches; seeded per epoch so reruns agree.
         order = np.random.default_rng(config.random_seed + epoch).permutation(len(batches))
         batches = [batches[i] for i in order]
+    batches = batches[skip:]
     collate = Collate(samples, config.audio_sample_rate, config.feature_win_len, config.feature_win_step)
+    # Its own generator: a DataLoader draws a seed each time it is iterated, and from torch's global
+    # generator that draw would shift the dropout masks of a resumed run against an uninterrupted one.
     return torch.utils.data.DataLoader(batches, batch_size=None, collate_fn=collate, num_workers=num_workers,
-                                       persistent_workers=False, prefetch_factor=4 if num_workers else None)
+                                       persistent_workers=False, prefetch_factor=4 if num_workers else None,
+                                       generator=torch.Generator().manual_seed(config.random_seed + epoch))

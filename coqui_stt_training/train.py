@@ -21,18 +21,21 @@ import torch
 from tqdm import tqdm
 
 from . import checkpoint, log
-from .alphabet import AlphabetError, UTF8Alphabet, alphabet_from_transcripts, load_alphabet
+from .alphabet import AlphabetError, UTF8Alphabet, alphabet_from_transcripts, alphabet_record, load_alphabet
 from .audio import AudioError
 from .checkpoint import CheckpointError
 from .config import Config, ConfigError
-from .data import DataError, data_loader, load_data_set, read_csv
+from .data import DataError, data_loader, load_data_set, make_batches, read_csv
 from .decode import greedy_decode
 from .evaluate import evaluate_samples, test, totals
 from .model import DeepSpeech, ctc_loss
 from .optimizer import TFAdam
+from .run_state import Interrupted, Progress, StopSignals, rng_state, set_rng_state
 from .summary import SummaryWriter
+from .tf_checkpoint import TFCheckpointError
 
-USER_ERRORS = (ConfigError, DataError, AlphabetError, AudioError, CheckpointError, NotImplementedError)
+USER_ERRORS = (ConfigError, DataError, AlphabetError, AudioError, CheckpointError, TFCheckpointError,
+               NotImplementedError)
 
 
 def run_cli(job, argv, prog: str) -> None:
@@ -85,10 +88,6 @@ def resolve_alphabet(config: Config):
                       "can't generate an alphabet.")
 
 
-def alphabet_record(alphabet) -> str | list[str]:
-    return "UTF-8 bytes" if alphabet.is_bytes else alphabet.labels
-
-
 def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -134,6 +133,7 @@ def setup_evaluation(config: Config, directory: str):
     prefix, tried = find_to_load(directory, config.load_evaluate)
     if prefix is None:
         raise CheckpointError(f"All initialization methods failed ({tried}): no checkpoint in {directory}")
+    checkpoint.check_alphabet(prefix, alphabet)
     checkpoint.load_into(prefix, model, None, config.learning_rate).log()
     return model, alphabet, device
 
@@ -150,6 +150,11 @@ class Trainer:
         self.epochs_done = 0  # epochs since training from the source checkpoint began, over restarts
         self.transfer: dict | None = None  # how this run's model came from a source checkpoint
         self.source_layers: set[str] = set()
+        self.progress = Progress()
+        self.resumed_rng: dict | None = None  # generators to restore before the first resumed step
+        self.save_serial = 0  # orders this directory's checkpoints: the highest is the newest
+        self.last_saved: str | None = None
+        self.signals = StopSignals()
         self.summaries = SummaryWriter(config.summary_dir) if config.summary_dir else None
         # Mixed precision: autocast changes no parameter (they and the checkpoints stay float32), so it
         # combines with any pre-trained checkpoint, which Coqui's graph rewrite could not. fp16 on CUDA
@@ -162,17 +167,25 @@ class Trainer:
         """Start from the checkpoint Coqui would load, except that a run never starts over on top of its
         own work: once the save directory holds a checkpoint of this run, training resumes from it and
         --drop_source_layers is not applied again (an interrupted transfer restarted with the same
-        command would otherwise throw away its trained layers)."""
+        command would otherwise throw away its trained layers). An interrupted run (one that did not
+        reach --epochs) resumes exactly where its newest checkpoint left it."""
         config = self.config
         load_dir, save_dir = config.load_checkpoint_dir, config.save_checkpoint_dir
         if load_dir and load_dir != save_dir and not os.path.isdir(load_dir):
             raise ConfigError(f"Missing checkpoint directory {load_dir!r} (--load_checkpoint_dir)")
-        prefix = self.own_checkpoint()
+        prefix, exact = self.own_checkpoint()
         resuming = prefix is not None
         if resuming:
-            log.info(f"Resuming from {prefix}, this run's own checkpoint in the save directory"
-                     + (f"; --drop_source_layers {config.drop_source_layers} is not applied again"
-                        if config.drop_source_layers else "; the source checkpoint is not loaded again"))
+            state = checkpoint.read_run_state(prefix)
+            if exact:
+                p = Progress.from_json(state["progress"])
+                log.info(f"Resuming the interrupted run from {prefix}: epoch {p.epoch}, "
+                         + (f"batch {p.batch} of {p.batches_in_epoch}" if p.stage == "train" else f"stage {p.stage}")
+                         + f", until --epochs {config.epochs}")
+            else:
+                log.info(f"Resuming from {prefix}, this run's own checkpoint in the save directory"
+                         + (f"; --drop_source_layers {config.drop_source_layers} is not applied again"
+                            if config.drop_source_layers else "; the source checkpoint is not loaded again"))
         else:
             prefix, tried = find_to_load(load_dir, config.load_train)
         if prefix is None:
@@ -185,6 +198,8 @@ class Trainer:
             return
         state = checkpoint.read_run_state(prefix)
         drop = 0 if resuming else config.drop_source_layers
+        if not drop:
+            checkpoint.check_alphabet(prefix, self.alphabet)
         columns = self.shared_columns(prefix) if drop and config.keep_shared_symbols else None
         report = checkpoint.load_into(prefix, self.model, self.optimizer, config.learning_rate,
                                       config.force_initialize_learning_rate, drop, columns)
@@ -192,6 +207,14 @@ class Trainer:
         if resuming:
             self.transfer, self.epochs_done = state.get("transfer"), state.get("epochs_done", 0)
             self.best_dev_loss = state.get("best_dev_loss", float("inf"))
+            self.save_serial = state.get("save_serial", 0)
+        if exact:
+            self.progress = Progress.from_json(state["progress"])
+            self.resumed_rng = state.get("rng")
+            if "learning_rate" in state and not config.force_initialize_learning_rate:
+                self.optimizer.lr = state["learning_rate"]  # exactly; the tensor holds it rounded to float32
+            if self.scaler and state.get("grad_scaler"):
+                self.scaler.load_state_dict(state["grad_scaler"])
         elif drop:
             self.transfer = {"source": prefix, "drop_source_layers": drop, "alphabet": alphabet_record(self.alphabet),
                              "keep_shared_symbols": columns is not None}
@@ -203,21 +226,33 @@ class Trainer:
                     self.optimizer.set_lr_scale(scope, config.source_layers_lr_scale)
         report.log(detailed=True, frozen=self.source_layers if self.frozen_epochs_left() else set())
 
-    def own_checkpoint(self) -> str | None:
-        """A checkpoint this run wrote, if the save directory holds one: with separate load and save
-        directories, any checkpoint in the save directory; with one directory, a checkpoint whose
-        run state records this very transfer (same alphabet)."""
+    def own_checkpoint(self) -> tuple[str | None, bool]:
+        """(prefix, exact): a checkpoint this run wrote, if the save directory holds one, and whether to
+        resume it exactly. The newest checkpoint of a run that did not finish is resumed exactly
+        (--load_train auto or last). Otherwise, with separate load and save directories any checkpoint in
+        the save directory is the run's own, and Coqui's choice among them applies (best_dev first for
+        auto); with one directory, only one whose run state records this very transfer (same alphabet)."""
         config = self.config
         load_dir, save_dir = config.load_checkpoint_dir, config.save_checkpoint_dir
         if config.load_train == "init" or not save_dir or not os.path.isdir(save_dir):
-            return None
+            return None, False
+        one_dir = bool(load_dir) and os.path.realpath(load_dir) == os.path.realpath(save_dir)
+
+        def of_this_run(prefix: str) -> bool:
+            if not (one_dir and config.drop_source_layers):
+                return True
+            transfer = checkpoint.read_run_state(prefix).get("transfer")
+            return bool(transfer) and transfer.get("alphabet") == alphabet_record(self.alphabet)
+
+        if config.load_train in ("auto", "last"):
+            newest = checkpoint.newest_checkpoint(save_dir)
+            progress = checkpoint.read_run_state(newest).get("progress") if newest else None
+            if progress and not progress.get("finished") and of_this_run(newest):
+                return newest, True
         prefix, _ = find_to_load(save_dir, config.load_train, quiet=True)
-        if prefix is None or not load_dir or os.path.realpath(load_dir) != os.path.realpath(save_dir):
-            return prefix
-        transfer = checkpoint.read_run_state(prefix).get("transfer")
-        if config.drop_source_layers and transfer and transfer.get("alphabet") == alphabet_record(self.alphabet):
-            return prefix
-        return None
+        if prefix is None or (one_dir and not (config.drop_source_layers and of_this_run(prefix))):
+            return None, False
+        return prefix, False
 
     def shared_columns(self, prefix: str) -> list[int | None]:
         path = os.path.join(os.path.dirname(prefix), "alphabet.txt")
@@ -242,13 +277,20 @@ class Trainer:
             for p in params:
                 p.requires_grad_(not (frozen and scope in self.source_layers))
 
-    def save(self, kind: str, **run_state) -> str:
+    def save(self, kind: str) -> str:
         tensors = checkpoint.to_tensors(self.model, self.optimizer, self.global_step)
         keep = self.config.max_to_keep if kind == "train" else 1
-        state = {"best_dev_loss": self.best_dev_loss, "epochs_done": self.epochs_done, **run_state}
+        self.save_serial += 1
+        state = {"best_dev_loss": self.best_dev_loss, "epochs_done": self.epochs_done,
+                 "save_serial": self.save_serial, "alphabet": alphabet_record(self.alphabet),
+                 "progress": self.progress.to_json(),
+                 "learning_rate": self.optimizer.lr, "rng": rng_state()}
+        if self.scaler:
+            state["grad_scaler"] = self.scaler.state_dict()
         if self.transfer:
             state["transfer"] = self.transfer
-        return checkpoint.save(self.config.save_checkpoint_dir, kind, tensors, state, keep)
+        self.last_saved = checkpoint.save(self.config.save_checkpoint_dir, kind, tensors, state, keep)
+        return self.last_saved
 
     def step(self, batch) -> float | None:
         """One optimiser step. A non-finite loss skips the step (weights untouched) and names the files."""
@@ -276,39 +318,57 @@ class Trainer:
             logits = self.model(batch.features.to(self.device))
         return ctc_loss(logits, batch.feature_lengths, batch.labels, batch.label_lengths)
 
-    def run_epoch(self, epoch: int, samples, kind: str, path: str = "") -> tuple[float, int]:
-        """Train (kind 'train') or compute the loss of a dev set ('dev'); returns (mean loss, steps)."""
-        config, training = self.config, kind == "train"
-        starting, finished, title = {"train": ("Training epoch", "Finished training epoch", "Training"),
-                                     "dev": ("Validating epoch", "Finished validating epoch", "Validation")}[kind]
-        suffix = f" on {path}" if path else ""
+    def progress_bar(self, loader, epoch: int, title: str, initial: int = 0):
+        return tqdm(loader, desc=f"Epoch {epoch:3d} | {title:>10}", disable=not self.config.show_progressbar,
+                    file=sys.stdout, dynamic_ncols=True, initial=initial)
+
+    def train_epoch(self, samples) -> None:
+        """The rest of the current epoch's training, from the batch the progress records."""
+        config, p = self.config, self.progress
         if not config.show_progressbar:
-            log.info(f"{starting} {epoch}{suffix}...")
-        loader = data_loader(samples, config.train_batch_size if training else config.dev_batch_size, config,
-                             train=training, epoch=epoch)
-        bar = tqdm(loader, desc=f"Epoch {epoch:3d} | {title:>10}", disable=not config.show_progressbar,
-                   file=sys.stdout, dynamic_ncols=True)
-        self.model.train(training)
-        total, steps, last_save = 0.0, 0, time.time()
+            log.info(f"Training epoch {p.epoch}...")
+        loader = data_loader(samples, config.train_batch_size, config, train=True, epoch=p.epoch, skip=p.batch)
+        bar = self.progress_bar(loader, p.epoch, "Training", initial=p.batch)
+        self.model.train()
+        last_save = time.time()
         for batch in bar:
-            if training:
-                loss = self.step(batch)
-                if loss is None:
-                    continue
-            else:
-                with torch.no_grad():
-                    logits = self.model(batch.features.to(self.device))
-                    loss = float(ctc_loss(logits, batch.feature_lengths, batch.labels, batch.label_lengths).mean())
+            loss = self.step(batch)
+            p.batch += 1
+            if loss is not None:
+                p.loss_sum, p.steps = p.loss_sum + loss, p.steps + 1
+                if self.summaries:
+                    self.summaries.scalar("train", "step_loss", loss, self.global_step)
+                bar.set_postfix_str(f"Steps: {p.steps} | Loss: {p.loss_sum / p.steps:.6f}")
+            if self.signals.received:
+                raise Interrupted(self.signals.received, self.save("train"))
+            if config.checkpoint_secs and time.time() - last_save > config.checkpoint_secs:
+                self.save("train")
+                last_save = time.time()
+        if not config.show_progressbar:
+            log.info(f"Finished training epoch {p.epoch} - loss: {p.loss_sum / max(p.steps, 1):f}")
+
+    def dev_loss(self, samples, path: str) -> tuple[float, int]:
+        """Mean CTC loss of one dev set and its number of batches."""
+        config, epoch = self.config, self.progress.epoch
+        if not config.show_progressbar:
+            log.info(f"Validating epoch {epoch} on {path}...")
+        loader = data_loader(samples, config.dev_batch_size, config, train=False)
+        bar = self.progress_bar(loader, epoch, "Validation")
+        self.model.eval()
+        total, steps = 0.0, 0
+        for batch in bar:
+            if self.signals.received:  # the epoch's `train` checkpoint is where a resumed run re-validates
+                raise Interrupted(self.signals.received, self.last_saved)
+            with torch.no_grad():
+                logits = self.model(batch.features.to(self.device))
+                loss = float(ctc_loss(logits, batch.feature_lengths, batch.labels, batch.label_lengths).mean())
             total, steps = total + loss, steps + 1
             if self.summaries:
-                self.summaries.scalar(kind, "step_loss", loss, self.global_step)
-            bar.set_postfix_str(f"Steps: {steps} | Loss: {total / steps:.6f}" + (f" | Dataset: {path}" if path else ""))
-            if training and config.checkpoint_secs and time.time() - last_save > config.checkpoint_secs:
-                self.save("train", epoch=epoch)
-                last_save = time.time()
+                self.summaries.scalar("dev", "step_loss", loss, self.global_step)
+            bar.set_postfix_str(f"Steps: {steps} | Loss: {total / steps:.6f} | Dataset: {path}")
         mean = total / max(steps, 1)
         if not config.show_progressbar:
-            log.info(f"{finished} {epoch}{suffix} - loss: {mean:f}")
+            log.info(f"Finished validating epoch {epoch} on {path} - loss: {mean:f}")
         return mean, steps
 
     def check_largest_batch(self, samples) -> None:
@@ -324,43 +384,73 @@ class Trainer:
         log.info("Dummy run finished without problems, now starting real training process.")
 
     def train(self, train_set, dev_sets, metrics_sets) -> None:
-        config = self.config
+        """Epochs until --epochs (or an early stop). Raises Interrupted after a stop signal."""
+        config, p = self.config, self.progress
         if not config.skip_batch_test:
             self.check_largest_batch(train_set)
+        if self.resumed_rng:
+            set_rng_state(self.resumed_rng)  # after the dummy run, whose dropout draws are not the run's
+        batches = len(make_batches(len(train_set), config.train_batch_size, drop_last=True))
+        if p.stage == "train" and p.batch and p.batches_in_epoch != batches:
+            log.warn(f"The training set or batch size changed since the interruption ({p.batches_in_epoch} batches "
+                     f"per epoch then, {batches} now): epoch {p.epoch} starts again from its first batch")
+            p.batch, p.loss_sum, p.steps = 0, 0.0, 0
+        p.batches_in_epoch = batches
         log.info("STARTING Optimization")
         started = time.time()
-        epochs_without_improvement = 0
-        for epoch in range(config.epochs):
+        with self.signals:
+            while p.epoch < config.epochs and not self.run_one_epoch(train_set, dev_sets, metrics_sets):
+                if self.signals.received:
+                    raise Interrupted(self.signals.received, self.last_saved)
+                p.next_epoch()
+        p.finished = True
+        if self.last_saved:
+            checkpoint.update_run_state(self.last_saved, progress=p.to_json())
+        log.info(f"FINISHED optimization in {timedelta(seconds=time.time() - started)}")
+
+    def run_one_epoch(self, train_set, dev_sets, metrics_sets) -> bool:
+        """Whatever of the current epoch is left; True if early stopping ends the run."""
+        p = self.progress
+        if p.stage == "train":
             frozen = self.frozen_epochs_left()
-            if self.source_layers and frozen != any(not p.requires_grad for p in self.model.trainable_parameters()):
+            if self.source_layers and frozen != any(not q.requires_grad for q in self.model.trainable_parameters()):
                 log.info(("Freezing" if frozen else "Unfreezing") + " the layers loaded from the source checkpoint: "
                          + ", ".join(sorted(self.source_layers)))
                 self.set_frozen(frozen)
-            self.run_epoch(epoch, train_set, "train")
+            self.train_epoch(train_set)
             self.epochs_done += 1
-            self.save("train", epoch=epoch + 1)
-            if dev_sets:
-                losses = [self.run_epoch(epoch, samples, "dev", path) for path, samples in dev_sets]
-                steps = sum(n for _, n in losses)
-                dev_loss = sum(loss * n for loss, n in losses) / max(steps, 1)
-                if dev_loss > self.best_dev_loss - config.es_min_delta:
-                    epochs_without_improvement += 1
-                else:
-                    epochs_without_improvement = 0
-                if dev_loss < self.best_dev_loss:
-                    self.best_dev_loss = dev_loss
-                    path = self.save("best_dev", epoch=epoch + 1)
-                    log.info(f"Saved new best validating model with loss {dev_loss:f} to: {path}")
-                if config.early_stop and epochs_without_improvement == config.es_epochs:
-                    log.info(f"Early stop triggered as the loss did not improve the last {config.es_epochs} epochs")
-                    break
-                if (config.reduce_lr_on_plateau and epochs_without_improvement > 0
-                        and epochs_without_improvement % config.plateau_epochs == 0):
-                    self.reduce_learning_rate()
-            for path, samples in metrics_sets:
-                self.report_metrics(epoch, path, samples)
-            print("-" * 80, flush=True)
-        log.info(f"FINISHED optimization in {timedelta(seconds=time.time() - started)}")
+            p.stage = "trained"
+            self.save("train")
+        if p.stage == "trained":
+            p.stage = "validated"
+            if dev_sets and self.validate(dev_sets):
+                return True
+        for path, samples in metrics_sets:
+            self.report_metrics(p.epoch, path, samples)
+        print("-" * 80, flush=True)
+        return False
+
+    def validate(self, dev_sets) -> bool:
+        """Dev losses, best_dev checkpoint, plateau; True if early stopping is triggered."""
+        config, p = self.config, self.progress
+        losses = [self.dev_loss(samples, path) for path, samples in dev_sets]
+        steps = sum(n for _, n in losses)
+        dev_loss = sum(loss * n for loss, n in losses) / max(steps, 1)
+        if dev_loss > self.best_dev_loss - config.es_min_delta:
+            p.epochs_without_improvement += 1
+        else:
+            p.epochs_without_improvement = 0
+        if dev_loss < self.best_dev_loss:
+            self.best_dev_loss = dev_loss
+            path = self.save("best_dev")
+            log.info(f"Saved new best validating model with loss {dev_loss:f} to: {path}")
+        if config.early_stop and p.epochs_without_improvement == config.es_epochs:
+            log.info(f"Early stop triggered as the loss did not improve the last {config.es_epochs} epochs")
+            return True
+        if (config.reduce_lr_on_plateau and p.epochs_without_improvement > 0
+                and p.epochs_without_improvement % config.plateau_epochs == 0):
+            self.reduce_learning_rate()
+        return False
 
     def report_metrics(self, epoch: int, path: str, samples) -> None:
         """Coqui reports only the loss of a --metrics_files set; greedy WER and CER are added so that a set
@@ -412,7 +502,15 @@ def train_job(config: Config) -> None:
         checkpoint.write_text_once(os.path.join(save_dir, "flags.txt"), config.to_json())
         if not alphabet.is_bytes:
             checkpoint.write_text_once(os.path.join(save_dir, "alphabet.txt"), alphabet.serialize_text())
-        trainer.train(train_set, dev_sets, metrics_sets)
+        try:
+            trainer.train(train_set, dev_sets, metrics_sets)
+        except Interrupted as stop:
+            name, prefix = stop.args
+            log.info(f"Stopped on {name} at epoch {trainer.progress.epoch}"
+                     + (f", batch {trainer.progress.batch}" if trainer.progress.stage == "train" else "")
+                     + (f"; checkpoint saved to {prefix}" if prefix else "; nothing was trained yet")
+                     + ". Run the same command again to resume.")
+            return
     if config.test_files:
         # Test what this run produced (its save directory), never the checkpoint it started from.
         model, alphabet, device = setup_evaluation(config, config.save_checkpoint_dir or config.load_checkpoint_dir)

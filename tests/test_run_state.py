@@ -1,0 +1,128 @@
+"""Exact resume and clean stops: an interrupted run, started again with the same command, continues the
+trajectory of an uninterrupted one (same losses, same final weights, bit for bit)."""
+
+import contextlib
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cli import run, sha256
+from coqui_stt_training import checkpoint, train
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+SMOKE = os.path.join(ROOT, "data", "smoke_test")
+ALPHABET = os.path.join(ROOT, "data", "alphabet.txt")
+LDC = os.path.join(SMOKE, "ldc93s1.csv")
+
+
+def repeated_csv(tmp_path, copies=5):
+    """LDC93S1 several times over: several steps per epoch, so that a run can stop inside an epoch."""
+    wav = os.path.abspath(os.path.join(SMOKE, "LDC93S1.wav"))
+    rows = "".join(f"{wav},{93638 + i},she had your dark suit in greasy wash water all year\n" for i in range(copies))
+    path = tmp_path / "train.csv"
+    path.write_text("wav_filename,wav_filesize,transcript\n" + rows)
+    return str(path)
+
+
+def command(train_csv, ckpt, epochs=4):
+    # Dropout, shuffled batches and a plateau every epoch: every piece of state a resume must restore.
+    return ["--alphabet_config_path", ALPHABET, "--n_hidden", "24", "--show_progressbar", "false",
+            "--train_files", train_csv, "--dev_files", LDC, "--epochs", str(epochs), "--checkpoint_dir", ckpt,
+            "--dropout_rate", "0.3", "--shuffle_batches", "true", "--learning_rate", "0.002",
+            "--reduce_lr_on_plateau", "true", "--plateau_epochs", "1", "--es_min_delta", "1000", "--max_to_keep", "2"]
+
+
+def losses(log, what):
+    """{epoch: loss} from 'Finished training/validating epoch N ... - loss: X' lines."""
+    return {int(m.group(1)): float(m.group(2))
+            for m in re.finditer(rf"Finished {what} epoch (\d+)[^\n]* - loss: ([0-9.]+)", log)}
+
+
+def final_tensors(ckpt):
+    return {kind: sha256(checkpoint.find_checkpoint(ckpt, kind) + ".safetensors") for kind in ("train", "best_dev")}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("uninterrupted")
+    csv_path, ckpt = repeated_csv(tmp), str(tmp / "ckpt")
+    out = io.StringIO()  # a module-scoped fixture cannot use capsys
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        train.main(command(csv_path, ckpt))
+    log = out.getvalue()
+    assert "Encountered a plateau" in log
+    return csv_path, log, final_tensors(ckpt)
+
+
+def signal_at(monkeypatch, method, call):
+    """Deliver SIGTERM to this process during the `call`-th call of Trainer.<method>."""
+    original, calls = getattr(train.Trainer, method), []
+
+    def wrapped(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(train.Trainer, method, wrapped)
+
+
+@pytest.mark.parametrize("method, call, stopped_at", [
+    ("step", 3, "epoch 0, batch 3"),  # inside an epoch
+    ("step", 10, "epoch 1, batch 5"),  # on the last batch of an epoch
+    ("dev_loss", 2, "epoch 1;"),  # during validation: the epoch's checkpoint is already saved
+    ("report_metrics", 3, "epoch 2;"),  # between epochs
+])
+def test_sigterm_saves_and_the_same_command_resumes_exactly(method, call, stopped_at, uninterrupted, tmp_path,
+                                                            monkeypatch, capsys):
+    csv_path, full_log, full_tensors = uninterrupted
+    ckpt = str(tmp_path / "ckpt")
+    argv = command(csv_path, ckpt)
+    if method == "report_metrics":  # a metrics set, so that this method runs at the end of each epoch
+        argv += ["--metrics_files", LDC]
+    with monkeypatch.context() as patch:
+        signal_at(patch, method, call)
+        status, first = run(train.main, argv, capsys)
+    assert status == 0, first
+    assert f"Stopped on SIGTERM at {stopped_at}" in first and "Run the same command again to resume." in first
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers are put back
+    status, second = run(train.main, argv, capsys)
+    assert status == 0 and "Resuming the interrupted run from" in second, second
+    for what in ("training", "validating"):
+        assert {**losses(first, what), **losses(second, what)} == losses(full_log, what), what
+    assert final_tensors(ckpt) == full_tensors
+
+
+def test_a_finished_run_starts_a_new_count_of_epochs_as_coqui_does(uninterrupted, tmp_path, capsys):
+    csv_path, _, _ = uninterrupted
+    ckpt = str(tmp_path / "ckpt")
+    assert run(train.main, command(csv_path, ckpt, epochs=1), capsys)[0] == 0
+    status, log = run(train.main, command(csv_path, ckpt, epochs=1), capsys)
+    assert status == 0 and "Loading best validating checkpoint" in log and "Resuming the interrupted" not in log
+    assert set(losses(log, "training")) == {0}
+
+
+def test_sigterm_to_a_real_process_saves_and_exits_zero(tmp_path):
+    csv_path, ckpt = repeated_csv(tmp_path, copies=40), str(tmp_path / "ckpt")
+    child = subprocess.Popen([sys.executable, "-m", "coqui_stt_training.train"] + command(csv_path, ckpt, epochs=100),
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in child.stdout:  # wait until training runs
+        lines.append(line)
+        if "STARTING Optimization" in line:
+            break
+    time.sleep(1.0)
+    child.send_signal(signal.SIGTERM)
+    out = "".join(lines) + child.stdout.read()
+    assert child.wait(timeout=60) == 0, out
+    saved = re.search(r"Stopped on SIGTERM at epoch \d+(, batch \d+)?; checkpoint saved to (\S+)\. Run the same", out)
+    assert saved, out
+    state = checkpoint.read_run_state(saved.group(2))
+    assert not state["progress"]["finished"]
+    assert checkpoint.newest_checkpoint(ckpt) == saved.group(2)
