@@ -4,6 +4,7 @@ trajectory of an uninterrupted one (same losses, same final weights, bit for bit
 import contextlib
 import io
 import os
+import random
 import re
 import signal
 import subprocess
@@ -126,3 +127,65 @@ def test_sigterm_to_a_real_process_saves_and_exits_zero(tmp_path):
     state = checkpoint.read_run_state(saved.group(2))
     assert not state["progress"]["finished"]
     assert checkpoint.newest_checkpoint(ckpt) == saved.group(2)
+
+
+def start_training(argv, kill_at=0):
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "killable_train.py"), str(kill_at)] + argv,
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(child, text):
+    lines = []
+    for line in child.stdout:
+        lines.append(line)
+        if text in line:
+            break
+    return "".join(lines)
+
+
+def assert_loadable(ckpt):
+    """Every checkpoint the state files name reads completely: all tensors and the run state."""
+    for kind in checkpoint.STATE_FILES:
+        prefix = checkpoint.find_checkpoint(ckpt, kind)
+        if prefix:
+            reader = checkpoint.open_checkpoint(prefix)
+            assert all(reader.get(name).size >= 1 for name in reader.names())
+            assert checkpoint.read_run_state(prefix)["progress"]["epoch"] >= 0
+
+
+def test_sigkill_at_random_moments_never_loses_the_last_checkpoint(tmp_path):
+    """24 runs of the same command, each killed with SIGKILL: half at a random instant of the checkpoint
+    writes (including mid-file), half at a random time into training. After each, every checkpoint the
+    directory names loads, and the next run resumes from the newest one."""
+    csv_path, ckpt = repeated_csv(tmp_path, copies=3), str(tmp_path / "ckpt")
+    argv = command(csv_path, ckpt, epochs=1000)
+    rng = random.Random(20261125)
+    resumed = 0
+    for attempt in range(24):
+        had_checkpoint = checkpoint.find_checkpoint(ckpt, "train") is not None if os.path.isdir(ckpt) else False
+        if attempt % 2:
+            moment = f"file-system event {rng.randint(1, 300)} of the checkpoint writes"
+            child = start_training(argv, kill_at=int(moment.split()[2]))
+            out = child.stdout.read()
+        else:
+            delay = rng.uniform(0.0, 1.5)
+            moment = f"{delay:.2f} s into training"
+            child = start_training(argv)
+            out = wait_for(child, "STARTING Optimization")
+            time.sleep(delay)
+            child.send_signal(signal.SIGKILL)
+            out += child.stdout.read()
+        assert child.wait(timeout=120) == -signal.SIGKILL, f"attempt {attempt}, killed at {moment}:\n{out}"
+        assert "Traceback" not in out and "\nE " not in out, out
+        if had_checkpoint:
+            assert "Resuming the interrupted run from" in out, f"attempt {attempt}, killed at {moment}:\n{out}"
+            resumed += 1
+        assert_loadable(ckpt)
+    assert resumed >= 20
+    child = start_training(argv)  # the same command once more, stopped cleanly
+    out = wait_for(child, "STARTING Optimization")
+    time.sleep(0.3)
+    child.send_signal(signal.SIGTERM)
+    out += child.stdout.read()
+    assert child.wait(timeout=60) == 0 and "Resuming the interrupted run from" in out, out
+    assert not [name for name in os.listdir(ckpt) if ".tmp-" in name]  # a killed run's temporaries are cleared
