@@ -136,11 +136,15 @@ class SafetensorsCheckpoint:
         try:
             with open(self.path, "rb") as f:
                 head = f.read(8)
+                if looks_like_pickle(head):
+                    raise CheckpointError(f"{self.path}: {PICKLE_REFUSAL}")
                 header_size = int.from_bytes(head, "little") if len(head) == 8 else -1
                 if not 2 <= header_size <= 100 << 20:
                     raise ValueError("no safetensors header")
                 header = json.loads(f.read(header_size).decode("utf-8"))
             file_size = os.path.getsize(self.path)
+        except CheckpointError:
+            raise
         except OSError as e:
             raise CheckpointError(f"{self.path}: cannot read ({e.strerror})") from None
         except (ValueError, UnicodeDecodeError) as e:
@@ -180,6 +184,27 @@ class SafetensorsCheckpoint:
         if len(data) != size:
             raise CheckpointError(f"{self.path}: truncated while reading tensor {name!r}")
         return np.frombuffer(data, dtype).reshape(shape)
+
+
+PICKLE_REFUSAL = ("a Python pickle (PyTorch's torch.save format), not a checkpoint of ours; refusing to load it, "
+                  "because unpickling runs whatever code the file contains. Checkpoints here are safetensors + JSON, "
+                  "or TensorFlow's .index/.data files")
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
+
+
+def looks_like_pickle(head: bytes) -> bool:
+    """A pickle (protocol 2-5 opcode) or torch.save's zip archive (which holds one)."""
+    return (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5) or head.startswith(b"PK\x03\x04")
+
+
+def refuse_pickles(directory: str) -> None:
+    """A directory that holds only PyTorch pickles is not silently treated as empty (which would train from
+    scratch); it is an error that says why we do not open them."""
+    found = sorted(n for n in os.listdir(directory) if n.endswith(PICKLE_SUFFIXES)) if os.path.isdir(directory) else []
+    for name in found:
+        with open(os.path.join(directory, name), "rb") as f:
+            if looks_like_pickle(f.read(8)):
+                raise CheckpointError(f"{os.path.join(directory, name)}: {PICKLE_REFUSAL}")
 
 
 def open_checkpoint(prefix: str):
@@ -458,6 +483,18 @@ def save(directory: str, kind: str, tensors: dict[str, np.ndarray], run_state: d
             except FileNotFoundError:
                 pass
     return prefix
+
+
+def check_writable(directory: str) -> None:
+    """Fail before training, not at the first save hours later (read-only mount, wrong owner, a file
+    in the way)."""
+    probe = os.path.join(directory, ".write-test")
+    try:
+        os.makedirs(directory, exist_ok=True)
+        write_atomically(probe, lambda p: _write_text(p, "can write\n"))
+        os.remove(probe)
+    except OSError as e:
+        raise CheckpointError(f"cannot write to the checkpoint directory {directory} ({e.strerror or e})") from None
 
 
 def update_run_state(prefix: str, **changes) -> None:

@@ -161,6 +161,9 @@ class Config:
                                       "checkpoint for the first N epochs (-1: the whole run)")
     source_layers_lr_scale: float = _flag(1.0, "with --drop_source_layers: learning-rate multiplier for the layers "
                                           "loaded from the source checkpoint")
+    skip_invalid_samples: bool = _flag(False, "leave out the rows of --train/dev/test/metrics_files that fail "
+                                       "validation (missing or unreadable audio, transcript not in the alphabet or "
+                                       "too long for its audio), with a count, instead of stopping")
     checkpoint_format: str = _flag("safetensors", "convert: format to write, ours (safetensors + JSON) or tf "
                                    "(TensorFlow V2, as Coqui STT writes)", choices=("safetensors", "tf"))
 

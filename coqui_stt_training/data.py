@@ -2,7 +2,8 @@
 
 A CSV has a header row with `wav_filename` (relative paths resolve against the CSV's folder),
 `transcript`, and optionally `wav_filesize` (used only for ordering). Every problem found in the
-rows is reported at once, one line per row, before any training starts.
+rows is reported at once, grouped by kind, one line per row, before any training starts; with
+--skip_invalid_samples the bad rows are left out instead, with a count.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import numpy as np
 import soundfile
 import torch
 
-from . import audio
+from . import audio, log
 from .features import frame_count, mfcc
 
-MAX_LISTED_PROBLEMS = 20
+MAX_LISTED_PER_KIND = 10
 
 
 class DataError(ValueError):
@@ -36,6 +37,7 @@ class Sample:
     where: str  # "<csv>, row <n>" for messages
     labels: list[int] | None = None
     duration: float = 0.0
+    problem: tuple[str, str] | None = None  # (kind, message), found while reading the row
 
 
 # ---- reading ----------------------------------------------------------------------------------
@@ -64,19 +66,21 @@ def read_csv(path: str) -> list[Sample]:
             where = f"{path}, row {reader.line_num}"
             wav_filename = row["wav_filename"] or ""
             size_text = (row.get("wav_filesize") or "0").strip()
+            problem = None
             try:
                 filesize = int(size_text)
             except ValueError:
-                raise DataError(f"{where}: wav_filesize is not an integer: {size_text!r}") from None
+                filesize, problem = 0, ("bad wav_filesize", f"wav_filesize is not an integer: {size_text!r}")
             samples.append(Sample(
                 audio_path=os.path.join(folder, wav_filename),  # join keeps absolute paths as they are
                 wav_filename=wav_filename,
                 transcript=row["transcript"] if row["transcript"] is not None else "",
                 filesize=filesize,
                 where=where,
+                problem=problem,
             ))
     except csv.Error as e:
-        raise DataError(f"{path}, row {reader.line_num}: malformed CSV ({e})") from None
+        raise DataError(f"{path}, row {reader.reader.line_num}: malformed CSV ({e})") from None  # DictReader.line_num lags on errors
     return samples
 
 
@@ -84,48 +88,66 @@ def read_csv(path: str) -> list[Sample]:
 
 
 def check_samples(samples: list[Sample], alphabet, sample_rate: int, win_len_ms: int, win_step_ms: int,
-                  normalize_sample_rate: bool = True) -> list[str]:
-    """Fill in labels and durations; return one problem line per bad row (empty if all are good)."""
+                  normalize_sample_rate: bool = True) -> list[tuple[Sample, str, str]]:
+    """Fill in labels and durations; return (sample, kind, message) for every bad row."""
     problems = []
     for s in samples:
-        problem = _check_sample(s, alphabet, sample_rate, win_len_ms, win_step_ms, normalize_sample_rate)
+        problem = s.problem or _check_sample(s, alphabet, sample_rate, win_len_ms, win_step_ms, normalize_sample_rate)
         if problem:
-            problems.append(f"{s.where}: {problem}")
+            problems.append((s, problem[0], f"{s.where}: {problem[1]}"))
     return problems
 
 
-def _check_sample(s: Sample, alphabet, sample_rate, win_len_ms, win_step_ms, normalize_sample_rate) -> str | None:
+def _check_sample(s: Sample, alphabet, sample_rate, win_len_ms, win_step_ms,
+                  normalize_sample_rate) -> tuple[str, str] | None:
     if not s.wav_filename:
-        return "empty wav_filename"
+        return "empty wav_filename", "empty wav_filename"
     ext = os.path.splitext(s.audio_path)[1].lower()
     if ext not in audio.AUDIO_EXTENSIONS:
-        return f'Unknown audio type extension "{ext}" ({s.wav_filename})'
+        return "unknown audio type", f'Unknown audio type extension "{ext}" ({s.wav_filename})'
     if not os.path.isfile(s.audio_path):
-        return f"audio file not found: {s.audio_path}"
+        return "audio file not found", f"audio file not found: {s.audio_path}"
     if not s.transcript:
-        return f"Found an empty transcript for {s.wav_filename}! You must include a transcript for all data."
+        return "empty transcript", (f"Found an empty transcript for {s.wav_filename}! You must include a "
+                                    "transcript for all data.")
     missing = alphabet.missing_characters(s.transcript)
     if missing:
-        return (f'Alphabet cannot encode transcript "{s.transcript}" of {s.wav_filename}; missing characters are: '
-                f"{missing}. Check that your alphabet contains all characters in the corpus.")
+        return "characters not in the alphabet", (
+            f'Alphabet cannot encode transcript "{s.transcript}" of {s.wav_filename}; missing characters are: '
+            f"{missing}. Check that your alphabet contains all characters in the corpus.")
     try:
         info = soundfile.info(s.audio_path)
     except Exception as e:  # soundfile raises several types for bad headers
-        return f"unreadable audio {s.audio_path} ({str(e).splitlines()[0]})"
+        return "unreadable audio", f"unreadable audio {s.audio_path} ({str(e).splitlines()[0]})"
     if info.frames <= 0:
-        return f"empty audio {s.audio_path}"
+        return "empty audio", f"empty audio {s.audio_path}"
     if not normalize_sample_rate and info.samplerate != sample_rate:
-        return (f"{s.audio_path} has sample rate {info.samplerate} but --audio_sample_rate is {sample_rate} "
-                "and --normalize_sample_rate is false")
+        return "wrong sample rate", (f"{s.audio_path} has sample rate {info.samplerate} but --audio_sample_rate is "
+                                     f"{sample_rate} and --normalize_sample_rate is false")
     s.duration = info.frames / info.samplerate
     s.labels = alphabet.encode(s.transcript)
     frames = frame_count(audio.resampled_length(info.frames, info.samplerate, sample_rate), sample_rate,
                          win_len_ms, win_step_ms)
     needed = ctc_min_frames(s.labels)
     if frames < needed:
-        return (f"transcript too long for its audio: {s.audio_path} gives {frames} feature frames but its "
-                f"{len(s.labels)} labels need at least {needed} for CTC")
+        return "transcript too long for its audio", (
+            f"transcript too long for its audio: {s.audio_path} gives {frames} feature frames but its "
+            f"{len(s.labels)} labels need at least {needed} for CTC")
     return None
+
+
+def grouped_report(problems: list[tuple[Sample, str, str]]) -> str:
+    """Problem lines grouped by kind, in order of first appearance, at most MAX_LISTED_PER_KIND each."""
+    kinds: dict[str, list[str]] = {}
+    for _, kind, message in problems:
+        kinds.setdefault(kind, []).append(message)
+    lines = []
+    for kind, messages in kinds.items():
+        lines.append(f"  {kind}: {len(messages)} row(s)")
+        lines += [f"    {m}" for m in messages[:MAX_LISTED_PER_KIND]]
+        if len(messages) > MAX_LISTED_PER_KIND:
+            lines.append(f"    ... and {len(messages) - MAX_LISTED_PER_KIND} more")
+    return "\n".join(lines)
 
 
 def ctc_min_frames(labels: list[int]) -> int:
@@ -134,17 +156,24 @@ def ctc_min_frames(labels: list[int]) -> int:
 
 
 def load_data_set(paths: list[str], alphabet, config, kind: str) -> list[Sample]:
-    """Read, check and order one flag's CSVs. Raises DataError listing every bad row."""
+    """Read, check and order one flag's CSVs. Raises DataError listing every bad row, grouped by kind,
+    unless --skip_invalid_samples, which leaves them out and says how many."""
     sources = [read_csv(p) for p in paths]
     problems = []
     for samples in sources:
         problems += check_samples(samples, alphabet, config.audio_sample_rate, config.feature_win_len,
                                   config.feature_win_step, config.normalize_sample_rate or kind != "train")
+    if problems and not config.skip_invalid_samples:
+        raise DataError(f"{len(problems)} invalid sample(s) in --{kind}_files (--skip_invalid_samples true leaves "
+                        "them out):\n" + grouped_report(problems))
     if problems:
-        shown = problems[:MAX_LISTED_PROBLEMS]
-        more = len(problems) - len(shown)
-        raise DataError(f"{len(problems)} invalid sample(s) in --{kind}_files:\n" + "\n".join(shown)
-                        + (f"\n... and {more} more" if more else ""))
+        bad = {id(s) for s, _, _ in problems}
+        sources = [[s for s in samples if id(s) not in bad] for samples in sources]
+        left = sum(len(samples) for samples in sources)
+        if not left:
+            raise DataError(f"--{kind}_files: all {len(problems)} samples are invalid:\n" + grouped_report(problems))
+        log.warn(f"Skipping {len(problems)} invalid sample(s) of --{kind}_files, {left} left:\n"
+                 + grouped_report(problems))
     ordered = [sorted(s, key=lambda x: x.filesize) for s in sources]
     if len(ordered) == 1:
         return ordered[0]

@@ -118,6 +118,8 @@ def find_to_load(directory: str, method: str, quiet: bool = False) -> tuple[str 
         if not quiet:
             log.info(f"Could not find {what} checkpoint.")
         tried.append(which)
+    if directory:
+        checkpoint.refuse_pickles(directory)
     return None, tried
 
 
@@ -495,10 +497,10 @@ def train_job(config: Config) -> None:
                         f"--train_batch_size {config.train_batch_size}")
     device = pick_device()
     if config.train_files:
+        save_dir = config.save_checkpoint_dir
         trainer = Trainer(config, alphabet, device)
         trainer.load_or_init()
-        save_dir = config.save_checkpoint_dir
-        os.makedirs(save_dir, exist_ok=True)
+        checkpoint.check_writable(save_dir)
         checkpoint.write_text_once(os.path.join(save_dir, "flags.txt"), config.to_json())
         if not alphabet.is_bytes:
             checkpoint.write_text_once(os.path.join(save_dir, "alphabet.txt"), alphabet.serialize_text())

@@ -159,11 +159,12 @@ def test_truncated_or_foreign_safetensors_files_are_named_errors(tmp_path):
     prefix = save(str(tmp_path), "train", to_tensors(model, optimizer, 1), {}, max_to_keep=1)
     data = open(prefix + ".safetensors", "rb").read()
     cases = {"truncated": data[: len(data) - 100], "empty": b"", "pickle": b"\x80\x04\x95" + bytes(64),
-             "bad header": len(data).to_bytes(8, "little") + b"{not json"}
+             "torch zip": b"PK\x03\x04" + bytes(64), "bad header": len(data).to_bytes(8, "little") + b"{not json"}
     for label, content in cases.items():
         broken = str(tmp_path / label.replace(" ", "_"))
         open(broken + ".safetensors", "wb").write(content)
-        with pytest.raises(CheckpointError, match=f"{broken}.safetensors: (truncated|not a safetensors file)"):
+        with pytest.raises(CheckpointError, match=f"{broken}.safetensors: (truncated|not a safetensors file|"
+                                                  "a Python pickle .*refusing to load it)"):
             load_into(broken, model, optimizer, 0.001)
     # the intact file reads back exactly what safetensors wrote
     import safetensors.numpy

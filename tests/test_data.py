@@ -1,6 +1,8 @@
 import shutil
 
+import numpy as np
 import pytest
+import soundfile
 
 from coqui_stt_training.alphabet import load_alphabet
 from coqui_stt_training.config import Config
@@ -42,34 +44,81 @@ def test_wav_filesize_optional_and_orders_rows(folder):
     assert [s.wav_filename for s in load_data_set([no_size], ALPHABET, config(), "train")] == ["a.wav", "b.wav"]
 
 
-@pytest.mark.parametrize("rows, header, message", [
-    (["missing.wav,1,hello"], None, r"set.csv, row 2: audio file not found: .*missing.wav"),
-    (["a.wav,1,"], None, r"set.csv, row 2: Found an empty transcript"),
-    (["a.wav,1,Hello, world"], None, r"set.csv, row 2: .*Alphabet cannot encode transcript"),
-    (["a.wav,1,hé!"], None, r"missing characters are: \['!', 'é'\]"),
-    (["a.wav,1," + "ab" * 150], None, r"set.csv, row 2: transcript too long for its audio: .*a.wav gives 145 "
-                                     r"feature frames but its 300 labels need at least 300"),
-        (["a.wav,1," + "a" * 100], None, r"100 labels need at least 199 for CTC"),
-    (["a.mp3,1,hello"], None, r'Unknown audio type extension ".mp3"'),
-    (["a.wav,big,hello"], None, r"set.csv, row 2: wav_filesize is not an integer: 'big'"),
-    (["a.wav,hello"], "wav_filename,text", r"set.csv: missing CSV column 'transcript' \(header is: wav_filename,text\)"),
-])
-def test_bad_rows_are_named(folder, rows, header, message):
-    path = write_csv(folder, rows, header or "wav_filename,wav_filesize,transcript")
-    with pytest.raises(DataError, match=message):
-        load_data_set([path], ALPHABET, config(), "train")
+# Every bad input with its exact message ({csv}: the CSV's path, {dir}: its folder). Row problems are
+# listed under their kind; file problems stop at once.
+BAD_INPUTS = [
+    (["missing.wav,1,hello"], None, "audio file not found", "{csv}, row 2: audio file not found: {dir}/missing.wav"),
+    (["a.wav,1,"], None, "empty transcript",
+     "{csv}, row 2: Found an empty transcript for a.wav! You must include a transcript for all data."),
+    (["a.wav,1,hé!"], None, "characters not in the alphabet",
+     '{csv}, row 2: Alphabet cannot encode transcript "hé!" of a.wav; missing characters are: [\'!\', \'é\']. '
+     "Check that your alphabet contains all characters in the corpus."),
+    (["a.wav,1," + "ab" * 150], None, "transcript too long for its audio",
+     "{csv}, row 2: transcript too long for its audio: {dir}/a.wav gives 145 feature frames but its 300 labels "
+     "need at least 300 for CTC"),
+    (["a.wav,1," + "a" * 100], None, "transcript too long for its audio",
+     "{csv}, row 2: transcript too long for its audio: {dir}/a.wav gives 145 feature frames but its 100 labels "
+     "need at least 199 for CTC"),
+    (["a.mp3,1,hello"], None, "unknown audio type", '{csv}, row 2: Unknown audio type extension ".mp3" (a.mp3)'),
+    ([",1,hello"], None, "empty wav_filename", "{csv}, row 2: empty wav_filename"),
+    (["a.wav,big,hello"], None, "bad wav_filesize", "{csv}, row 2: wav_filesize is not an integer: 'big'"),
+    (["garbage.wav,1,hello"], None, "unreadable audio",
+     "{csv}, row 2: unreadable audio {dir}/garbage.wav (Error opening '{dir}/garbage.wav': Format not recognised.)"),
+    (["silent.wav,1,hello"], None, "empty audio", "{csv}, row 2: empty audio {dir}/silent.wav"),
+    (["8k.wav,1,hello"], None, "wrong sample rate",
+     "{csv}, row 2: {dir}/8k.wav has sample rate 8000 but --audio_sample_rate is 16000 and --normalize_sample_rate "
+     "is false"),
+    (["a.wav,hello"], "wav_filename,text", None,
+     "{csv}: missing CSV column 'transcript' (header is: wav_filename,text)"),
+    ([], "", None, "{csv}: missing CSV column 'wav_filename' (header is: empty)"),
+    (['a.wav,1,"' + "x" * 200000 + '"'], None, None,
+     "{csv}, row 2: malformed CSV (field larger than field limit (131072))"),
+]
 
 
-def test_every_bad_row_is_reported_at_once(folder):
+@pytest.mark.parametrize("rows, header, kind, message", BAD_INPUTS)
+def test_each_bad_input_has_its_exact_message(folder, rows, header, kind, message):
+    (folder / "garbage.wav").write_bytes(b"RIFF not really a wave file at all")
+    soundfile.write(folder / "silent.wav", np.zeros(0, np.int16), 16000, subtype="PCM_16")
+    soundfile.write(folder / "8k.wav", np.zeros(8000, np.int16), 8000, subtype="PCM_16")
+    path = write_csv(folder, rows, "wav_filename,wav_filesize,transcript" if header is None else header)
+    with pytest.raises(DataError) as error:
+        load_data_set([path], ALPHABET, config(normalize_sample_rate=False), "train")
+    expected = message.format(csv=path, dir=folder)
+    lines = str(error.value).splitlines()
+    if kind is None:
+        assert lines == [expected]
+    else:
+        assert lines == ["1 invalid sample(s) in --train_files (--skip_invalid_samples true leaves them out):",
+                         f"  {kind}: 1 row(s)", f"    {expected}"]
+
+
+def test_every_bad_row_is_reported_at_once_grouped_by_kind(folder):
     (folder / "empty.wav").write_bytes(b"")
     (folder / "garbage.wav").write_bytes(b"RIFF not really a wave file at all")
-    path = write_csv(folder, ["a.wav,1,fine", "gone.wav,1,x", "empty.wav,1,x", "garbage.wav,1,x", "a.wav,1,X"])
+    rows = ["a.wav,1,fine", "gone.wav,1,x", "empty.wav,1,x", "garbage.wav,1,x", "a.wav,1,X"]
+    rows += [f"gone{i}.wav,1,x" for i in range(12)]
+    path = write_csv(folder, rows)
     with pytest.raises(DataError) as error:
         load_data_set([path], ALPHABET, config(), "dev")
     lines = str(error.value).splitlines()
-    assert lines[0] == "4 invalid sample(s) in --dev_files:"
-    assert [line.split(":")[0] for line in lines[1:]] == [f"{path}, row {n}" for n in (3, 4, 5, 6)]
-    assert "unreadable audio" in lines[2] and "unreadable audio" in lines[3]
+    assert lines[0] == "16 invalid sample(s) in --dev_files (--skip_invalid_samples true leaves them out):"
+    headings = [line for line in lines if line.startswith("  ") and not line.startswith("    ")]
+    assert headings == ["  audio file not found: 13 row(s)", "  unreadable audio: 2 row(s)",
+                        "  characters not in the alphabet: 1 row(s)"]
+    assert lines[1 + 1 + 10] == "    ... and 3 more"  # at most 10 rows listed per kind
+    assert [line.split(":")[0].strip() for line in lines[14:16]] == [f"{path}, row {n}" for n in (4, 5)]
+
+
+def test_skip_invalid_samples_leaves_them_out_with_a_count(folder, capsys):
+    path = write_csv(folder, ["a.wav,1,fine", "gone.wav,1,x", "a.wav,1,X"])
+    samples = load_data_set([path], ALPHABET, config(skip_invalid_samples=True), "train")
+    assert [s.transcript for s in samples] == ["fine"]
+    err = capsys.readouterr().err
+    assert "W Skipping 2 invalid sample(s) of --train_files, 1 left:" in err and "row 3: audio file not found" in err
+    only_bad = write_csv(folder, ["gone.wav,1,x"])
+    with pytest.raises(DataError, match=r"^--train_files: all 1 samples are invalid:\n  audio file not found"):
+        load_data_set([only_bad], ALPHABET, config(skip_invalid_samples=True), "train")
 
 
 def test_non_utf8_csv_names_the_row(folder):

@@ -209,3 +209,107 @@ def test_mixed_precision_fine_tunes_a_coqui_checkpoint(tmp_path, capsys):
     after = tensors(os.path.join(save_dir, "train-24"))
     assert set(after) >= set(source) - {"cudnn_lstm/opaque_kernel"}
     assert all(after[name].dtype == source[name].dtype for name in source)
+
+
+# ---- never trust input, never lose work ---------------------------------------------------------
+
+
+class Exploit:
+    """Unpickling this creates a file: proof that a loader ran code from a checkpoint."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+@pytest.mark.parametrize("layout", ["named by the state file", "a lone model.pt"])
+def test_a_malicious_pickle_is_refused_without_running(layout, tmp_path, capsys):
+    import pickle
+    ckpt, marker = tmp_path / "ckpt", tmp_path / "pwned"
+    ckpt.mkdir()
+    payload = pickle.dumps(Exploit(str(marker)), protocol=4)
+    if layout == "a lone model.pt":
+        (ckpt / "model.pt").write_bytes(payload)
+        bad = ckpt / "model.pt"
+    else:
+        (ckpt / "best_dev-1.safetensors").write_bytes(payload)
+        (ckpt / "best_dev_checkpoint").write_text('model_checkpoint_path: "best_dev-1"\n')
+        bad = ckpt / "best_dev-1.safetensors"
+    for main, extra in ((train.main, ["--train_files", LDC, "--epochs", "1"]), (evaluate.main, ["--test_files", LDC])):
+        status, log = run(main, COMMON + extra + ["--checkpoint_dir", str(ckpt)], capsys)
+        assert status == 1 and f"E {bad}: a Python pickle (PyTorch's torch.save format), not a checkpoint of ours; " \
+                               "refusing to load it, because unpickling runs whatever code" in log, log
+    assert not marker.exists()
+
+
+def test_a_checkpoint_of_another_alphabet_of_the_same_size_is_refused(tmp_path, capsys):
+    ckpt = str(tmp_path / "ckpt")
+    assert run(train.main, COMMON + ["--train_files", LDC, "--epochs", "1", "--checkpoint_dir", ckpt], capsys)[0] == 0
+    labels = open(ALPHABET, encoding="utf-8").read().replace("a\n", "@\n").replace("b\n", "a\n").replace("@\n", "b\n")
+    swapped = tmp_path / "swapped.txt"
+    swapped.write_text(labels, encoding="utf-8")
+    message = (f"E {ckpt}/train-1 was trained for another alphabet ({ckpt}/train-1.json: 28 labels; this run: "
+               "28 labels; label 1 is 'a' there and 'b' here). Use the checkpoint's alphabet to fine-tune, or "
+               "--drop_source_layers 1 to transfer to a new one")
+    argv = ["--n_hidden", "32", "--alphabet_config_path", str(swapped), "--checkpoint_dir", ckpt, "--load_train", "last"]
+    status, log = run(train.main, argv + ["--train_files", LDC, "--epochs", "1"], capsys)
+    assert status == 1 and message in log, log
+    status, log = run(evaluate.main, argv[:-2] + ["--load_evaluate", "last", "--test_files", LDC], capsys)
+    assert status == 1 and message in log, log
+
+
+def test_a_non_finite_loss_skips_the_step_and_names_the_file(tmp_path, capsys):
+    import numpy as np
+    import soundfile
+    broken = tmp_path / "nan.wav"
+    wave = np.full(16000 * 3, 0.01, np.float32)
+    wave[1000] = np.nan
+    soundfile.write(broken, wave, 16000, subtype="FLOAT")
+    good = os.path.abspath(os.path.join(SMOKE, "LDC93S1.wav"))
+    csv_path = tmp_path / "train.csv"
+    csv_path.write_text(f"wav_filename,wav_filesize,transcript\n{good},1,she had your dark suit\n{broken},2,nan\n")
+    ckpt = str(tmp_path / "ckpt")
+    status, log = run(train.main, COMMON + ["--train_files", str(csv_path), "--epochs", "2", "--checkpoint_dir", ckpt],
+                      capsys)
+    assert status == 0, log
+    assert log.count(f"W The following files caused an infinite (or NaN) loss: {broken}; step skipped") == 2
+    train_losses = [float(line.rsplit(" ", 1)[1]) for line in log.splitlines()
+                    if line.startswith("I Finished training epoch")]
+    assert len(train_losses) == 2 and all(np.isfinite(train_losses))
+    saved = tensors(os.path.join(ckpt, "train-2"))  # two good steps; the weights stayed finite
+    assert all(np.isfinite(value).all() for value in saved.values())
+
+
+def test_disk_full_mid_run_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    import errno
+    import safetensors.numpy
+    ckpt, real_save, calls = str(tmp_path / "ckpt"), safetensors.numpy.save_file, []
+
+    def full_after_one(tensors_, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) > 1:
+            with open(path, "wb") as f:
+                f.write(b"\0" * 100)  # what fitted before the disk filled up
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+        real_save(tensors_, path, *args, **kwargs)
+
+    argv = COMMON + ["--train_files", LDC, "--epochs", "3", "--checkpoint_dir", ckpt]
+    with monkeypatch.context() as patch:
+        patch.setattr(safetensors.numpy, "save_file", full_after_one)
+        status, log = run(train.main, argv, capsys)
+    assert status == 1 and (f"E cannot write checkpoint {ckpt}/train-2 (No space left on device); the last good one, "
+                            f"{ckpt}/train-1, is unchanged") in log, log
+    assert list(digest(ckpt)) == ["alphabet.txt", "checkpoint", "flags.txt", "train-1.json", "train-1.safetensors"]
+    status, log = run(train.main, argv, capsys)
+    assert status == 0 and f"Resuming the interrupted run from {ckpt}/train-1" in log, log
+
+
+def test_an_unwritable_checkpoint_directory_fails_before_training(tmp_path, capsys):
+    (tmp_path / "file").write_text("in the way")
+    ckpt = str(tmp_path / "file" / "ckpt")
+    status, log = run(train.main, COMMON + ["--train_files", LDC, "--epochs", "1", "--save_checkpoint_dir", ckpt],
+                      capsys)
+    assert status == 1 and f"E cannot write to the checkpoint directory {ckpt} (Not a directory)" in log, log
+    assert "STARTING Optimization" not in log
