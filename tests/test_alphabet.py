@@ -65,3 +65,31 @@ def test_bytes_mode():
 
 def test_generated_alphabet_is_sorted_set():
     assert alphabet_from_transcripts(["ba c", "ab"]).labels == [" ", "a", "b", "c"]
+
+
+# ---- fuzzing: random bytes give AlphabetError or an alphabet, never a crash --------------------------
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.one_of(st.binary(max_size=300),
+                         st.lists(st.sampled_from(["a", "#", "\\#", "\n", "\r\n", "\r", " ", "é", "\ufeff", "\x00",
+                                                   "ab"]), max_size=40).map(lambda parts: "".join(parts).encode())))
+def test_fuzz_alphabet_reader(tmp_path, content):
+    path = tmp_path / "alphabet.txt"
+    path.write_bytes(content)
+    try:
+        alphabet = load_alphabet(str(path))
+    except AlphabetError as e:
+        assert str(e).startswith(str(path))
+        return
+    assert alphabet.size == len(set(alphabet.labels)) >= 1
+    text = "".join(label for label in alphabet.labels if len(label) == 1)  # longer ones never match (warned)
+    assert alphabet.decode(alphabet.encode(text)) == text
+    assert load_alphabet_text(alphabet.serialize_text()).labels == alphabet.labels
+
+
+def load_alphabet_text(text):
+    from coqui_stt_training.alphabet import parse_alphabet
+    return parse_alphabet(text)

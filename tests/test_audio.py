@@ -46,3 +46,41 @@ def test_bad_audio_is_a_clear_error(tmp_path):
     soundfile.write(str(empty), np.zeros(0, np.int16), 16000, subtype="PCM_16")
     with pytest.raises(AudioError, match="empty audio .*empty.wav"):
         read_audio(str(empty))
+
+
+# ---- fuzzing: random and damaged files give AudioError or samples, never a crash or a hang ------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+SOURCES = {name: open(os.path.join(SMOKE, name), "rb").read()
+           for name in ("LDC93S1.wav", "LDC93S1.flac", "LDC93S1.ogg", "LDC93S1.opus")}
+
+
+def read_or_refuse(path):
+    try:
+        samples, rate = read_audio(path)
+    except AudioError as e:
+        assert str(e).startswith(f"unreadable audio {path}") or str(e) == f"empty audio {path}"
+        return
+    assert samples.dtype == np.float32 and samples.ndim == 1 and len(samples) > 0 and rate > 0
+
+
+@settings(max_examples=150, deadline=5000)
+@given(content=st.binary(max_size=2000), suffix=st.sampled_from([".wav", ".flac", ".ogg", ".opus"]))
+def test_fuzz_audio_reader_random_bytes(tmp_path_factory, content, suffix):
+    path = str(tmp_path_factory.mktemp("fuzz") / f"random{suffix}")
+    open(path, "wb").write(content)
+    read_or_refuse(path)
+
+
+@settings(max_examples=150, deadline=5000)
+@given(name=st.sampled_from(sorted(SOURCES)), cut=st.integers(0, 100),
+       damage=st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 255)), max_size=8))
+def test_fuzz_audio_reader_damaged_files(tmp_path_factory, name, cut, damage):
+    """Real files with bytes changed near the head (where the headers are) and cut short."""
+    data = bytearray(SOURCES[name])
+    for position, value in damage:
+        data[position % len(data)] = value
+    path = str(tmp_path_factory.mktemp("fuzz") / name)
+    open(path, "wb").write(bytes(data[: max(1, len(data) * cut // 100)]))
+    read_or_refuse(path)

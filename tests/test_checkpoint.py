@@ -189,3 +189,32 @@ def test_other_n_hidden_or_variable_set_is_a_clear_error(tmp_path):
     model, optimizer = fresh_model()
     with pytest.raises(CheckpointError, match="checkpoint lacks layer_1/weights, .*not a DeepSpeech checkpoint"):
         load_into(str(tmp_path / "other-1"), model, optimizer, 0.001)
+
+
+# ---- fuzzing: a stranger's safetensors header gives CheckpointError, never a crash -------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-(1 << 70), 1 << 70) | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                    max_leaves=12)
+ENTRY = st.fixed_dictionaries({"dtype": st.sampled_from(["F32", "F64", "I64", "U8", "BF16", "X"]) | JSON,
+                               "shape": st.lists(st.integers(-2, 1 << 40), max_size=3) | JSON,
+                               "data_offsets": st.lists(st.integers(-8, 1 << 40), max_size=3) | JSON})
+
+
+@settings(max_examples=300, deadline=2000)
+@given(header=st.dictionaries(st.text(max_size=6), ENTRY | JSON, max_size=4) | JSON,
+       data=st.binary(max_size=64), size_delta=st.integers(-3, 3))
+def test_fuzz_safetensors_reader(tmp_path_factory, header, data, size_delta):
+    import json
+    text = json.dumps(header).encode()
+    prefix = str(tmp_path_factory.mktemp("fuzz") / "train-1")
+    open(prefix + ".safetensors", "wb").write((len(text) + size_delta).to_bytes(8, "little", signed=True) + text + data)
+    try:
+        reader = checkpoint.SafetensorsCheckpoint(prefix)
+        for name in reader.names():
+            value = reader.get(name)
+            assert value.shape == reader.shape(name)
+    except CheckpointError as e:
+        assert str(e).startswith(prefix + ".safetensors: ")

@@ -6,7 +6,8 @@ import soundfile
 
 from coqui_stt_training.alphabet import load_alphabet
 from coqui_stt_training.config import Config
-from coqui_stt_training.data import DataError, ctc_min_frames, data_loader, load_data_set, make_batches, read_csv
+from coqui_stt_training.data import (DataError, check_samples, ctc_min_frames, data_loader, load_data_set,
+                                     make_batches, read_csv)
 
 SMOKE = "data/smoke_test"
 ALPHABET = load_alphabet("data/alphabet.txt")
@@ -161,3 +162,37 @@ def test_other_rates_and_formats_are_resampled(folder):
     samples = load_data_set([path], ALPHABET, config(), "test")
     batch = next(iter(data_loader(samples, 4, config(), train=False)))
     assert batch.feature_lengths.tolist() == [145, 145, 145, 145]
+
+
+# ---- fuzzing: random bytes give our errors, never a crash or a hang --------------------------------
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+FUZZ = settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+HEADER = b"wav_filename,wav_filesize,transcript\n"
+
+
+def check_random_csv(folder, content: bytes) -> None:
+    path = folder / "fuzz.csv"
+    path.write_bytes(content)
+    try:
+        samples = read_csv(str(path))
+    except DataError as e:
+        assert str(e).startswith(str(path))
+        return
+    for _, kind, message in check_samples(samples, ALPHABET, 16000, 32, 20):
+        assert kind and message.startswith(f"{path}, row ")
+
+
+@FUZZ
+@given(content=st.binary(max_size=400))
+def test_fuzz_csv_reader_random_bytes(folder, content):
+    check_random_csv(folder, content)
+
+
+@FUZZ
+@given(rows=st.lists(st.lists(st.sampled_from(["a.wav", "a", ",", '"', "\n", "\r", "\x00", "/", "é", " ", "\\",
+                                                "\ufeff", "0", "-1", "99999999999999999999", "../a.wav", "a.mp3"]),
+                             max_size=12), max_size=8))
+def test_fuzz_csv_reader_csv_like_text(folder, rows):
+    check_random_csv(folder, HEADER + "\n".join("".join(row) for row in rows).encode("utf-8"))

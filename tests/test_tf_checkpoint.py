@@ -282,3 +282,28 @@ def test_state_file_extras_and_errors(tmp_path):
     state.write_text("model_checkpoint_path: best_dev-3\n")
     with pytest.raises(TFCheckpointError, match="line 1: model_checkpoint_path is not a quoted string"):
         read_state_file(str(state))
+
+
+# ---- fuzzing: a damaged index or data file gives TFCheckpointError, never a crash or a hang ----------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+INDEX_BYTES = open(LDC + ".index", "rb").read()
+
+
+@settings(max_examples=200, deadline=5000)
+@given(cut=st.integers(0, 100), damage=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), max_size=6))
+def test_fuzz_index_reader_damaged_index(tmp_path_factory, cut, damage):
+    data = bytearray(INDEX_BYTES)
+    for position, value in damage:
+        data[position % len(data)] = value
+    folder = tmp_path_factory.mktemp("fuzz")
+    prefix = str(folder / "best_dev-20")
+    open(prefix + ".index", "wb").write(bytes(data[: max(1, len(data) * cut // 100)]))
+    shutil.copy(LDC + ".data-00000-of-00001", prefix + ".data-00000-of-00001")
+    try:
+        reader = TFCheckpointReader(prefix)
+        for name in reader.names():
+            reader.get(name)
+    except TFCheckpointError as e:
+        assert prefix in str(e)
