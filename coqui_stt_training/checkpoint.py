@@ -178,6 +178,9 @@ class SafetensorsCheckpoint:
     def shape(self, name: str) -> tuple[int, ...]:
         return self._entries[name][1]
 
+    def dtype(self, name: str) -> np.dtype:
+        return self._entries[name][0]
+
     def get(self, name: str) -> np.ndarray:
         dtype, shape, offset, size = self._entries[name]
         data = read_range(self.path, offset, size)
@@ -381,6 +384,7 @@ def load_into(prefix: str, model: DeepSpeech, optimizer: TFAdam | None, learning
                 shape = tuple(ckpt.shape(name))
                 if shape != expected:
                     raise CheckpointError(_shape_message(prefix, name, shape, expected, model))
+            _check_dtype(ckpt, prefix, name, np.floating)
             plan.append((name, var, slot, name, expected, columns))
     not_slots = [n for n in missing if "Adam" not in n]
     if not_slots:
@@ -393,6 +397,9 @@ def load_into(prefix: str, model: DeepSpeech, optimizer: TFAdam | None, learning
     for name in ("beta1_power", "beta2_power", "global_step"):
         if name not in ckpt:
             raise CheckpointError(f"{prefix}: checkpoint lacks {name}")
+        _check_dtype(ckpt, prefix, name, np.integer if name == "global_step" else np.floating)
+    if "learning_rate" in ckpt:
+        _check_dtype(ckpt, prefix, "learning_rate", np.floating)
 
     rows = []
     with torch.no_grad():
@@ -435,6 +442,13 @@ def load_into(prefix: str, model: DeepSpeech, optimizer: TFAdam | None, learning
         optimizer.lr, lr_from = float(ckpt.get("learning_rate")), "the checkpoint"
         rows.append(("learning_rate", (), "loaded"))
     return LoadReport(prefix, rows, lr_from, global_step, source_classes, model.n_classes)
+
+
+def _check_dtype(ckpt, prefix: str, name: str, kind) -> None:
+    dtype = np.dtype(ckpt.dtype(name))
+    if not np.issubdtype(dtype, kind):
+        want = "an integer" if kind is np.integer else "a floating-point"
+        raise CheckpointError(f"{prefix}: {name} is {dtype.name}, not {want} tensor; this is not a DeepSpeech checkpoint")
 
 
 def _shape_message(prefix, name, shape, expected, model) -> str:

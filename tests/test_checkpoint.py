@@ -218,3 +218,29 @@ def test_fuzz_safetensors_reader(tmp_path_factory, header, data, size_delta):
             assert value.shape == reader.shape(name)
     except CheckpointError as e:
         assert str(e).startswith(prefix + ".safetensors: ")
+
+
+def test_a_tensor_of_the_wrong_dtype_is_refused_before_any_parameter_changes(tmp_path):
+    model, optimizer = fresh_model()
+    tensors = to_tensors(model, optimizer, 1)
+    tensors["layer_6/bias"] = tensors["layer_6/bias"].astype(np.int32)
+    tensors["layer_1/weights"] = tensors["layer_1/weights"] + 1
+    prefix = save(str(tmp_path), "train", tensors, {}, max_to_keep=1)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    with pytest.raises(CheckpointError, match=f"^{prefix}: layer_6/bias is int32, not a floating-point tensor"):
+        load_into(prefix, model, optimizer, 0.001)
+    assert all(torch.equal(before[name], p) for name, p in model.named_parameters())
+
+
+def test_pruning_keeps_the_newest_and_never_touches_best_dev(tmp_path):
+    model, optimizer = fresh_model()
+    save(str(tmp_path), "best_dev", to_tensors(model, optimizer, 2), {}, max_to_keep=1)
+    for step in range(1, 6):
+        save(str(tmp_path), "train", to_tensors(model, optimizer, step), {}, max_to_keep=2)
+    files = sorted(os.listdir(tmp_path))
+    assert [f for f in files if f.endswith(".safetensors")] == ["best_dev-2.safetensors", "train-4.safetensors",
+                                                                 "train-5.safetensors"]
+    assert find_checkpoint(str(tmp_path), "train").endswith("train-5")
+    save(str(tmp_path), "train", to_tensors(model, optimizer, 6), {}, max_to_keep=0)  # 0 still keeps the newest
+    assert find_checkpoint(str(tmp_path), "train").endswith("train-6") and os.path.isfile(tmp_path / "train-6.json")
+    assert os.path.isfile(tmp_path / "best_dev-2.safetensors")
