@@ -448,7 +448,8 @@ def _check_dtype(ckpt, prefix: str, name: str, kind) -> None:
     dtype = np.dtype(ckpt.dtype(name))
     if not np.issubdtype(dtype, kind):
         want = "an integer" if kind is np.integer else "a floating-point"
-        raise CheckpointError(f"{prefix}: {name} is {dtype.name}, not {want} tensor; this is not a DeepSpeech checkpoint")
+        raise CheckpointError(f"{prefix}: {name} is {dtype.name}, not {want} tensor; "
+                              "this is not a DeepSpeech checkpoint")
 
 
 def _shape_message(prefix, name, shape, expected, model) -> str:
@@ -515,13 +516,17 @@ def update_run_state(prefix: str, **changes) -> None:
     """Change fields of a saved checkpoint's run state (atomically; the tensors are not rewritten)."""
     state = read_run_state(prefix)
     state.update(changes)
-    write_atomically(prefix + ".json", lambda p: _write_text(p, json.dumps(state, indent=2)))
+    try:
+        write_atomically(prefix + ".json", lambda p: _write_text(p, json.dumps(state, indent=2)))
+    except OSError as e:
+        raise CheckpointError(f"cannot update {prefix}.json ({e.strerror or e}); "
+                              "the checkpoint itself is intact") from None
 
 
 def _remove_stale_temporaries(directory: str) -> None:
     """Temporary files of a process that was killed mid-write (SIGKILL leaves them behind)."""
     for name in os.listdir(directory):
-        head, mark, pid = name.rpartition(TMP_MARK)
+        _, mark, pid = name.rpartition(TMP_MARK)
         if mark and pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
             try:
                 os.remove(os.path.join(directory, name))
@@ -531,11 +536,11 @@ def _remove_stale_temporaries(directory: str) -> None:
 
 def _process_alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass  # it exists, under another user
     return True
 
 

@@ -80,7 +80,8 @@ def read_csv(path: str) -> list[Sample]:
                 problem=problem,
             ))
     except csv.Error as e:
-        raise DataError(f"{path}, row {reader.reader.line_num}: malformed CSV ({e})") from None  # DictReader.line_num lags on errors
+        # DictReader.line_num is only updated after a row parses; its reader's counts the failing line too.
+        raise DataError(f"{path}, row {reader.reader.line_num}: malformed CSV ({e})") from None
     return samples
 
 

@@ -177,19 +177,20 @@ class Trainer:
             raise ConfigError(f"Missing checkpoint directory {load_dir!r} (--load_checkpoint_dir)")
         prefix, exact = self.own_checkpoint()
         resuming = prefix is not None
-        if resuming:
-            state = checkpoint.read_run_state(prefix)
-            if exact:
-                p = Progress.from_json(state["progress"])
-                log.info(f"Resuming the interrupted run from {prefix}: epoch {p.epoch}, "
-                         + (f"batch {p.batch} of {p.batches_in_epoch}" if p.stage == "train" else f"stage {p.stage}")
-                         + f", until --epochs {config.epochs}")
-            else:
-                log.info(f"Resuming from {prefix}, this run's own checkpoint in the save directory"
-                         + (f"; --drop_source_layers {config.drop_source_layers} is not applied again"
-                            if config.drop_source_layers else "; the source checkpoint is not loaded again"))
+        if exact:
+            p = Progress.from_json(checkpoint.read_run_state(prefix)["progress"])
+            log.info(f"Resuming the interrupted run from {prefix}: epoch {p.epoch}, "
+                     + (f"batch {p.batch} of {p.batches_in_epoch}" if p.stage == "train" else f"stage {p.stage}")
+                     + f", until --epochs {config.epochs}")
+        elif resuming:
+            log.info(f"Resuming from {prefix}, this run's own checkpoint in the save directory"
+                     + (f"; --drop_source_layers {config.drop_source_layers} is not applied again"
+                        if config.drop_source_layers else "; the source checkpoint is not loaded again"))
         else:
             prefix, tried = find_to_load(load_dir, config.load_train)
+        # New checkpoints are numbered after every one already in the save directory, whichever was loaded.
+        newest = checkpoint.newest_checkpoint(save_dir) if save_dir and os.path.isdir(save_dir) else None
+        self.save_serial = checkpoint.read_run_state(newest)["save_serial"] if newest else 0
         if prefix is None:
             if config.load_train != "init" and config.load_train != "auto":
                 raise CheckpointError(f"All initialization methods failed ({tried}): no checkpoint in {load_dir}")
@@ -209,7 +210,6 @@ class Trainer:
         if resuming:
             self.transfer, self.epochs_done = state.get("transfer"), state.get("epochs_done", 0)
             self.best_dev_loss = state.get("best_dev_loss", float("inf"))
-            self.save_serial = state.get("save_serial", 0)
         if exact:
             self.progress = Progress.from_json(state["progress"])
             self.resumed_rng = state.get("rng")

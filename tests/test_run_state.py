@@ -100,13 +100,20 @@ def test_sigterm_saves_and_the_same_command_resumes_exactly(method, call, stoppe
     assert final_tensors(ckpt) == full_tensors
 
 
-def test_a_finished_run_starts_a_new_count_of_epochs_as_coqui_does(uninterrupted, tmp_path, capsys):
+def test_a_finished_run_starts_a_new_count_of_epochs_as_coqui_does(uninterrupted, tmp_path, monkeypatch, capsys):
     csv_path, _, _ = uninterrupted
     ckpt = str(tmp_path / "ckpt")
     assert run(train.main, command(csv_path, ckpt, epochs=1), capsys)[0] == 0
     status, log = run(train.main, command(csv_path, ckpt, epochs=1), capsys)
     assert status == 0 and "Loading best validating checkpoint" in log and "Resuming the interrupted" not in log
     assert set(losses(log, "training")) == {0}
+    # that continuation, interrupted in turn, is resumed exactly (its checkpoints are numbered after the old ones)
+    with monkeypatch.context() as patch:
+        signal_at(patch, "step", 2)
+        status, log = run(train.main, command(csv_path, ckpt, epochs=2), capsys)
+    saved = re.search(r"checkpoint saved to (\S+)\. Run", log).group(1)
+    status, log = run(train.main, command(csv_path, ckpt, epochs=2), capsys)
+    assert status == 0 and f"Resuming the interrupted run from {saved}: epoch 0, batch 2 of 5" in log, log
 
 
 def test_sigterm_to_a_real_process_saves_and_exits_zero(tmp_path):

@@ -253,7 +253,8 @@ def test_a_checkpoint_of_another_alphabet_of_the_same_size_is_refused(tmp_path, 
     message = (f"E {ckpt}/train-1 was trained for another alphabet ({ckpt}/train-1.json: 28 labels; this run: "
                "28 labels; label 1 is 'a' there and 'b' here). Use the checkpoint's alphabet to fine-tune, or "
                "--drop_source_layers 1 to transfer to a new one")
-    argv = ["--n_hidden", "32", "--alphabet_config_path", str(swapped), "--checkpoint_dir", ckpt, "--load_train", "last"]
+    argv = ["--n_hidden", "32", "--alphabet_config_path", str(swapped), "--checkpoint_dir", ckpt,
+            "--load_train", "last"]
     status, log = run(train.main, argv + ["--train_files", LDC, "--epochs", "1"], capsys)
     assert status == 1 and message in log, log
     status, log = run(evaluate.main, argv[:-2] + ["--load_evaluate", "last", "--test_files", LDC], capsys)
