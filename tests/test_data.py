@@ -127,7 +127,7 @@ def test_non_utf8_csv_names_the_row(folder):
     path.write_bytes(b"wav_filename,wav_filesize,transcript\na.wav,1,ok\na.wav,1,caf\xe9\n")
     with pytest.raises(DataError) as error:
         read_csv(str(path))
-    assert str(error.value) == f"{path}, row 3: not valid UTF-8 (byte 0xe9 at offset 57)"
+    assert str(error.value) == f"{path}, row 3: not valid UTF-8 (byte 0xe9 at offset 59)"
 
 
 def test_missing_csv():
