@@ -19,6 +19,7 @@ import soundfile
 import torch
 
 from . import audio, log
+from .distributed import World, shard_batches, split_global_batches
 from .features import frame_count, mfcc
 
 MAX_LISTED_PER_KIND = 10
@@ -224,14 +225,18 @@ class Collate:
 
 
 def data_loader(samples: list[Sample], batch_size: int, config, train: bool, epoch: int = 0,
-                num_workers: int = 0, skip: int = 0) -> torch.utils.data.DataLoader:
-    """Batches of one epoch; `skip` leaves out its first batches (a resumed run has done them)."""
-    batches = make_batches(len(samples), batch_size, drop_last=train)
+                num_workers: int = 0, skip: int = 0, world: World = World()) -> torch.utils.data.DataLoader:
+    """Batches of one epoch; `skip` leaves out its first batches (a resumed run has done them). In a
+    distributed run, training batches are global (batch_size per rank) and each rank gets its slice of
+    every one; evaluation batches are dealt out whole."""
+    batches = make_batches(len(samples), batch_size * world.size if train else batch_size, drop_last=train)
     if train and config.shuffle_batches and epoch >= config.shuffle_start:
         # Coqui shuffles whole batches, never samples across batches; seeded per epoch so reruns agree.
         order = np.random.default_rng(config.random_seed + epoch).permutation(len(batches))
         batches = [batches[i] for i in order]
     batches = batches[skip:]
+    if world.distributed:
+        batches = split_global_batches(batches, batch_size, world) if train else shard_batches(batches, world)
     collate = Collate(samples, config.audio_sample_rate, config.feature_win_len, config.feature_win_step)
     # Its own generator: a DataLoader draws a seed each time it is iterated, and from torch's global
     # generator that draw would shift the dropout masks of a resumed run against an uninterrupted one.

@@ -14,6 +14,7 @@ import torch
 from . import log
 from .data import Sample, data_loader, load_data_set
 from .decode import Decoder, make_decoder
+from .distributed import World
 from .model import DeepSpeech, ctc_loss
 
 
@@ -52,16 +53,17 @@ def score(sample: Sample, prediction: str, loss: float) -> SampleResult:
 
 @torch.no_grad()
 def evaluate_samples(model: DeepSpeech, samples: list[Sample], config, decoder: Decoder,
-                     device: torch.device, batch_size: int | None = None) -> list[SampleResult]:
+                     device: torch.device, batch_size: int | None = None, world: World = World()) -> list[SampleResult]:
+    """Every sample's result; in a distributed run each rank does a share and all get every result."""
     model.eval()
     results = []
-    for batch in data_loader(samples, batch_size or config.test_batch_size, config, train=False):
+    for batch in data_loader(samples, batch_size or config.test_batch_size, config, train=False, world=world):
         features = batch.features.to(device)
         logits = model(features)
         losses = ctc_loss(logits, batch.feature_lengths, batch.labels, batch.label_lengths)
         texts = decoder(logits, batch.feature_lengths)
         results += [score(s, t, float(l)) for s, t, l in zip(batch.samples, texts, losses)]
-    return results
+    return [r for part in world.gather(results) for r in part]
 
 
 def totals(results: list[SampleResult]) -> tuple[float, float, float]:
@@ -100,7 +102,7 @@ def print_report(path: str, results: list[SampleResult], report_count: int, byte
 
 
 def test(model: DeepSpeech, config, alphabet, device: torch.device,
-         test_sets: list[tuple[str, list[Sample]]] | None = None) -> list[SampleResult]:
+         test_sets: list[tuple[str, list[Sample]]] | None = None, world: World = World()) -> list[SampleResult]:
     """Coqui's test phase: every --test_files set, reported separately; optional JSON of every sample.
     `test_sets` are the sets already read and checked (training checks them before its first step)."""
     decoder = make_decoder(config, alphabet)
@@ -113,10 +115,11 @@ def test(model: DeepSpeech, config, alphabet, device: torch.device,
         if config.limit_test:
             samples = samples[: config.limit_test]
         log.info(f"Testing model on {path}")
-        results = evaluate_samples(model, samples, config, decoder, device)
-        print_report(path, results, config.report_count, alphabet.is_bytes)
+        results = evaluate_samples(model, samples, config, decoder, device, world=world)
+        if world.is_main:
+            print_report(path, results, config.report_count, alphabet.is_bytes)
         everything += report_order(results, alphabet.is_bytes)
-    if config.test_output_file:
+    if config.test_output_file and world.is_main:
         with open(config.test_output_file, "w", encoding="utf-8") as f:
             json.dump([asdict(r) for r in everything], f, indent=2, ensure_ascii=False)
     return everything

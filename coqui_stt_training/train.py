@@ -11,6 +11,7 @@ the metrics sets. With --test_files the run ends by testing its own best checkpo
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -27,6 +28,7 @@ from .checkpoint import CheckpointError
 from .config import Config, ConfigError
 from .data import DataError, data_loader, load_data_set, make_batches, read_csv
 from .decode import greedy_decode
+from .distributed import World, close_world, init_world
 from .evaluate import evaluate_samples, test, totals
 from .model import DeepSpeech, ctc_loss
 from .optimizer import TFAdam
@@ -88,10 +90,6 @@ def resolve_alphabet(config: Config):
                       "can't generate an alphabet.")
 
 
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def build_model(config: Config, alphabet, device: torch.device) -> tuple[DeepSpeech, TFAdam]:
     torch.manual_seed(config.random_seed)
     model = DeepSpeech(config.n_hidden, alphabet.size + 1, config.relu_clip, config.layer_norm,
@@ -123,14 +121,14 @@ def find_to_load(directory: str, method: str, quiet: bool = False) -> tuple[str 
     return None, tried
 
 
-def setup_evaluation(config: Config, directory: str):
+def setup_evaluation(config: Config, directory: str, world: World = World()):
     """Model, alphabet and device for testing the checkpoint in `directory` (--load_evaluate)."""
     if not directory:
         raise ConfigError("Missing checkpoint directory (--checkpoint_dir or --load_checkpoint_dir)")
     if not os.path.isdir(directory):
         raise ConfigError(f"Missing checkpoint directory {directory!r} (--checkpoint_dir or --load_checkpoint_dir)")
     alphabet = resolve_alphabet(config)
-    device = pick_device()
+    device = world.device()
     model, _ = build_model(config, alphabet, device)
     prefix, tried = find_to_load(directory, config.load_evaluate)
     if prefix is None:
@@ -144,9 +142,13 @@ def setup_evaluation(config: Config, directory: str):
 
 
 class Trainer:
-    def __init__(self, config: Config, alphabet, device: torch.device):
-        self.config, self.alphabet, self.device = config, alphabet, device
-        self.model, self.optimizer = build_model(config, alphabet, device)
+    def __init__(self, config: Config, alphabet, world: World = World()):
+        self.config, self.alphabet, self.world, self.device = config, alphabet, world, world.device()
+        self.model, self.optimizer = build_model(config, alphabet, self.device)
+        if world.rank:
+            torch.manual_seed(config.random_seed + world.rank)  # same initial weights, other dropout masks
+        self.network = self.model  # what training steps call: the model, or DDP around it
+        self.wrap()
         self.global_step = 0
         self.best_dev_loss = float("inf")
         self.epochs_done = 0  # epochs since training from the source checkpoint began, over restarts
@@ -157,12 +159,12 @@ class Trainer:
         self.save_serial = 0  # orders this directory's checkpoints: the highest is the newest
         self.last_saved: str | None = None
         self.signals = StopSignals()
-        self.summaries = SummaryWriter(config.summary_dir) if config.summary_dir else None
+        self.summaries = SummaryWriter(config.summary_dir) if config.summary_dir and world.is_main else None
         # Mixed precision: autocast changes no parameter (they and the checkpoints stay float32), so it
         # combines with any pre-trained checkpoint, which Coqui's graph rewrite could not. fp16 on CUDA
         # needs loss scaling; bf16 on CPU has float32's range and does not.
-        self.amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-        fp16 = config.automatic_mixed_precision and device.type == "cuda"
+        self.amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        fp16 = config.automatic_mixed_precision and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if fp16 else None
 
     def load_or_init(self) -> None:
@@ -278,15 +280,25 @@ class Trainer:
         for scope, params in self.model.layer_parameters().items():
             for p in params:
                 p.requires_grad_(not (frozen and scope in self.source_layers))
+        self.wrap()  # DDP fixes its set of parameters when it is built
 
-    def save(self, kind: str) -> str:
+    def wrap(self) -> None:
+        if self.world.distributed:
+            self.network = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def save(self, kind: str) -> str | None:
+        """Every rank calls it at the same point (it gathers their RNG states); rank 0 writes."""
+        self.save_serial += 1
+        rng = self.world.gather(rng_state())
+        if not self.world.is_main:
+            return None
         tensors = checkpoint.to_tensors(self.model, self.optimizer, self.global_step)
         keep = self.config.max_to_keep if kind == "train" else 1
-        self.save_serial += 1
         state = {"best_dev_loss": self.best_dev_loss, "epochs_done": self.epochs_done,
                  "save_serial": self.save_serial, "alphabet": alphabet_record(self.alphabet),
                  "progress": self.progress.to_json(),
-                 "learning_rate": self.optimizer.lr, "rng": rng_state()}
+                 "learning_rate": self.optimizer.lr, "rng": rng[0] if len(rng) == 1 else rng}
         if self.scaler:
             state["grad_scaler"] = self.scaler.state_dict()
         if self.transfer:
@@ -295,11 +307,15 @@ class Trainer:
         return self.last_saved
 
     def step(self, batch) -> float | None:
-        """One optimiser step. A non-finite loss skips the step (weights untouched) and names the files."""
+        """One optimiser step; returns the global batch's mean loss. A non-finite loss on any rank skips
+        the step everywhere (weights untouched) and names the files."""
         losses = self.losses(batch)
-        if not torch.isfinite(losses).all():
+        finite = bool(torch.isfinite(losses).all())
+        (anywhere,) = self.world.any(not finite)
+        if anywhere:
             bad = [s.audio_path for s, l in zip(batch.samples, losses.tolist()) if not math.isfinite(l)]
-            log.warn(f"The following files caused an infinite (or NaN) loss: {','.join(bad)}; step skipped")
+            if bad:
+                log.warn(f"The following files caused an infinite (or NaN) loss: {','.join(bad)}; step skipped")
             return None
         loss = losses.mean()
         self.optimizer.zero_grad(set_to_none=True)
@@ -311,17 +327,19 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
         self.global_step += 1
-        return loss.item()
+        (total,) = self.world.sum(loss.item())
+        return total / self.world.size
 
     def losses(self, batch) -> torch.Tensor:
         """Per-sample CTC losses of a training batch; under autocast with --automatic_mixed_precision
         (ctc_loss itself always runs in float32)."""
         with torch.autocast(self.device.type, self.amp_dtype, enabled=self.config.automatic_mixed_precision):
-            logits = self.model(batch.features.to(self.device))
+            logits = self.network(batch.features.to(self.device))
         return ctc_loss(logits, batch.feature_lengths, batch.labels, batch.label_lengths)
 
     def progress_bar(self, loader, epoch: int, title: str, initial: int = 0):
-        return tqdm(loader, desc=f"Epoch {epoch:3d} | {title:>10}", disable=not self.config.show_progressbar,
+        return tqdm(loader, desc=f"Epoch {epoch:3d} | {title:>10}",
+                    disable=not (self.config.show_progressbar and self.world.is_main),
                     file=sys.stdout, dynamic_ncols=True, initial=initial)
 
     def train_epoch(self, samples) -> None:
@@ -329,7 +347,8 @@ class Trainer:
         config, p = self.config, self.progress
         if not config.show_progressbar:
             log.info(f"Training epoch {p.epoch}...")
-        loader = data_loader(samples, config.train_batch_size, config, train=True, epoch=p.epoch, skip=p.batch)
+        loader = data_loader(samples, config.train_batch_size, config, train=True, epoch=p.epoch, skip=p.batch,
+                             world=self.world)
         bar = self.progress_bar(loader, p.epoch, "Training", initial=p.batch)
         self.model.train()
         last_save = time.time()
@@ -337,13 +356,17 @@ class Trainer:
             loss = self.step(batch)
             p.batch += 1
             if loss is not None:
+                log.debug(f"Step {self.global_step} - loss: {loss:f}")
                 p.loss_sum, p.steps = p.loss_sum + loss, p.steps + 1
                 if self.summaries:
                     self.summaries.scalar("train", "step_loss", loss, self.global_step)
                 bar.set_postfix_str(f"Steps: {p.steps} | Loss: {p.loss_sum / p.steps:.6f}")
-            if self.signals.received:
-                raise Interrupted(self.signals.received, self.save("train"))
-            if config.checkpoint_secs and time.time() - last_save > config.checkpoint_secs:
+            # Every rank must stop or save at the same step: rank 0's clock decides when to save.
+            due = self.world.is_main and config.checkpoint_secs and time.time() - last_save > config.checkpoint_secs
+            stop, save = self.world.any(self.signals.received is not None, bool(due))
+            if stop:
+                raise Interrupted(self.signals.received or "a signal to another rank", self.save("train"))
+            if save:
                 self.save("train")
                 last_save = time.time()
         if not config.show_progressbar:
@@ -354,12 +377,13 @@ class Trainer:
         config, epoch = self.config, self.progress.epoch
         if not config.show_progressbar:
             log.info(f"Validating epoch {epoch} on {path}...")
-        loader = data_loader(samples, config.dev_batch_size, config, train=False)
+        loader = data_loader(samples, config.dev_batch_size, config, train=False, world=self.world)
         bar = self.progress_bar(loader, epoch, "Validation")
         self.model.eval()
         total, steps = 0.0, 0
         for batch in bar:
-            if self.signals.received:  # the epoch's `train` checkpoint is where a resumed run re-validates
+            if self.signals.received and not self.world.distributed:
+                # the epoch's `train` checkpoint is where a resumed run re-validates
                 raise Interrupted(self.signals.received, self.last_saved)
             with torch.no_grad():
                 logits = self.model(batch.features.to(self.device))
@@ -368,6 +392,8 @@ class Trainer:
             if self.summaries:
                 self.summaries.scalar("dev", "step_loss", loss, self.global_step)
             bar.set_postfix_str(f"Steps: {steps} | Loss: {total / steps:.6f} | Dataset: {path}")
+        total, steps = self.world.sum(total, steps)  # each rank validated a share of the batches
+        steps = int(steps)
         mean = total / max(steps, 1)
         if not config.show_progressbar:
             log.info(f"Finished validating epoch {epoch} on {path} - loss: {mean:f}")
@@ -380,8 +406,9 @@ class Trainer:
                  "system memory (or GPU memory).")
         loader = data_loader(samples[-self.config.train_batch_size:], self.config.train_batch_size, self.config, True)
         self.model.train()
-        for batch in loader:
-            self.losses(batch).mean().backward()
+        with self.network.no_sync() if self.world.distributed else contextlib.nullcontext():  # local, no all-reduce
+            for batch in loader:
+                self.losses(batch).mean().backward()
         self.optimizer.zero_grad(set_to_none=True)
         log.info("Dummy run finished without problems, now starting real training process.")
 
@@ -390,9 +417,14 @@ class Trainer:
         config, p = self.config, self.progress
         if not config.skip_batch_test:
             self.check_largest_batch(train_set)
-        if self.resumed_rng:
-            set_rng_state(self.resumed_rng)  # after the dummy run, whose dropout draws are not the run's
-        batches = len(make_batches(len(train_set), config.train_batch_size, drop_last=True))
+        if self.resumed_rng:  # after the dummy run, whose dropout draws are not the run's
+            states = self.resumed_rng if isinstance(self.resumed_rng, list) else [self.resumed_rng]
+            if len(states) == self.world.size:
+                set_rng_state(states[self.world.rank])
+            else:
+                log.warn(f"The interrupted run had {len(states)} process(es), this one {self.world.size}: dropout "
+                         "draws differ from the interrupted run's")
+        batches = len(make_batches(len(train_set), config.train_batch_size * self.world.size, drop_last=True))
         if p.stage == "train" and p.batch and p.batches_in_epoch != batches:
             log.warn(f"The training set or batch size changed since the interruption ({p.batches_in_epoch} batches "
                      f"per epoch then, {batches} now): epoch {p.epoch} starts again from its first batch")
@@ -402,8 +434,8 @@ class Trainer:
         started = time.time()
         with self.signals:
             while p.epoch < config.epochs and not self.run_one_epoch(train_set, dev_sets, metrics_sets):
-                if self.signals.received:
-                    raise Interrupted(self.signals.received, self.last_saved)
+                if self.world.any(self.signals.received is not None)[0]:
+                    raise Interrupted(self.signals.received or "a signal to another rank", self.last_saved)
                 p.next_epoch()
         p.finished = True
         if self.last_saved:
@@ -429,7 +461,8 @@ class Trainer:
                 return True
         for path, samples in metrics_sets:
             self.report_metrics(p.epoch, path, samples)
-        print("-" * 80, flush=True)
+        if self.world.is_main:
+            print("-" * 80, flush=True)
         return False
 
     def validate(self, dev_sets) -> bool:
@@ -458,7 +491,7 @@ class Trainer:
         """Coqui reports only the loss of a --metrics_files set; greedy WER and CER are added so that a set
         from the source domain shows what fine-tuning forgets. They never affect best-dev selection."""
         results = evaluate_samples(self.model, samples, self.config, self.greedy, self.device,
-                                   self.config.dev_batch_size)
+                                   self.config.dev_batch_size, self.world)
         wer, cer, loss = totals(results)
         log.info(f"Finished metrics for epoch {epoch} on {path} - loss: {loss:f} - greedy WER: {wer:f}, CER: {cer:f}")
         if self.summaries:
@@ -470,6 +503,7 @@ class Trainer:
 
     def reduce_learning_rate(self) -> None:
         """Coqui's plateau rule: back to the best weights, learning rate times --plateau_reduction."""
+        self.world.barrier()  # rank 0 has finished writing the checkpoint every rank now reads
         prefix = checkpoint.find_checkpoint(self.config.save_checkpoint_dir, "best_dev")
         lr = self.optimizer.lr * self.config.plateau_reduction
         if prefix:
@@ -482,6 +516,16 @@ class Trainer:
 
 
 def train_job(config: Config) -> None:
+    world = init_world()
+    if not world.is_main:
+        log.set_level(max(config.log_level, log.WARN))  # rank 0 speaks for the run; others only warn
+    try:
+        train_and_test(config, world)
+    finally:
+        close_world(world)
+
+
+def train_and_test(config: Config, world: World) -> None:
     if not config.train_files:
         log.warn("Calling training module without --train_files.")
     elif not config.save_checkpoint_dir:
@@ -492,18 +536,23 @@ def train_job(config: Config) -> None:
     dev_sets = [(p, load_data_set([p], alphabet, config, "dev")) for p in config.dev_files or []]
     metrics_sets = [(p, load_data_set([p], alphabet, config, "metrics")) for p in config.metrics_files or []]
     test_sets = [(p, load_data_set([p], alphabet, config, "test")) for p in config.test_files or []]
-    if config.train_files and len(train_set) < config.train_batch_size:
+    global_batch = config.train_batch_size * world.size
+    if config.train_files and len(train_set) < global_batch:
         raise DataError(f"--train_files has {len(train_set)} samples, fewer than one batch of "
-                        f"--train_batch_size {config.train_batch_size}")
-    device = pick_device()
+                        f"--train_batch_size {config.train_batch_size}"
+                        + (f" times {world.size} processes" if world.distributed else ""))
+    if world.distributed:
+        log.info(f"Distributed training: {world.size} processes, global batch {global_batch} "
+                 f"(--train_batch_size {config.train_batch_size} each)")
     if config.train_files:
         save_dir = config.save_checkpoint_dir
-        trainer = Trainer(config, alphabet, device)
+        trainer = Trainer(config, alphabet, world)
         trainer.load_or_init()
-        checkpoint.check_writable(save_dir)
-        checkpoint.write_text_once(os.path.join(save_dir, "flags.txt"), config.to_json())
-        if not alphabet.is_bytes:
-            checkpoint.write_text_once(os.path.join(save_dir, "alphabet.txt"), alphabet.serialize_text())
+        if world.is_main:
+            checkpoint.check_writable(save_dir)
+            checkpoint.write_text_once(os.path.join(save_dir, "flags.txt"), config.to_json())
+            if not alphabet.is_bytes:
+                checkpoint.write_text_once(os.path.join(save_dir, "alphabet.txt"), alphabet.serialize_text())
         try:
             trainer.train(train_set, dev_sets, metrics_sets)
         except Interrupted as stop:
@@ -515,8 +564,10 @@ def train_job(config: Config) -> None:
             return
     if config.test_files:
         # Test what this run produced (its save directory), never the checkpoint it started from.
-        model, alphabet, device = setup_evaluation(config, config.save_checkpoint_dir or config.load_checkpoint_dir)
-        test(model, config, alphabet, device, test_sets)
+        world.barrier()  # after rank 0's last write
+        model, alphabet, device = setup_evaluation(config, config.save_checkpoint_dir or config.load_checkpoint_dir,
+                                                   world)
+        test(model, config, alphabet, device, test_sets, world)
 
 
 def main(argv: list[str] | None = None) -> None:
