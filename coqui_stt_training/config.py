@@ -54,8 +54,9 @@ class Config:
     auto_input_dataset: str = _flag("", "one CSV to split into train/dev/test (not supported yet)")
     vocab_file: str = _flag("", "flashlight vocabulary (not supported)")
     read_buffer: int = _flag(1 << 20, "read buffer size, with K/M/G/T suffix. " + NO_EFFECT, size=True)
-    feature_cache: str = _flag("", "feature cache path (not implemented yet: features are computed each epoch)")
-    cache_for_epochs: int = _flag(0, "invalidate the feature cache every N epochs")
+    feature_cache: str = _flag("", "directory where each sample's features are kept after their first use, for "
+                                   "later epochs and runs (empty: computed each time)")
+    cache_for_epochs: int = _flag(0, "start a fresh generation of the feature cache every N epochs (0: never)")
     shuffle_batches: bool = _flag(False, "shuffle the order of batches each epoch")
     shuffle_start: int = _flag(1, "first (0-based) epoch in which batches are shuffled")
     shuffle_buffer: int = _flag(1000, "batch shuffle buffer size, in batches")
@@ -164,6 +165,8 @@ class Config:
     skip_invalid_samples: bool = _flag(False, "leave out the rows of --train/dev/test/metrics_files that fail "
                                        "validation (missing or unreadable audio, transcript not in the alphabet or "
                                        "too long for its audio), with a count, instead of stopping")
+    data_workers: int = _flag(1, "processes that read audio and compute features while the model trains "
+                                 "(0: in the training process itself)")
     checkpoint_format: str = _flag("safetensors", "convert: format to write, ours (safetensors + JSON) or tf "
                                    "(TensorFlow V2, as Coqui STT writes)", choices=("safetensors", "tf"))
 
@@ -220,8 +223,9 @@ class Config:
         for name in ("train_batch_size", "dev_batch_size", "test_batch_size", "n_hidden"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        if self.drop_source_layers < 0:
-            raise ConfigError(f"--drop_source_layers must be 0 or more, got {self.drop_source_layers}")
+        for name in ("drop_source_layers", "data_workers", "cache_for_epochs"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name} must be 0 or more, got {getattr(self, name)}")
         transfer_options = [f"--{name}" for name, unset in (("keep_shared_symbols", False), ("freeze_source_layers", 0),
                                                             ("source_layers_lr_scale", 1.0))
                             if getattr(self, name) != unset]

@@ -12,6 +12,7 @@ import csv
 import heapq
 import io
 import os
+import signal
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,7 @@ import torch
 
 from . import audio, log
 from .distributed import World, shard_batches, split_global_batches
+from .feature_cache import FeatureCache
 from .features import frame_count, mfcc
 
 MAX_LISTED_PER_KIND = 10
@@ -205,27 +207,44 @@ def make_batches(n_samples: int, batch_size: int, drop_last: bool) -> list[list[
 
 
 class Collate:
-    """Reads audio and computes features for one batch (runs in DataLoader workers when there are any)."""
+    """Reads audio and computes features for one batch, or takes them from the feature cache (runs in
+    DataLoader workers when there are any)."""
 
-    def __init__(self, samples: list[Sample], sample_rate: int, win_len_ms: int, win_step_ms: int):
+    def __init__(self, samples: list[Sample], sample_rate: int, win_len_ms: int, win_step_ms: int,
+                 cache: FeatureCache | None = None):
         self.samples, self.sample_rate = samples, sample_rate
         self.win_len_ms, self.win_step_ms = win_len_ms, win_step_ms
+        self.cache = cache
 
     def __call__(self, indices: list[int]) -> Batch:
         batch = [self.samples[i] for i in indices]
-        waves = [audio.load_audio(s.audio_path, self.sample_rate) for s in batch]
-        lengths = torch.tensor([len(w) for w in waves])
-        padded = torch.zeros(len(waves), int(lengths.max()))
-        for i, w in enumerate(waves):
-            padded[i, : len(w)] = torch.from_numpy(np.asarray(w, dtype=np.float32))
-        features, feature_lengths = mfcc(padded, lengths, self.sample_rate, self.win_len_ms, self.win_step_ms)
+        each = [self.cache.get(s.audio_path) for s in batch] if self.cache else [None] * len(batch)
+        missing = [i for i, f in enumerate(each) if f is None]
+        if missing:
+            computed, lengths = self.compute([batch[i] for i in missing])
+            for i, f, n in zip(missing, computed, lengths.tolist()):
+                each[i] = f[:n].numpy()
+                if self.cache:
+                    self.cache.put(batch[i].audio_path, each[i])
+        feature_lengths = torch.tensor([len(f) for f in each])
+        features = torch.zeros(len(each), int(feature_lengths.max()), each[0].shape[1])
+        for i, f in enumerate(each):
+            features[i, : len(f)] = torch.from_numpy(f)
         labels = torch.tensor([label for s in batch for label in s.labels], dtype=torch.long)
         label_lengths = torch.tensor([len(s.labels) for s in batch], dtype=torch.long)
         return Batch(features, feature_lengths, labels, label_lengths, batch)
 
+    def compute(self, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
+        waves = [audio.load_audio(s.audio_path, self.sample_rate) for s in samples]
+        lengths = torch.tensor([len(w) for w in waves])
+        padded = torch.zeros(len(waves), int(lengths.max()))
+        for i, w in enumerate(waves):
+            padded[i, : len(w)] = torch.from_numpy(np.asarray(w, dtype=np.float32))
+        return mfcc(padded, lengths, self.sample_rate, self.win_len_ms, self.win_step_ms)
+
 
 def data_loader(samples: list[Sample], batch_size: int, config, train: bool, epoch: int = 0,
-                num_workers: int = 0, skip: int = 0, world: World = World()) -> torch.utils.data.DataLoader:
+                skip: int = 0, world: World = World()) -> torch.utils.data.DataLoader:
     """Batches of one epoch; `skip` leaves out its first batches (a resumed run has done them). In a
     distributed run, training batches are global (batch_size per rank) and each rank gets its slice of
     every one; evaluation batches are dealt out whole."""
@@ -237,9 +256,22 @@ def data_loader(samples: list[Sample], batch_size: int, config, train: bool, epo
     batches = batches[skip:]
     if world.distributed:
         batches = split_global_batches(batches, batch_size, world) if train else shard_batches(batches, world)
-    collate = Collate(samples, config.audio_sample_rate, config.feature_win_len, config.feature_win_step)
+    cache = None
+    if config.feature_cache:
+        generation = epoch // config.cache_for_epochs if config.cache_for_epochs > 0 else 0
+        cache = FeatureCache(config.feature_cache, config.audio_sample_rate, config.feature_win_len,
+                             config.feature_win_step, generation)
+    collate = Collate(samples, config.audio_sample_rate, config.feature_win_len, config.feature_win_step, cache)
+    workers = min(config.data_workers, len(batches))
     # Its own generator: a DataLoader draws a seed each time it is iterated, and from torch's global
     # generator that draw would shift the dropout masks of a resumed run against an uninterrupted one.
-    return torch.utils.data.DataLoader(batches, batch_size=None, collate_fn=collate, num_workers=num_workers,
-                                       persistent_workers=False, prefetch_factor=4 if num_workers else None,
+    return torch.utils.data.DataLoader(batches, batch_size=None, collate_fn=collate, num_workers=workers,
+                                       prefetch_factor=4 if workers else None, worker_init_fn=_quiet_worker,
                                        generator=torch.Generator().manual_seed(config.random_seed + epoch))
+
+
+def _quiet_worker(_: int) -> None:
+    """Ctrl-C reaches the whole process group: the training process alone decides how to stop, and
+    closes its workers itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -49,8 +49,6 @@ def run_cli(job, argv, prog: str) -> None:
         refused = config.unsupported_in_use()
         if refused:
             raise NotImplementedError(f"{', '.join(refused)}: not supported yet by this implementation")
-        if config.feature_cache:
-            log.warn("--feature_cache is not implemented yet: features are computed on the fly each epoch")
         if config.train_cudnn or config.load_cudnn:
             log.info("--train_cudnn/--load_cudnn are not needed: any checkpoint loads on CPU or GPU, and the "
                      "LSTM uses cuDNN whenever it runs on a CUDA device")

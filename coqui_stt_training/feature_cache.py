@@ -1,0 +1,72 @@
+"""--feature_cache DIR: each sample's MFCC features computed once, reused by every later epoch and run.
+
+Coqui's flag named a tf.data cache file; here it names a directory holding one `.npy` file per sample
+(float32 [frames, 26], read with allow_pickle=False), under a subdirectory named by the feature
+settings, so that changing --audio_sample_rate, --feature_win_len or --feature_win_step starts a new
+cache instead of reusing wrong features. A sample's key covers its path, size and modification time:
+an edited audio file is recomputed. Files are written under temporary names and renamed, so several
+processes (data workers, distributed ranks) share one cache safely. --cache_for_epochs N starts a
+fresh generation of the cache every N epochs (Coqui used it to refresh augmented features).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+
+from . import log
+
+N_COEFFICIENTS = 26
+
+
+class FeatureCache:
+    def __init__(self, directory: str, sample_rate: int, win_len_ms: int, win_step_ms: int, generation: int = 0):
+        settings = {"sample_rate": sample_rate, "win_len_ms": win_len_ms, "win_step_ms": win_step_ms,
+                    "coefficients": N_COEFFICIENTS, "generation": generation, "version": 1}
+        name = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+        self.directory = os.path.join(directory, name)
+        self.writable = True
+        if not os.path.isdir(self.directory):
+            os.makedirs(self.directory, exist_ok=True)
+            with open(os.path.join(self.directory, "settings.json"), "w", encoding="utf-8") as f:
+                json.dump(settings, f, indent=2)
+            others = [d for d in os.listdir(directory) if d != name and os.path.isdir(os.path.join(directory, d))]
+            if others:
+                log.info(f"Feature settings differ from those of the {len(others)} cache(s) in {directory}: "
+                         f"starting a new one in {self.directory}")
+
+    def path(self, audio_path: str) -> str:
+        stat = os.stat(audio_path)
+        key = f"{os.path.abspath(audio_path)}\0{stat.st_size}\0{stat.st_mtime_ns}"
+        return os.path.join(self.directory, hashlib.sha1(key.encode()).hexdigest() + ".npy")
+
+    def get(self, audio_path: str) -> np.ndarray | None:
+        path = self.path(audio_path)
+        try:
+            features = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):  # damaged (a disk error): compute again and replace it
+            return None
+        if features.dtype != np.float32 or features.ndim != 2 or features.shape[1] != N_COEFFICIENTS:
+            return None
+        return features
+
+    def put(self, audio_path: str, features: np.ndarray) -> None:
+        if not self.writable:
+            return
+        path = self.path(audio_path)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        try:
+            with open(tmp, "wb") as f:
+                np.save(f, np.ascontiguousarray(features, dtype=np.float32), allow_pickle=False)
+            os.replace(tmp, path)
+        except OSError as e:  # a full disk makes the cache useless, not the run
+            log.warn(f"cannot write to the feature cache {self.directory} ({e.strerror or e}); uncached features "
+                     "are computed each time")
+            self.writable = False
+            if os.path.exists(tmp):
+                os.remove(tmp)
