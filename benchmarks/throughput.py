@@ -118,7 +118,7 @@ def bench_input_wait(csv_path: str, hidden: int, batch: int, batches: int) -> No
     samples = load_data_set([csv_path], alphabet, Config(audio_sample_rate=rate), "train")[-batch * batches:]
     cache = tempfile.mkdtemp(prefix="feature-cache-")
     for label, workers, cached in (("in the training process", 0, False), ("1 data worker", 1, False),
-                                   ("1 data worker, cached", 1, True)):
+                                   ("in the training process, cached", 0, True), ("1 data worker, cached", 1, True)):
         config = Config(audio_sample_rate=rate, data_workers=workers, feature_cache=cache if cached else "")
         if cached:  # fill the cache first, as a first epoch does
             for _ in data_loader(samples, batch, config, train=True):
@@ -142,7 +142,7 @@ def bench_input_wait(csv_path: str, hidden: int, batch: int, batches: int) -> No
             optimizer.step()
             audio_seconds += b.audio_seconds
         total = time.perf_counter() - start
-        print(f"input     n_hidden {hidden}, batch {batch}, {label:24s}: {audio_seconds / total:7.1f} audio s/s, "
+        print(f"input     n_hidden {hidden}, batch {batch}, {label:32s}: {audio_seconds / total:7.1f} audio s/s, "
               f"waiting for data {waited / total:5.1%} of the time")
     shutil.rmtree(cache)
 
@@ -155,7 +155,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--csv", default="../shared/data/asterisk/en/dev.csv")
     parser.add_argument("--train_csv", default="../shared/data/asterisk/en/train.csv")
-    parser.add_argument("--input_batches", type=int, default=12)
+    parser.add_argument("--input_batches", type=int, default=30)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
     peak = matmul_peak()
