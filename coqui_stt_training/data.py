@@ -25,6 +25,7 @@ from .feature_cache import FeatureCache
 from .features import frame_count, mfcc
 
 MAX_LISTED_PER_KIND = 10
+MIN_BATCHES_FOR_WORKERS = 8
 
 
 class DataError(ValueError):
@@ -262,7 +263,9 @@ def data_loader(samples: list[Sample], batch_size: int, config, train: bool, epo
         cache = FeatureCache(config.feature_cache, config.audio_sample_rate, config.feature_win_len,
                              config.feature_win_step, generation)
     collate = Collate(samples, config.audio_sample_rate, config.feature_win_len, config.feature_win_step, cache)
-    workers = min(config.data_workers, len(batches))
+    # Workers start anew each epoch (a fork, about 0.1 s): for a handful of batches that costs more than
+    # the features it would compute ahead.
+    workers = config.data_workers if len(batches) >= MIN_BATCHES_FOR_WORKERS else 0
     # Its own generator: a DataLoader draws a seed each time it is iterated, and from torch's global
     # generator that draw would shift the dropout masks of a resumed run against an uninterrupted one.
     return torch.utils.data.DataLoader(batches, batch_size=None, collate_fn=collate, num_workers=workers,
