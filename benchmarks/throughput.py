@@ -23,7 +23,8 @@ import torch
 from coqui_stt_training.alphabet import load_alphabet
 from coqui_stt_training.config import Config
 from coqui_stt_training.data import data_loader, load_data_set
-from coqui_stt_training.features import dct_matrix, mel_filterbank, mfcc
+from coqui_stt_training.features import mfcc
+from coqui_stt_training.filterbank import dct_matrix, mel_filterbank
 from coqui_stt_training.model import DeepSpeech, ctc_loss
 from coqui_stt_training.optimizer import TFAdam
 

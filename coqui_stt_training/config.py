@@ -105,7 +105,7 @@ class Config:
                                choices=("auto", "best", "last"))
     drop_source_layers: int = _flag(0, "transfer learning: re-initialise the last N layers of the loaded model")
     # export
-    export_dir: str = _flag("", "export directory (export is not supported yet)")
+    export_dir: str = _flag("", "export directory: an ONNX model and its model card are written there")
     remove_export: bool = _flag(False, "delete the export directory first")
     export_tflite: bool = _flag(True, "export TFLite")
     export_quantize: bool = _flag(True, "quantise the export")
@@ -269,7 +269,7 @@ class Config:
     def unsupported_in_use(self) -> list[str]:
         """Flags set to something this implementation cannot do yet: better refused than silently ignored."""
         refused = []
-        for name in ("auto_input_dataset", "vocab_file", "scorer_path", "export_dir", "one_shot_infer"):
+        for name in ("auto_input_dataset", "vocab_file", "scorer_path", "one_shot_infer"):
             if getattr(self, name):
                 refused.append(f"--{name}")
         if self.augment:

@@ -22,7 +22,8 @@ import torch
 from . import audio, log
 from .distributed import World, shard_batches, split_global_batches
 from .feature_cache import FeatureCache
-from .features import frame_count, mfcc
+from .features import mfcc
+from .filterbank import frame_count
 
 MAX_LISTED_PER_KIND = 10
 MIN_BATCHES_FOR_WORKERS = 8

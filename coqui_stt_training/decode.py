@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-import torch
 
-# (logits [T, B, C], lengths [B]) -> one transcript per batch item
-Decoder = Callable[[torch.Tensor, torch.Tensor], list[str]]
+# (logits [T, B, C], lengths [B]) -> one transcript per batch item. Tensor methods only, no torch import:
+# the ONNX inference path runs the same beam search without torch installed.
+Decoder = Callable[["torch.Tensor", "torch.Tensor"], list[str]]  # noqa: F821
 NEG_INF = -np.inf
 
 
@@ -114,7 +114,7 @@ def beam_search(log_probs: np.ndarray, beam_width: int, cutoff_prob: float = 1.0
 
 def beam_search_decode(logits: torch.Tensor, lengths: torch.Tensor, alphabet, beam_width: int,
                        cutoff_prob: float = 1.0, cutoff_top_n: int = 300) -> list[str]:
-    log_probs = torch.log_softmax(logits.float(), -1).transpose(0, 1).cpu().numpy()  # [B, T, C]
+    log_probs = logits.float().log_softmax(-1).transpose(0, 1).cpu().numpy()  # [B, T, C]
     return [alphabet.decode(beam_search(lp[:n], beam_width, cutoff_prob, cutoff_top_n))
             for lp, n in zip(log_probs, lengths.tolist())]
 

@@ -9,62 +9,11 @@ two ops as float32; we do the same so features agree to float32 rounding.
 
 from __future__ import annotations
 
-import functools
 import math
 
-import numpy as np
 import torch
 
-MEL_CHANNELS = 40
-LOWER_FREQUENCY_HZ = 20.0
-LOG_FLOOR = 1e-12
-
-
-def window_samples(sample_rate: int, win_len_ms: int) -> int:
-    return int(sample_rate * win_len_ms / 1000)
-
-
-def frame_count(n_samples: int, sample_rate: int, win_len_ms: int = 32, win_step_ms: int = 20) -> int:
-    window, stride = window_samples(sample_rate, win_len_ms), window_samples(sample_rate, win_step_ms)
-    return 0 if n_samples < window else 1 + (n_samples - window) // stride
-
-
-def hertz_to_mel(hz):
-    return 1127.0 * np.log1p(np.asarray(hz, dtype=np.float64) / 700.0)
-
-
-@functools.lru_cache(maxsize=16)
-def mel_filterbank(n_bins: int, sample_rate: int, upper_hz: float, channels: int = MEL_CHANNELS,
-                   lower_hz: float = LOWER_FREQUENCY_HZ) -> np.ndarray:
-    """[n_bins, channels] float64 weights of TF's MfccMelFilterbank.
-
-    Each bin in range sits between two of the `channels + 1` mel-spaced centres and splits its
-    magnitude between the channel that ends at the upper centre (weight w) and the one that starts
-    there (1 - w). Below the first centre only the second share exists; past the last only the first."""
-    mel_low, mel_high = hertz_to_mel(lower_hz), hertz_to_mel(upper_hz)
-    centres = mel_low + (mel_high - mel_low) / (channels + 1) * np.arange(1, channels + 2)
-    hz_per_bin = 0.5 * sample_rate / (n_bins - 1)
-    first, last = int(1.5 + lower_hz / hz_per_bin), int(upper_hz / hz_per_bin)
-    bank = np.zeros((n_bins, channels))
-    for i in range(first, min(last, n_bins - 1) + 1):
-        mel = hertz_to_mel(i * hz_per_bin)
-        upper = int(np.searchsorted(centres[:channels], mel, side="left"))  # first centre >= mel
-        lower = upper - 1
-        below = centres[lower] if lower >= 0 else mel_low
-        weight = (centres[upper] - mel) / (centres[upper] - below)
-        if lower >= 0:
-            bank[i, lower] += weight
-        if upper < channels:
-            bank[i, upper] += 1.0 - weight
-    return bank
-
-
-@functools.lru_cache(maxsize=4)
-def dct_matrix(n_inputs: int = MEL_CHANNELS, n_outputs: int = 26) -> np.ndarray:
-    """[n_inputs, n_outputs]: out[k] = sqrt(2/n) * sum_j x[j] cos(pi k (j + 0.5) / n), the same scale for k = 0."""
-    j = np.arange(n_inputs)[:, None] + 0.5
-    k = np.arange(n_outputs)[None, :]
-    return math.sqrt(2.0 / n_inputs) * np.cos(math.pi / n_inputs * j * k)
+from .filterbank import LOG_FLOOR, MEL_CHANNELS, dct_matrix, frame_count, mel_filterbank, window_samples
 
 
 def power_spectrogram(audio: torch.Tensor, sample_rate: int, win_len_ms: int = 32,

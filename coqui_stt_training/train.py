@@ -30,6 +30,7 @@ from .data import DataError, data_loader, load_data_set, make_batches, read_csv
 from .decode import greedy_decode
 from .distributed import World, close_world, init_world
 from .evaluate import evaluate_samples, test, totals
+from .export import export, export_paths
 from .model import DeepSpeech, ctc_loss
 from .optimizer import TFAdam
 from .run_state import Interrupted, Progress, StopSignals, rng_state, set_rng_state
@@ -539,6 +540,8 @@ def train_and_test(config: Config, world: World) -> None:
         raise DataError(f"--train_files has {len(train_set)} samples, fewer than one batch of "
                         f"--train_batch_size {config.train_batch_size}"
                         + (f" times {world.size} processes" if world.distributed else ""))
+    # Coqui's train also exports with --export_dir: its target is checked now, not after the training.
+    export_targets = export_paths(config) if config.export_dir and world.is_main else None
     if world.distributed:
         log.info(f"Distributed training: {world.size} processes, global batch {global_batch} "
                  f"(--train_batch_size {config.train_batch_size} each)")
@@ -566,6 +569,9 @@ def train_and_test(config: Config, world: World) -> None:
         model, alphabet, device = setup_evaluation(config, config.save_checkpoint_dir or config.load_checkpoint_dir,
                                                    world)
         test(model, config, alphabet, device, test_sets, world)
+    if export_targets:
+        model, alphabet, _ = setup_evaluation(config, config.save_checkpoint_dir or config.load_checkpoint_dir)
+        export(config, model, alphabet, export_targets)
 
 
 def main(argv: list[str] | None = None) -> None:

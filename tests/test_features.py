@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from coqui_stt_training import audio
-from coqui_stt_training.features import frame_count, mel_filterbank, mfcc
+from coqui_stt_training.features import mfcc
+from coqui_stt_training.filterbank import frame_count, mel_filterbank, mfcc_numpy
 
 HERE = os.path.dirname(__file__)
 DATA = os.path.join(HERE, "..", "data")
@@ -64,6 +65,8 @@ def test_audio_and_mfcc_match_tensorflow(reference, index, name):
     ours, _ = mfcc(torch.from_numpy(samples), None, rate)
     # TF computes in double with a float32 hand-over between its two ops, as we do: float32 rounding apart.
     np.testing.assert_allclose(ours.numpy(), ref[f"features_{index}"], rtol=1e-5, atol=1e-5)
+    # the numpy-only pipeline of the ONNX inference path computes the same features
+    np.testing.assert_allclose(mfcc_numpy(samples, rate), ours.numpy(), rtol=1e-6, atol=1e-5)
 
 
 def test_batched_features_equal_single_ones_then_zeros():

@@ -1,0 +1,98 @@
+"""Speech to text with an exported ONNX model and onnxruntime: no torch needed.
+
+    python -m coqui_stt_training.inference --model model/output_graph.onnx --audio speech.wav
+
+The client side of Coqui's streaming interface (spec §9.4): audio decoded and resampled to the
+model's rate, MFCC frames (numpy), 19-frame context windows with 9 zero frames before the first and
+after the last, fed --n_steps windows at a time while the LSTM state is carried from call to call,
+then the same CTC prefix beam search as the test phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from .alphabet import Alphabet, UTF8Alphabet
+from .audio import AudioError, load_audio
+from .decode import beam_search
+from .filterbank import mfcc_numpy
+
+
+def context_windows(features: np.ndarray, n_context: int) -> np.ndarray:
+    """[T, 26] -> [T, 2 n_context + 1, 26]: frames t - n_context .. t + n_context, zeros beyond the ends."""
+    padded = np.pad(features, ((n_context, n_context), (0, 0)))
+    return np.lib.stride_tricks.sliding_window_view(padded, 2 * n_context + 1, axis=0).transpose(0, 2, 1)
+
+
+class OnnxModel:
+    def __init__(self, path: str, threads: int = 0):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.sample_rate = int(meta["sample_rate"])
+        self.win_len, self.win_step = int(meta["feature_win_len"]), int(meta["feature_win_step"])
+        self.n_context, self.n_hidden = int(meta["n_context"]), int(meta["n_hidden"])
+        self.n_steps, self.beam_width = int(meta["n_steps"]), int(meta["beam_width"])
+        labels = json.loads(meta["alphabet"])
+        self.alphabet = UTF8Alphabet() if labels == "UTF-8 bytes" else Alphabet(labels)
+
+    def zero_state(self, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros((batch, self.n_hidden), np.float32), np.zeros((batch, self.n_hidden), np.float32)
+
+    def step(self, windows: np.ndarray, state: tuple[np.ndarray, np.ndarray]):
+        """windows [batch, steps, 19, 26] -> (probabilities [steps, batch, classes], new state)."""
+        probs, c, h = self.session.run(None, {"input_node": np.ascontiguousarray(windows, np.float32),
+                                              "previous_state_c": state[0], "previous_state_h": state[1]})
+        return probs, (c, h)
+
+    def probabilities(self, features: np.ndarray, n_steps: int | None = None) -> np.ndarray:
+        """[T, classes] for one utterance's features, fed n_steps windows at a time (0: all at once)."""
+        windows = context_windows(features, self.n_context)[None]
+        n_steps = self.n_steps if n_steps is None else n_steps
+        state, out = self.zero_state(), []
+        for start in range(0, windows.shape[1], n_steps or max(windows.shape[1], 1)):
+            probs, state = self.step(windows[:, start:start + (n_steps or windows.shape[1])], state)
+            out.append(probs[:, 0])
+        return np.concatenate(out) if out else np.zeros((0, self.alphabet.size + 1), np.float32)
+
+    def features(self, audio_path: str) -> np.ndarray:
+        samples = load_audio(audio_path, self.sample_rate)
+        return mfcc_numpy(samples, self.sample_rate, self.win_len, self.win_step)
+
+    def transcribe(self, audio_path: str, beam_width: int | None = None, cutoff_prob: float = 1.0,
+                   cutoff_top_n: int = 300) -> str:
+        probs = self.probabilities(self.features(audio_path))
+        log_probs = np.log(np.maximum(probs, np.finfo(np.float32).tiny))
+        labels = beam_search(log_probs, beam_width or self.beam_width, cutoff_prob, cutoff_top_n)
+        return self.alphabet.decode(labels)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m coqui_stt_training.inference", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="ONNX model written by coqui_stt_training.export")
+    parser.add_argument("--audio", required=True, nargs="+", help="audio files (WAV, FLAC, Ogg, Opus; any rate)")
+    parser.add_argument("--beam_width", type=int, default=0, help="beam width (default: the model's)")
+    parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default: all cores)")
+    args = parser.parse_args(argv)
+    try:
+        model = OnnxModel(args.model, args.threads)
+    except Exception as e:  # onnxruntime reports a missing or foreign file in several ways
+        sys.exit(f"E {args.model}: cannot load the model ({str(e).splitlines()[0]})")
+    for path in args.audio:
+        try:
+            print(f"{path}: {model.transcribe(path, args.beam_width or None)}", flush=True)
+        except AudioError as e:
+            sys.exit(f"E {e}")
+
+
+if __name__ == "__main__":
+    main()
