@@ -57,10 +57,10 @@ class OnnxModel:
     def probabilities(self, features: np.ndarray, n_steps: int | None = None) -> np.ndarray:
         """[T, classes] for one utterance's features, fed n_steps windows at a time (0: all at once)."""
         windows = context_windows(features, self.n_context)[None]
-        n_steps = self.n_steps if n_steps is None else n_steps
+        chunk = (self.n_steps if n_steps is None else n_steps) or max(windows.shape[1], 1)
         state, out = self.zero_state(), []
-        for start in range(0, windows.shape[1], n_steps or max(windows.shape[1], 1)):
-            probs, state = self.step(windows[:, start:start + (n_steps or windows.shape[1])], state)
+        for start in range(0, windows.shape[1], chunk):
+            probs, state = self.step(windows[:, start:start + chunk], state)
             out.append(probs[:, 0])
         return np.concatenate(out) if out else np.zeros((0, self.alphabet.size + 1), np.float32)
 

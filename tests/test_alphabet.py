@@ -87,9 +87,4 @@ def test_fuzz_alphabet_reader(tmp_path, content):
     assert alphabet.size == len(set(alphabet.labels)) >= 1
     text = "".join(label for label in alphabet.labels if len(label) == 1)  # longer ones never match (warned)
     assert alphabet.decode(alphabet.encode(text)) == text
-    assert load_alphabet_text(alphabet.serialize_text()).labels == alphabet.labels
-
-
-def load_alphabet_text(text):
-    from coqui_stt_training.alphabet import parse_alphabet
-    return parse_alphabet(text)
+    assert parse_alphabet(alphabet.serialize_text()).labels == alphabet.labels
