@@ -151,7 +151,7 @@ class Config:
     lm_beta: float = _flag(1.1834137581510284, "word insertion bonus")
     cutoff_prob: float = _flag(1.0, "cumulative probability cut-off for beam search")
     cutoff_top_n: int = _flag(300, "top-N cut-off for beam search")
-    one_shot_infer: str | None = _flag(None, "transcribe this one audio file (not supported yet)")
+    one_shot_infer: str | None = _flag(None, "transcribe this one audio file with the checkpoint")
     lm_alpha_max: int = _flag(5, "lm_optimize: maximum alpha")
     lm_beta_max: int = _flag(5, "lm_optimize: maximum beta")
     n_trials: int = _flag(2400, "lm_optimize: number of trials")
@@ -269,7 +269,7 @@ class Config:
     def unsupported_in_use(self) -> list[str]:
         """Flags set to something this implementation cannot do yet: better refused than silently ignored."""
         refused = []
-        for name in ("auto_input_dataset", "vocab_file", "scorer_path", "one_shot_infer"):
+        for name in ("auto_input_dataset", "vocab_file", "scorer_path"):
             if getattr(self, name):
                 refused.append(f"--{name}")
         if self.augment:

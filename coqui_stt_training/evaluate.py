@@ -6,13 +6,14 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import asdict, dataclass
 
 import torch
 
 from . import log
-from .data import Sample, data_loader, load_data_set
+from .data import DataError, Sample, data_loader, load_data_set
 from .decode import Decoder, make_decoder
 from .distributed import World
 from .model import DeepSpeech, ctc_loss
@@ -123,6 +124,28 @@ def test(model: DeepSpeech, config, alphabet, device: torch.device,
         with open(config.test_output_file, "w", encoding="utf-8") as f:
             json.dump([asdict(r) for r in everything], f, indent=2, ensure_ascii=False)
     return everything
+
+
+def one_shot_infer(config, model: DeepSpeech, alphabet, device: torch.device) -> str:
+    """Coqui's --one_shot_infer: print the transcript of one audio file, decoded with --beam_width (not
+    --export_beam_width). Unlike Coqui, which read the WAV at its own rate, the audio is resampled to
+    --audio_sample_rate, and any format the data sets accept is read."""
+    from .audio import load_audio
+    from .decode import beam_search_decode
+    from .features import mfcc
+
+    path = config.one_shot_infer
+    if not os.path.isfile(path):
+        raise DataError(f"Path specified in --one_shot_infer is not a valid file: {path}")
+    samples = torch.from_numpy(load_audio(path, config.audio_sample_rate))
+    features, lengths = mfcc(samples[None], None, config.audio_sample_rate, config.feature_win_len,
+                             config.feature_win_step)
+    with torch.no_grad():
+        logits = model.eval()(features.to(device))
+    text = beam_search_decode(logits, lengths, alphabet, config.beam_width, config.cutoff_prob,
+                              config.cutoff_top_n)[0]
+    print(text, flush=True)
+    return text
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,7 +29,7 @@ from .config import Config, ConfigError
 from .data import DataError, data_loader, load_data_set, make_batches, read_csv
 from .decode import greedy_decode
 from .distributed import World, close_world, init_world
-from .evaluate import evaluate_samples, test, totals
+from .evaluate import evaluate_samples, one_shot_infer, test, totals
 from .export import export, export_paths
 from .model import DeepSpeech, ctc_loss
 from .optimizer import TFAdam
@@ -572,6 +572,9 @@ def train_and_test(config: Config, world: World) -> None:
     if export_targets:
         model, alphabet, _ = setup_evaluation(config, config.save_checkpoint_dir or config.load_checkpoint_dir)
         export(config, model, alphabet, export_targets)
+    if config.one_shot_infer and world.is_main:
+        model, alphabet, device = setup_evaluation(config, config.save_checkpoint_dir or config.load_checkpoint_dir)
+        one_shot_infer(config, model, alphabet, device)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -314,3 +314,18 @@ def test_an_unwritable_checkpoint_directory_fails_before_training(tmp_path, caps
                       capsys)
     assert status == 1 and f"E cannot write to the checkpoint directory {ckpt} (Not a directory)" in log, log
     assert "STARTING Optimization" not in log
+
+
+def test_one_shot_infer_prints_the_checkpoints_transcript(capsys):
+    from coqui_stt_training import training_graph_inference
+    russian = os.path.join(os.path.dirname(COQUI_ENGLISH), "..", "ru-h100-drop1", "checkpoint")
+    status, log = run(evaluate.main, ["--checkpoint_dir", russian, "--test_files", RU_CSV,
+                                      "--export_beam_width", "64"], capsys)
+    expected = log.split(' - res: "')[1].split('"')[0]
+    wav = os.path.join(os.path.dirname(RU_CSV), "ru.wav")
+    status, log = run(training_graph_inference.main, ["--checkpoint_dir", russian, "--one_shot_infer", wav,
+                                                      "--beam_width", "64"], capsys)
+    assert status == 0 and expected in log.splitlines() and expected.strip(), log
+    status, log = run(training_graph_inference.main, ["--checkpoint_dir", russian, "--one_shot_infer", "nothere.wav"],
+                      capsys)
+    assert status == 1 and "E Path specified in --one_shot_infer is not a valid file: nothere.wav" in log
