@@ -145,7 +145,7 @@ class Config:
     # alphabet and decoding
     bytes_output_mode: bool = _flag(False, "predict UTF-8 bytes instead of alphabet characters")
     alphabet_config_path: str = _flag("", "alphabet file")
-    scorer_path: str = _flag("", "KenLM scorer package (not supported yet; decoding is beam search without a language model)")
+    scorer_path: str = _flag("", "Coqui scorer package (KenLM + vocabulary) for beam search; empty: no language model")
     beam_width: int = _flag(1024, "beam width for transcription")
     lm_alpha: float = _flag(0.931289039105002, "language model weight")
     lm_beta: float = _flag(1.1834137581510284, "word insertion bonus")
@@ -269,7 +269,7 @@ class Config:
     def unsupported_in_use(self) -> list[str]:
         """Flags set to something this implementation cannot do yet: better refused than silently ignored."""
         refused = []
-        for name in ("auto_input_dataset", "vocab_file", "scorer_path"):
+        for name in ("auto_input_dataset", "vocab_file"):
             if getattr(self, name):
                 refused.append(f"--{name}")
         if self.augment:

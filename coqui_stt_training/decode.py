@@ -46,59 +46,104 @@ def pruned_classes(log_probs: np.ndarray, cutoff_prob: float, cutoff_top_n: int)
 
 
 class _Prefixes:
-    """A trie of label prefixes; a prefix is a node id, its labels are the path to the root (id 0)."""
+    """A trie of label prefixes; a prefix is a node id, its labels are the path to the root (id 0).
+    Parents, labels and (with a scorer) vocabulary-FST states are numpy arrays, so that a whole beam is
+    looked up at once. With a scorer each node also knows the last order-1 finished words and the word
+    being spelled, and, once asked, the language-model score of ending that word with a space."""
 
-    def __init__(self):
-        self.parent, self.label, self.children = [-1], [-1], {}
+    def __init__(self, scorer=None):
+        self.size, self.children, self.scorer = 1, {}, scorer
+        self.parent = np.full(1024, -1, np.int64)
+        self.label = np.full(1024, -1, np.int64)
+        self.state = np.zeros(1024, np.int64)
+        self.state[0] = scorer.start if scorer else 0
+        self.context: list[tuple[str, ...]] = [()]
+        self.word: list[str] = [""]
+        self.word_scores: list[float] = [np.nan]
 
     def child(self, node: int, label: int) -> int:
         key = (node, label)
         found = self.children.get(key)
-        if found is None:
-            found = self.children[key] = len(self.parent)
-            self.parent.append(node)
-            self.label.append(label)
+        if found is not None:
+            return found
+        found = self.children[key] = self.size
+        if self.size == len(self.parent):
+            self.parent, self.label, self.state = (np.concatenate([a, np.full_like(a, -1)])
+                                                   for a in (self.parent, self.label, self.state))
+        self.size += 1
+        self.parent[found], self.label[found] = node, label
+        scorer = self.scorer
+        if scorer:
+            state = int(scorer.next_state[self.state[node], label])
+            # after a whole word and its space the FST is final: the next word starts afresh
+            self.state[found] = scorer.start if scorer.final[state] else state
+            if label == scorer.space:
+                context = self.context[node] + (self.word[node],)
+                self.context.append(context[len(context) - scorer.order + 1:])
+                self.word.append("")
+            else:
+                self.context.append(self.context[node])
+                self.word.append(self.word[node] + scorer.alphabet.labels[label])
+            self.word_scores.append(np.nan)
         return found
+
+    def word_score(self, nodes) -> np.ndarray:
+        """Each node's score for ending its word now (computed once per node)."""
+        out = np.empty(len(nodes))
+        for i, node in enumerate(nodes):
+            score = self.word_scores[node]
+            if score != score:  # NaN: not asked yet
+                score = self.word_scores[node] = self.scorer.word_score(self.context[node] + (self.word[node],))
+            out[i] = score
+        return out
 
     def labels(self, node: int) -> list[int]:
         out = []
         while node > 0:
-            out.append(self.label[node])
-            node = self.parent[node]
+            out.append(int(self.label[node]))
+            node = int(self.parent[node])
         return out[::-1]
 
 
 def beam_search(log_probs: np.ndarray, beam_width: int, cutoff_prob: float = 1.0,
-                cutoff_top_n: int = 300) -> list[int]:
+                cutoff_top_n: int = 300, scorer=None) -> list[int]:
     """Most probable label sequence of [T, C] log-probabilities (blank last) by CTC prefix beam search.
 
     Each prefix carries two log-probabilities: of the frames so far ending in a blank (pb) and
     ending in its last label (pnb). A label equal to the prefix's last one extends it only from pb;
-    otherwise the label repeats into the same prefix."""
+    otherwise the label repeats into the same prefix. With a scorer (scorer.py), a prefix is extended
+    only by labels that keep it inside the vocabulary, and a space adds the score of the word it ends;
+    at the end, each prefix's unfinished last word is scored too."""
     blank = log_probs.shape[1] - 1
-    trie = _Prefixes()
+    trie = _Prefixes(scorer)
+    space = scorer.space if scorer else -1
     nodes = np.array([0])
     pb, pnb = np.array([0.0]), np.array([NEG_INF])
     for frame in log_probs.astype(np.float64):
         classes = pruned_classes(frame, cutoff_prob, cutoff_top_n)
         labels = classes[classes != blank]
         total = np.logaddexp(pb, pnb)
-        last = np.array([trie.label[n] for n in nodes])
+        last = trie.label[nodes]
         # Staying on the same prefix: through a blank, or by repeating the last label.
         stay_b = total + frame[blank] if blank in classes else np.full_like(total, NEG_INF)
         repeats = (last >= 0) & np.isin(last, labels)
         stay_nb = np.where(repeats, pnb + frame[np.maximum(last, 0)], NEG_INF)
         # Extending by one label: [beam, labels].
         extend = np.where(labels[None, :] == last[:, None], pb[:, None], total[:, None]) + frame[labels][None, :]
+        if scorer:
+            extend[scorer.next_state[trie.state[nodes]][:, labels] < 0] = NEG_INF
+            for j in np.flatnonzero(labels == space):
+                rows = np.flatnonzero(np.isfinite(extend[:, j]))
+                extend[rows, j] += trie.word_score(nodes[rows].tolist())
         # An extension that is already in the beam adds to that prefix instead of competing with it.
-        position = {int(n): i for i, n in enumerate(nodes)}
-        column = {int(c): j for j, c in enumerate(labels)}
-        for i, node in enumerate(nodes):
-            p = position.get(trie.parent[node])
-            j = column.get(trie.label[node])
-            if p is not None and j is not None:
-                stay_nb[i] = np.logaddexp(stay_nb[i], extend[p, j])
-                extend[p, j] = NEG_INF
+        position = np.full(trie.size + 1, -1)  # the last entry answers for the root's parent, -1
+        position[nodes] = np.arange(len(nodes))
+        column = np.full(blank + 2, -1)
+        column[labels] = np.arange(len(labels))
+        p, j = position[trie.parent[nodes]], column[last]
+        merge = (p >= 0) & (j >= 0)
+        stay_nb[merge] = np.logaddexp(stay_nb[merge], extend[p[merge], j[merge]])
+        extend[p[merge], j[merge]] = NEG_INF
         scores = np.concatenate([np.logaddexp(stay_b, stay_nb), extend.ravel()])
         k = max(1, min(beam_width, int(np.isfinite(scores).sum())))
         best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
@@ -109,19 +154,25 @@ def beam_search(log_probs: np.ndarray, beam_width: int, cutoff_prob: float = 1.0
         nodes = np.concatenate([nodes[kept], np.array(new_nodes, dtype=nodes.dtype)])
         pb = np.concatenate([stay_b[kept], np.full(len(grown), NEG_INF)])
         pnb = np.concatenate([stay_nb[kept], extend[rows, cols]])
-    return trie.labels(int(nodes[np.argmax(np.logaddexp(pb, pnb))]))
+    final = np.logaddexp(pb, pnb)
+    if scorer:
+        unfinished = (nodes > 0) & (trie.label[nodes] != space)
+        final[unfinished] += trie.word_score(nodes[unfinished].tolist())
+    return trie.labels(int(nodes[np.argmax(final)]))
 
 
 def beam_search_decode(logits: torch.Tensor, lengths: torch.Tensor, alphabet, beam_width: int,
-                       cutoff_prob: float = 1.0, cutoff_top_n: int = 300) -> list[str]:
+                       cutoff_prob: float = 1.0, cutoff_top_n: int = 300, scorer=None) -> list[str]:
     log_probs = logits.float().log_softmax(-1).transpose(0, 1).cpu().numpy()  # [B, T, C]
-    return [alphabet.decode(beam_search(lp[:n], beam_width, cutoff_prob, cutoff_top_n))
+    return [alphabet.decode(beam_search(lp[:n], beam_width, cutoff_prob, cutoff_top_n, scorer))
             for lp, n in zip(log_probs, lengths.tolist())]
 
 
 def make_decoder(config, alphabet) -> Decoder:
-    """The test-phase decoder: Coqui uses --export_beam_width here, not --beam_width (spec §8)."""
-    if config.scorer_path:
-        raise NotImplementedError("beam search with a scorer is not implemented yet")
+    """The test-phase decoder: Coqui uses --export_beam_width here, not --beam_width (spec §8), with the
+    --scorer_path scorer ("" means none) weighted by --lm_alpha and --lm_beta."""
+    from .scorer import load_scorer
+
+    scorer = load_scorer(config, alphabet)
     return lambda logits, lengths: beam_search_decode(logits, lengths, alphabet, config.export_beam_width,
-                                                      config.cutoff_prob, config.cutoff_top_n)
+                                                      config.cutoff_prob, config.cutoff_top_n, scorer)

@@ -35,9 +35,10 @@ from .model import DeepSpeech, ctc_loss
 from .optimizer import TFAdam
 from .run_state import Interrupted, Progress, StopSignals, rng_state, set_rng_state
 from .summary import SummaryWriter
+from .scorer import ScorerError
 from .tf_checkpoint import TFCheckpointError
 
-USER_ERRORS = (ConfigError, DataError, AlphabetError, AudioError, CheckpointError, TFCheckpointError,
+USER_ERRORS = (ConfigError, DataError, AlphabetError, AudioError, CheckpointError, TFCheckpointError, ScorerError,
                NotImplementedError)
 
 

@@ -1,0 +1,56 @@
+"""Beam-search time per audio second, with and without a Coqui scorer, at beam widths 1, 100 and 500.
+
+    python benchmarks/decode.py [--checkpoint_dir runs/ldc93s1] [--test_files data/smoke_test/ldc93s1.csv]
+        [--scorer_path data/smoke_test/pruned_lm.scorer]
+
+The acoustic model runs once per file (not timed); the decoder then runs on its output at each width.
+The default checkpoint is the one the README's first command trains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from coqui_stt_training.config import Config
+from coqui_stt_training.data import data_loader, load_data_set
+from coqui_stt_training.decode import beam_search
+from coqui_stt_training.scorer import Scorer
+from coqui_stt_training.train import setup_evaluation
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--checkpoint_dir", default="runs/ldc93s1")
+    parser.add_argument("--test_files", default="data/smoke_test/ldc93s1.csv")
+    parser.add_argument("--scorer_path", default="data/smoke_test/pruned_lm.scorer")
+    parser.add_argument("--audio_sample_rate", type=int, default=16000)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    config = Config(checkpoint_dir=args.checkpoint_dir, audio_sample_rate=args.audio_sample_rate,
+                    data_workers=0).finalize()
+    model, alphabet, device = setup_evaluation(config, args.checkpoint_dir)
+    samples = load_data_set([args.test_files], alphabet, config, "test")
+    outputs, seconds = [], 0.0
+    with torch.no_grad():
+        for batch in data_loader(samples, 1, config, train=False):
+            log_probs = model.eval()(batch.features).float().log_softmax(-1)[:, 0].numpy()
+            outputs.append(log_probs[: int(batch.feature_lengths[0])])
+            seconds += batch.audio_seconds
+    scorer = Scorer(args.scorer_path, alphabet, config.lm_alpha, config.lm_beta)
+    print(f"{len(outputs)} file(s), {seconds:.1f} s of audio, one core; seconds of decoding per audio second:")
+    for width in (1, 100, 500):
+        timings = {}
+        for name, lm in (("no scorer", None), ("with scorer", scorer)):
+            start = time.perf_counter()
+            texts = [alphabet.decode(beam_search(lp, width, config.cutoff_prob, config.cutoff_top_n, lm))
+                     for lp in outputs]
+            timings[name] = (time.perf_counter() - start) / seconds
+        print(f"  width {width:3d}: no scorer {timings['no scorer']:.4f}, with scorer {timings['with scorer']:.4f} "
+              f"(first result with scorer: {texts[0]!r})")
+
+
+if __name__ == "__main__":
+    main()
