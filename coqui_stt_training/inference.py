@@ -20,6 +20,7 @@ from .alphabet import Alphabet, UTF8Alphabet
 from .audio import AudioError, load_audio
 from .decode import beam_search
 from .filterbank import mfcc_numpy
+from .scorer import Scorer, ScorerError
 
 
 def context_windows(features: np.ndarray, n_context: int) -> np.ndarray:
@@ -69,10 +70,10 @@ class OnnxModel:
         return mfcc_numpy(samples, self.sample_rate, self.win_len, self.win_step)
 
     def transcribe(self, audio_path: str, beam_width: int | None = None, cutoff_prob: float = 1.0,
-                   cutoff_top_n: int = 300) -> str:
+                   cutoff_top_n: int = 300, scorer: Scorer | None = None) -> str:
         probs = self.probabilities(self.features(audio_path))
         log_probs = np.log(np.maximum(probs, np.finfo(np.float32).tiny))
-        labels = beam_search(log_probs, beam_width or self.beam_width, cutoff_prob, cutoff_top_n)
+        labels = beam_search(log_probs, beam_width or self.beam_width, cutoff_prob, cutoff_top_n, scorer)
         return self.alphabet.decode(labels)
 
 
@@ -82,16 +83,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--audio", required=True, nargs="+", help="audio files (WAV, FLAC, Ogg, Opus; any rate)")
     parser.add_argument("--beam_width", type=int, default=0, help="beam width (default: the model's)")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default: all cores)")
+    parser.add_argument("--scorer_path", default="", help="Coqui scorer package (needs the kenlm package)")
+    parser.add_argument("--lm_alpha", type=float, default=None, help="language model weight (default: the package's)")
+    parser.add_argument("--lm_beta", type=float, default=None, help="word insertion bonus (default: the package's)")
     args = parser.parse_args(argv)
     try:
         model = OnnxModel(args.model, args.threads)
     except Exception as e:  # onnxruntime reports a missing or foreign file in several ways
         sys.exit(f"E {args.model}: cannot load the model ({str(e).splitlines()[0]})")
-    for path in args.audio:
-        try:
-            print(f"{path}: {model.transcribe(path, args.beam_width or None)}", flush=True)
-        except AudioError as e:
-            sys.exit(f"E {e}")
+    try:
+        scorer = Scorer(args.scorer_path, model.alphabet, args.lm_alpha, args.lm_beta) if args.scorer_path else None
+        for path in args.audio:
+            print(f"{path}: {model.transcribe(path, args.beam_width or None, scorer=scorer)}", flush=True)
+    except (AudioError, ScorerError, NotImplementedError) as e:
+        sys.exit(f"E {e}")
 
 
 if __name__ == "__main__":

@@ -103,4 +103,5 @@ def test_an_ldc93s1_model_decodes_exactly_with_and_without_the_scorer(tmp_path, 
         status, log = run(evaluate.main, ["--checkpoint_dir", ckpt, "--test_files", LDC] + scorer_flags, capsys)
         assert status == 0 and f' - res: "{SENTENCE}"' in log and "WER: 0.000000, CER: 0.000000" in log, log
     onnx_model = OnnxModel(os.path.join(out, "output_graph.onnx"))
-    assert onnx_model.transcribe(os.path.join(SMOKE, "LDC93S1.wav")) == SENTENCE
+    for scorer in (None, Scorer(SCORER, onnx_model.alphabet)):  # the package's own alpha and beta, as a client
+        assert onnx_model.transcribe(os.path.join(SMOKE, "LDC93S1.wav"), scorer=scorer) == SENTENCE
