@@ -167,6 +167,15 @@ class Config:
                                        "too long for its audio), with a count, instead of stopping")
     data_workers: int = _flag(1, "processes that read audio and compute features while the model trains "
                                  "(0: in the training process itself)")
+    # transcribe's own flags (Coqui's TranscribeConfig)
+    src: str = _flag("", "transcribe: an audio file or a directory of them")
+    dst: str = _flag("", "transcribe: where to write the .tlog of a single --src file (default: beside it)")
+    recursive: bool = _flag(False, "transcribe: scan the --src directory recursively")
+    force: bool = _flag(False, "transcribe: overwrite existing .tlog files")
+    vad_aggressiveness: int = _flag(3, "transcribe: how readily quiet audio counts as silence (0 to 3)")
+    batch_size: int = _flag(40, "transcribe: segments per batch")
+    outlier_duration_ms: int = _flag(10000, "transcribe: segments longer than this are batched apart")
+    outlier_batch_size: int = _flag(1, "transcribe: batch size of those long segments")
     checkpoint_format: str = _flag("safetensors", "convert: format to write, ours (safetensors + JSON) or tf "
                                    "(TensorFlow V2, as Coqui STT writes)", choices=("safetensors", "tf"))
 

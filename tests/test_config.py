@@ -15,7 +15,9 @@ def test_defaults_match_coqui_flags_txt():
     assert list(ours)[:len(coqui)] == list(coqui)
     assert len(coqui) == COQUI_FLAG_COUNT
     assert list(ours)[len(coqui):] == ["keep_shared_symbols", "freeze_source_layers", "source_layers_lr_scale",
-                                       "skip_invalid_samples", "data_workers", "checkpoint_format"]
+                                       "skip_invalid_samples", "data_workers", "src", "dst", "recursive", "force",
+                                       "vad_aggressiveness", "batch_size", "outlier_duration_ms", "outlier_batch_size",
+                                       "checkpoint_format"]
     changed_by_that_run = {"train_files", "dev_files", "test_files", "epochs", "dropout_rate2", "dropout_rate3",
                            "dropout_rate6", "checkpoint_dir", "load_checkpoint_dir", "save_checkpoint_dir",
                            "max_to_keep", "show_progressbar", "summary_dir", "test_output_file", "n_hidden",

@@ -1,14 +1,16 @@
 """Coqui scorer packages: read as they are, and a word language model in the beam search."""
 
+import json
 import math
 import os
+import shutil
 
 import kenlm
 import numpy as np
 import pytest
 
 from cli import run
-from coqui_stt_training import evaluate, export, train
+from coqui_stt_training import evaluate, train, transcribe
 from coqui_stt_training.alphabet import load_alphabet
 from coqui_stt_training.decode import beam_search
 from coqui_stt_training.inference import OnnxModel
@@ -92,7 +94,7 @@ def test_bad_scorer_files_are_named(tmp_path):
 
 def test_an_ldc93s1_model_decodes_exactly_with_and_without_the_scorer(tmp_path, capsys):
     """Coqui's acceptance: the LDC93S1 model (n_hidden 100) decodes exactly through evaluate with and without
-    pruned_lm.scorer, and through the exported ONNX model."""
+    pruned_lm.scorer, through transcribe, and through the exported ONNX model."""
     ckpt, out = str(tmp_path / "ckpt"), str(tmp_path / "model")
     status, log = run(train.main, ["--alphabet_config_path", ALPHABET_PATH, "--train_files", LDC, "--dev_files", LDC,
                                    "--n_hidden", "100", "--epochs", "300", "--learning_rate", "0.001",
@@ -102,6 +104,11 @@ def test_an_ldc93s1_model_decodes_exactly_with_and_without_the_scorer(tmp_path, 
     for scorer_flags in ([], ["--scorer_path", SCORER]):
         status, log = run(evaluate.main, ["--checkpoint_dir", ckpt, "--test_files", LDC] + scorer_flags, capsys)
         assert status == 0 and f' - res: "{SENTENCE}"' in log and "WER: 0.000000, CER: 0.000000" in log, log
+    shutil.copy(os.path.join(SMOKE, "LDC93S1.wav"), tmp_path / "ldc.wav")
+    for scorer_flags in ([], ["--scorer_path", SCORER]):
+        status, log = run(transcribe.main, ["--checkpoint_dir", ckpt, "--src", str(tmp_path / "ldc.wav"),
+                                            "--force", "true", "--beam_width", "500"] + scorer_flags, capsys)
+        assert status == 0 and [e["transcript"] for e in json.load(open(tmp_path / "ldc.tlog"))] == [SENTENCE], log
     onnx_model = OnnxModel(os.path.join(out, "output_graph.onnx"))
     for scorer in (None, Scorer(SCORER, onnx_model.alphabet)):  # the package's own alpha and beta, as a client
         assert onnx_model.transcribe(os.path.join(SMOKE, "LDC93S1.wav"), scorer=scorer) == SENTENCE

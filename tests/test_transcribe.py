@@ -1,0 +1,61 @@
+"""transcribe: long files split at silences, .tlog files as Coqui writes them, nothing overwritten."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import soundfile
+
+from cli import run
+from coqui_stt_training import transcribe
+from coqui_stt_training.audio import load_audio
+from coqui_stt_training.transcribe import speech_segments
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+SMOKE = os.path.join(ROOT, "data", "smoke_test")
+RUSSIAN = os.path.join(ROOT, "tests", "fixtures", "coqui-1.4.0", "ru-h100-drop1", "checkpoint")
+
+
+def two_utterances(path):
+    """LDC93S1 twice, a second of the recording's own room noise between them."""
+    speech = load_audio(os.path.join(SMOKE, "LDC93S1.wav"), 16000)
+    audio = np.concatenate([speech, np.tile(speech[:2400], 7), speech])
+    soundfile.write(path, audio, 16000, subtype="FLOAT")
+    return len(speech) / 16000, len(audio) / 16000
+
+
+def test_speech_is_split_at_the_silence_between_utterances(tmp_path):
+    one, total = two_utterances(tmp_path / "two.wav")
+    segments = [(a / 16000, b / 16000) for a, b in speech_segments(load_audio(str(tmp_path / "two.wav"), 16000), 16000)]
+    assert len(segments) == 2
+    (a1, b1), (a2, b2) = segments
+    assert a1 == 0 and one - 0.1 < b1 < one + 1.05 and one < a2 < one + 1.05 and b2 == total and b1 <= a2
+    assert speech_segments(np.zeros(16000, np.float32), 16000) == []  # digital silence holds no speech
+
+
+def test_tlog_files_for_a_file_and_a_directory_and_nothing_overwritten(tmp_path, capsys):
+    two_utterances(tmp_path / "two.wav")
+    shutil.copy(os.path.join(SMOKE, "LDC93S1.flac"), tmp_path / "one.flac")
+    base = ["--checkpoint_dir", RUSSIAN, "--beam_width", "16"]
+    status, log = run(transcribe.main, base + ["--src", str(tmp_path / "two.wav"), "--dst",
+                                               str(tmp_path / "out.tlog")], capsys)
+    assert status == 0 and f'[1]: "{tmp_path}/two.wav" -> "{tmp_path}/out.tlog"' in log, log
+    entries = json.load(open(tmp_path / "out.tlog", encoding="utf-8"))
+    assert [sorted(e) for e in entries] == [["end", "start", "transcript"]] * 2
+    assert entries[0]["start"] == 0 and entries[0]["end"] <= entries[1]["start"] and entries[1]["end"] == 6899
+    assert all(isinstance(e["start"], int) and isinstance(e["transcript"], str) for e in entries)
+
+    before = open(tmp_path / "out.tlog", "rb").read()
+    status, log = run(transcribe.main, base + ["--src", str(tmp_path / "two.wav"), "--dst",
+                                               str(tmp_path / "out.tlog")], capsys)
+    assert status == 1 and f'E Destination file "{tmp_path}/out.tlog" already exists - use --force' in log
+    assert open(tmp_path / "out.tlog", "rb").read() == before
+    status, log = run(transcribe.main, base + ["--src", str(tmp_path / "two.wav"), "--dst",
+                                               str(tmp_path / "out.tlog"), "--force", "true"], capsys)
+    assert status == 0
+
+    status, log = run(transcribe.main, base + ["--src", str(tmp_path)], capsys)  # every audio file, .tlog beside it
+    assert status == 0 and {"one.tlog", "two.tlog"} <= set(os.listdir(tmp_path)), log
+    status, log = run(transcribe.main, base + ["--src", str(tmp_path), "--dst", str(tmp_path / "x.tlog")], capsys)
+    assert status == 1 and "E --dst is for a single --src file" in log
