@@ -62,7 +62,8 @@ def speech_segments(samples: np.ndarray, rate: int, aggressiveness: int = 3) -> 
     # Models learn from utterances with some silence around them: give each piece up to one more window
     # of it on both sides, without reaching into its neighbours.
     pad = PADDING_FRAMES * frame
-    bounds = [0] + [(a_end + b_start) // 2 for (_, a_end), (b_start, _) in zip(segments, segments[1:])] + [len(samples)]
+    gaps = [(a_end + b_start) // 2 for (_, a_end), (b_start, _) in zip(segments, segments[1:])]
+    bounds = [0] + gaps + [len(samples)]
     return [(max(bounds[i], a - pad), min(bounds[i + 1], b + pad)) for i, (a, b) in enumerate(segments)]
 
 
@@ -101,7 +102,8 @@ def tasks(config: Config) -> list[tuple[str, str]]:
                           + (f" ({src} does not exist)" if src else ""))
     if os.path.isdir(src):
         if config.dst:
-            raise ConfigError("--dst is for a single --src file; a directory's .tlog files are written beside its audio")
+            raise ConfigError("--dst is for a single --src file; a directory's .tlog files are written beside "
+                              "its audio")
         walk = os.walk(src) if config.recursive else [(src, [], os.listdir(src))]
         audio = sorted(os.path.join(d, n) for d, _, names in walk for n in names
                        if os.path.splitext(n)[1].lower() in AUDIO_EXTENSIONS)

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import shutil
 
 import kenlm
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from cli import run
-from coqui_stt_training import evaluate, train, transcribe
+from coqui_stt_training import evaluate, lm_optimize, train, transcribe
 from coqui_stt_training.alphabet import load_alphabet
 from coqui_stt_training.decode import beam_search
 from coqui_stt_training.inference import OnnxModel
@@ -109,6 +110,9 @@ def test_an_ldc93s1_model_decodes_exactly_with_and_without_the_scorer(tmp_path, 
         status, log = run(transcribe.main, ["--checkpoint_dir", ckpt, "--src", str(tmp_path / "ldc.wav"),
                                             "--force", "true", "--beam_width", "500"] + scorer_flags, capsys)
         assert status == 0 and [e["transcript"] for e in json.load(open(tmp_path / "ldc.tlog"))] == [SENTENCE], log
+    status, log = run(lm_optimize.main, ["--checkpoint_dir", ckpt, "--test_files", LDC, "--scorer_path", SCORER,
+                                         "--n_trials", "4", "--lm_alpha_max", "1", "--lm_beta_max", "1"], capsys)
+    assert status == 0 and re.search(r"Best params: lm_alpha=[0-9.]+ and lm_beta=[0-9.]+ with WER=0\.0\n", log), log
     onnx_model = OnnxModel(os.path.join(out, "output_graph.onnx"))
     for scorer in (None, Scorer(SCORER, onnx_model.alphabet)):  # the package's own alpha and beta, as a client
         assert onnx_model.transcribe(os.path.join(SMOKE, "LDC93S1.wav"), scorer=scorer) == SENTENCE

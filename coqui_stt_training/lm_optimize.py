@@ -1,0 +1,71 @@
+"""The scorer's best alpha and beta on a data set, searched as Coqui's lm_optimize did (optuna's TPE).
+
+    python -m coqui_stt_training.lm_optimize --checkpoint_dir ckpt/ --test_files dev.csv \\
+        --scorer_path my.scorer [--n_trials 2400] [--lm_alpha_max 5] [--lm_beta_max 5]
+
+The acoustic model runs once over the set; each trial only decodes (with --export_beam_width, as
+evaluation does) and measures WER (CER in bytes mode). The best pair is printed in Coqui's words.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import log
+from .config import Config, ConfigError
+from .data import data_loader, load_data_set
+from .decode import beam_search
+from .evaluate import score, totals
+from .scorer import load_scorer
+
+
+def lm_optimize_job(config: Config) -> None:
+    from .train import setup_evaluation
+
+    try:
+        import optuna
+    except ImportError:
+        raise ConfigError("lm_optimize needs optuna: pip install 'coqui_stt_training[lm_optimize]'") from None
+    if not config.test_files:
+        raise ConfigError("You need to specify what files to use for evaluation via the --test_files flag.")
+    if not config.scorer_path:
+        raise ConfigError("lm_optimize needs a scorer to tune (--scorer_path)")
+    model, alphabet, device = setup_evaluation(config, config.load_checkpoint_dir)
+    scorer = load_scorer(config, alphabet)
+    outputs = []  # (sample, log-probabilities [T, C]) per sample, computed once
+    with torch.no_grad():
+        model.eval()
+        for path in config.test_files:
+            for batch in data_loader(load_data_set([path], alphabet, config, "test"), config.test_batch_size,
+                                     config, train=False):
+                log_probs = model(batch.features.to(device)).float().log_softmax(-1).transpose(0, 1).cpu().numpy()
+                outputs += [(s, lp[:n]) for s, lp, n in zip(batch.samples, log_probs, batch.feature_lengths.tolist())]
+    metric = "CER" if alphabet.is_bytes else "WER"
+
+    def objective(trial) -> float:
+        scorer.alpha = trial.suggest_float("lm_alpha", 0, config.lm_alpha_max)
+        scorer.beta = trial.suggest_float("lm_beta", 0, config.lm_beta_max)
+        results = [score(sample, alphabet.decode(beam_search(lp, config.export_beam_width, config.cutoff_prob,
+                                                             config.cutoff_top_n, scorer)), 0.0)
+                   for sample, lp in outputs]
+        wer, cer, _ = totals(results)
+        return cer if alphabet.is_bytes else wer
+
+    log.info(f"Searching lm_alpha in [0, {config.lm_alpha_max}] and lm_beta in [0, {config.lm_beta_max}] over "
+             f"{len(outputs)} sample(s), {config.n_trials} trial(s)")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=config.random_seed))
+    study.optimize(objective, n_trials=config.n_trials, show_progress_bar=config.show_progressbar)
+    best = study.best_params
+    print(f"Best params: lm_alpha={best['lm_alpha']} and lm_beta={best['lm_beta']} with {metric}={study.best_value}",
+          flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from .train import run_cli
+
+    run_cli(lm_optimize_job, argv, "python -m coqui_stt_training.lm_optimize")
+
+
+if __name__ == "__main__":
+    main()
