@@ -74,9 +74,10 @@ class _Prefixes:
         self.parent[found], self.label[found] = node, label
         scorer = self.scorer
         if scorer:
-            state = int(scorer.next_state[self.state[node], label])
-            # after a whole word and its space the FST is final: the next word starts afresh
-            self.state[found] = scorer.start if scorer.final[state] else state
+            if scorer.next_state is not None:  # a package's vocabulary; a plain KenLM model has none
+                state = int(scorer.next_state[self.state[node], label])
+                # after a whole word and its space the FST is final: the next word starts afresh
+                self.state[found] = scorer.start if scorer.final[state] else state
             if label == scorer.space:
                 context = self.context[node] + (self.word[node],)
                 self.context.append(context[len(context) - scorer.order + 1:])
@@ -131,7 +132,8 @@ def beam_search(log_probs: np.ndarray, beam_width: int, cutoff_prob: float = 1.0
         # Extending by one label: [beam, labels].
         extend = np.where(labels[None, :] == last[:, None], pb[:, None], total[:, None]) + frame[labels][None, :]
         if scorer:
-            extend[scorer.next_state[trie.state[nodes]][:, labels] < 0] = NEG_INF
+            if scorer.next_state is not None:
+                extend[scorer.next_state[trie.state[nodes]][:, labels] < 0] = NEG_INF
             for j in np.flatnonzero(labels == space):
                 rows = np.flatnonzero(np.isfinite(extend[:, j]))
                 extend[rows, j] += trie.word_score(nodes[rows].tolist())

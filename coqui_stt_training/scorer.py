@@ -5,7 +5,8 @@ int32 magic 'TRIE' (bytes "EIRT" on disk), int32 version 6, a one-byte UTF-8-mod
 default alpha and beta, then an OpenFST ConstFst (the vocabulary: every word spelled in labels + 1,
 followed by the space label, ending in a final state). KenLM ignores what follows its own data, so the
 `kenlm` package opens the file directly; the vocabulary FST is read here into a dense table
-[state, label] -> next state, so that the beam search checks a whole beam against it at once.
+[state, label] -> next state, so that the beam search checks a whole beam against it at once. A plain
+KenLM `.arpa` or `.binary` file works too: its words are scored, and no spelling is ruled out.
 
 Scoring follows Coqui's decoder: when a prefix is extended by a space, the word it completes is
 scored as alpha * ln P(word | up to order-1 previous words) + beta (an out-of-vocabulary word scores
@@ -39,11 +40,11 @@ class Scorer:
         except OSError as e:
             raise ScorerError(f"{path}: cannot read scorer ({e.strerror})") from None
         header = _find_header(data)
-        if header is None:
-            raise ScorerError(f"{path}: not a Coqui scorer package (no 'TRIE' block of version {VERSION} followed by "
-                              "a vocabulary FST); build it with Coqui's generate_scorer_package")
-        self.utf8_mode = bool(data[header + 8])
-        default_alpha, default_beta = struct.unpack_from("<dd", data, header + 9)
+        if header is not None:
+            self.utf8_mode = bool(data[header + 8])
+            default_alpha, default_beta = struct.unpack_from("<dd", data, header + 9)
+        else:  # a plain KenLM model (.arpa or .binary): words are scored, any spelling is allowed
+            self.utf8_mode, default_alpha, default_beta = False, None, None
         self.alpha = default_alpha if alpha is None else alpha
         self.beta = default_beta if beta is None else beta
         if self.utf8_mode:
@@ -52,13 +53,21 @@ class Scorer:
             raise ScorerError(f"{path}: a word scorer needs a space label in the alphabet")
         self.space = alphabet.space_index
         self.alphabet = alphabet
-        self.next_state, self.final, self.start = _read_const_fst(data, header + 25, alphabet.size, path)
+        if header is not None:
+            self.next_state, self.final, self.start = _read_const_fst(data, header + 25, alphabet.size, path)
+        else:
+            self.next_state, self.final, self.start = None, None, 0
         import kenlm  # only scorers need it (a C++ build from PyPI)
 
         try:
             self.lm = kenlm.Model(path)
         except (OSError, RuntimeError) as e:
-            raise ScorerError(f"{path}: KenLM cannot read its language model ({str(e).splitlines()[0]})") from None
+            what = ("its language model" if header is not None
+                    else "it: neither a Coqui scorer package nor a KenLM model")
+            raise ScorerError(f"{path}: KenLM cannot read {what} ({str(e).splitlines()[0]})") from None
+        if self.alpha is None or self.beta is None:
+            raise ScorerError(f"{path}: a plain KenLM model has no default alpha and beta; "
+                              "give --lm_alpha and --lm_beta")
         self.order = self.lm.order
         self._kenlm = kenlm
 

@@ -83,10 +83,44 @@ def test_the_language_model_corrects_what_the_acoustics_get_slightly_wrong(score
     assert with_lm == text
 
 
+ARPA = """
+\\data\\
+ngram 1=6
+ngram 2=1
+
+\\1-grams:
+-1.0\t<s>\t0
+-1.0\t</s>
+-2.0\t<unk>
+-0.5\tshe\t0
+-0.7\tgreasy\t0
+-0.7\twash\t0
+
+\\2-grams:
+-0.2\tgreasy wash
+
+\\end\\
+"""
+
+
+def test_a_plain_kenlm_model_scores_words_without_a_vocabulary_constraint(tmp_path):
+    path = tmp_path / "words.arpa"
+    path.write_text(ARPA)
+    with pytest.raises(ScorerError, match="a plain KenLM model has no default alpha and beta"):
+        Scorer(str(path), ALPHABET)
+    scorer = Scorer(str(path), ALPHABET, alpha=1.0, beta=0.5)
+    assert scorer.next_state is None and scorer.log_probability(["greasy"], bos=True) == pytest.approx(
+        -0.7 / math.log10(math.e)) and scorer.log_probability(["greesy"], bos=True) == OOV_SCORE
+    log_probs = frames_for("greasy wash", confusion={3: "e"})
+    assert ALPHABET.decode(beam_search(log_probs, 32)) == "greesy wash"
+    assert ALPHABET.decode(beam_search(log_probs, 32, scorer=scorer)) == "greasy wash"
+
+
 def test_bad_scorer_files_are_named(tmp_path):
     (tmp_path / "fake.scorer").write_bytes(b"just some bytes" * 10)
-    with pytest.raises(ScorerError, match=r"fake.scorer: not a Coqui scorer package"):
-        Scorer(str(tmp_path / "fake.scorer"), ALPHABET)
+    with pytest.raises(ScorerError, match=r"fake.scorer: KenLM cannot read it: neither a Coqui scorer package nor a "
+                                          r"KenLM model"):
+        Scorer(str(tmp_path / "fake.scorer"), ALPHABET, 1.0, 1.0)
     data = open(SCORER, "rb").read()
     (tmp_path / "cut.scorer").write_bytes(data[: len(data) - 5000])
     with pytest.raises(ScorerError, match=r"cut.scorer: damaged vocabulary FST"):
