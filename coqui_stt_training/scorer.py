@@ -16,6 +16,7 @@ scored as alpha * ln P(word | up to order-1 previous words) + beta (an out-of-vo
 from __future__ import annotations
 
 import math
+import mmap
 import os
 import struct
 
@@ -25,6 +26,11 @@ MAGIC = b"EIRT"  # int32 'TRIE' in little-endian order
 VERSION = 6
 FST_MAGIC = 2125659606
 OOV_SCORE = -1000.0
+# OpenFST ConstFst<StdArc, uint32> records: a state's final weight, first arc and arc counts; an arc's
+# input and output labels, weight and next state
+FST_STATE = np.dtype([("final", "<f4"), ("pos", "<u4"), ("narcs", "<u4"), ("niepsilons", "<u4"),
+                      ("noepsilons", "<u4")])
+FST_ARC = np.dtype([("ilabel", "<i4"), ("olabel", "<i4"), ("weight", "<f4"), ("next", "<i4")])
 LOG10_E = math.log10(math.e)
 
 
@@ -35,10 +41,28 @@ class ScorerError(ValueError):
 class Scorer:
     def __init__(self, path: str, alphabet, alpha: float | None = None, beta: float | None = None):
         try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise ScorerError(f"{path}: cannot read scorer ({e.strerror})") from None
+            with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                # mapped, not read: a release scorer is about a gigabyte, and only its tail is parsed here
+                self._read_package(path, data, alphabet, alpha, beta)
+        except (OSError, ValueError) as e:
+            if isinstance(e, ScorerError):
+                raise
+            raise ScorerError(f"{path}: cannot read scorer ({getattr(e, 'strerror', None) or e})") from None
+        import kenlm  # only scorers need it (a C++ build from PyPI)
+
+        try:
+            self.lm = kenlm.Model(path)
+        except (OSError, RuntimeError) as e:
+            what = ("its language model" if self.next_state is not None
+                    else "it: neither a Coqui scorer package nor a KenLM model")
+            raise ScorerError(f"{path}: KenLM cannot read {what} ({str(e).splitlines()[0]})") from None
+        if self.alpha is None or self.beta is None:
+            raise ScorerError(f"{path}: a plain KenLM model has no default alpha and beta; "
+                              "give --lm_alpha and --lm_beta")
+        self.order = self.lm.order
+        self._kenlm = kenlm
+
+    def _read_package(self, path: str, data, alphabet, alpha, beta) -> None:
         header = _find_header(data)
         if header is not None:
             self.utf8_mode = bool(data[header + 8])
@@ -57,19 +81,6 @@ class Scorer:
             self.next_state, self.final, self.start = _read_const_fst(data, header + 25, alphabet.size, path)
         else:
             self.next_state, self.final, self.start = None, None, 0
-        import kenlm  # only scorers need it (a C++ build from PyPI)
-
-        try:
-            self.lm = kenlm.Model(path)
-        except (OSError, RuntimeError) as e:
-            what = ("its language model" if header is not None
-                    else "it: neither a Coqui scorer package nor a KenLM model")
-            raise ScorerError(f"{path}: KenLM cannot read {what} ({str(e).splitlines()[0]})") from None
-        if self.alpha is None or self.beta is None:
-            raise ScorerError(f"{path}: a plain KenLM model has no default alpha and beta; "
-                              "give --lm_alpha and --lm_beta")
-        self.order = self.lm.order
-        self._kenlm = kenlm
 
     def word_score(self, ngram: tuple[str, ...]) -> float:
         """alpha * ln P(last word | previous words) + beta for the last `order` words of a prefix that a
@@ -102,9 +113,9 @@ def _find_header(data: bytes) -> int | None:
     return None
 
 
-def _read_string(data: bytes, offset: int) -> tuple[str, int]:
+def _read_string(data, offset: int) -> tuple[str, int]:
     (length,) = struct.unpack_from("<i", data, offset)
-    return data[offset + 4:offset + 4 + length].decode("ascii", "replace"), offset + 4 + length
+    return bytes(data[offset + 4:offset + 4 + length]).decode("ascii", "replace"), offset + 4 + length
 
 
 def _read_const_fst(data: bytes, offset: int, n_labels: int, path: str):
@@ -122,11 +133,10 @@ def _read_const_fst(data: bytes, offset: int, n_labels: int, path: str):
             raise ValueError(f"unexpected FST ({fst_type}, {arc_type}, flags {flags})")
         align = lambda o: o + (-o % 16) if flags & 4 or version == 1 else o  # noqa: E731
         offset = align(offset)
-        states = np.frombuffer(data, np.dtype([("final", "<f4"), ("pos", "<u4"), ("narcs", "<u4"),
-                                               ("niepsilons", "<u4"), ("noepsilons", "<u4")]), n_states, offset)
+        # copies, not views: the file's mapping is closed once the table is built
+        states = np.frombuffer(data, FST_STATE, n_states, offset).copy()
         offset = align(offset + states.nbytes)
-        arcs = np.frombuffer(data, np.dtype([("ilabel", "<i4"), ("olabel", "<i4"), ("weight", "<f4"),
-                                             ("next", "<i4")]), n_arcs, offset)
+        arcs = np.frombuffer(data, FST_ARC, n_arcs, offset).copy()
     except (struct.error, ValueError) as e:
         raise ScorerError(f"{path}: damaged vocabulary FST ({e})") from None
     owner = np.repeat(np.arange(n_states), states["narcs"].astype(np.int64))
