@@ -22,7 +22,7 @@ from .alphabet import alphabet_record, load_alphabet
 from .model import DeepSpeech
 from .optimizer import TFAdam
 from .tf_checkpoint import (TMP_MARK, TFCheckpointReader, read_range, read_state_file, read_state_file_all,
-                            write_atomically, write_state_file)
+                            write_atomically, write_file_atomically, write_state_file)
 
 LSTM_SCOPE = "cudnn_lstm/rnn/multi_rnn_cell/cell_0/cudnn_compatible_lstm_cell"
 STATE_FILES = {"train": "checkpoint", "best_dev": "best_dev_checkpoint"}
@@ -482,7 +482,7 @@ def save(directory: str, kind: str, tensors: dict[str, np.ndarray], run_state: d
         os.makedirs(directory, exist_ok=True)
         _remove_stale_temporaries(directory)
         write_atomically(prefix + ".safetensors", lambda p: safetensors.numpy.save_file(tensors, p))
-        write_atomically(prefix + ".json", lambda p: _write_text(p, json.dumps(state, indent=2)))
+        write_file_atomically(prefix + ".json", json.dumps(state, indent=2))
         kept = [p for p in read_state_file_all(state_file) if p != prefix] + [prefix]
         kept, removed = kept[-max(max_to_keep, 1):], kept[: -max(max_to_keep, 1)]
         write_state_file(state_file, prefix, kept)
@@ -506,7 +506,7 @@ def check_writable(directory: str) -> None:
     probe = os.path.join(directory, ".write-test")
     try:
         os.makedirs(directory, exist_ok=True)
-        write_atomically(probe, lambda p: _write_text(p, "can write\n"))
+        write_file_atomically(probe, "can write\n")
         os.remove(probe)
     except OSError as e:
         raise CheckpointError(f"cannot write to the checkpoint directory {directory} ({e.strerror or e})") from None
@@ -517,7 +517,7 @@ def update_run_state(prefix: str, **changes) -> None:
     state = read_run_state(prefix)
     state.update(changes)
     try:
-        write_atomically(prefix + ".json", lambda p: _write_text(p, json.dumps(state, indent=2)))
+        write_file_atomically(prefix + ".json", json.dumps(state, indent=2))
     except OSError as e:
         raise CheckpointError(f"cannot update {prefix}.json ({e.strerror or e}); "
                               "the checkpoint itself is intact") from None
@@ -544,12 +544,7 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _write_text(path: str, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-
-
 def write_text_once(path: str, text: str) -> None:
     """flags.txt and alphabet.txt: written only if absent, as Coqui does; never overwrite a user's file."""
     if not os.path.exists(path):
-        write_atomically(path, lambda p: _write_text(p, text))
+        write_file_atomically(path, text)

@@ -29,7 +29,7 @@ from . import log
 from .alphabet import alphabet_record
 from .config import Config, ConfigError
 from .model import N_CONTEXT, N_INPUT, DeepSpeech
-from .tf_checkpoint import write_atomically
+from .tf_checkpoint import write_file_atomically
 
 EXPORT_FORMAT_VERSION = 1
 INPUT_NAMES = ["input_node", "previous_state_c", "previous_state_h"]
@@ -141,16 +141,11 @@ def export(config: Config, model: DeepSpeech, alphabet, paths: tuple[str, str]) 
         log.info("Exporting ONNX (TFLite, .pb and SavedModel need TensorFlow); "
                  "python -m coqui_stt_training.inference runs it")
     data = onnx_bytes(model, metadata(config, alphabet, model))
-    write_atomically(path, lambda p: _write(p, data))
-    write_atomically(card, lambda p: _write(p, model_card(config).encode("utf-8")))
+    write_file_atomically(path, data)
+    write_file_atomically(card, model_card(config))
     log.info(f"Models exported at {config.export_dir}: {os.path.basename(path)} ({len(data) / 2**20:.1f} MiB), "
              f"model card {os.path.basename(card)}")
     return path
-
-
-def _write(path: str, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
 
 
 def export_job(config: Config) -> None:

@@ -502,6 +502,12 @@ def _write_bytes(path: str, chunks) -> None:
         f.writelines(chunks)
 
 
+def write_file_atomically(path: str, data: bytes | str) -> None:
+    """A small file written whole (text as UTF-8), replacing `path` only once complete."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    write_atomically(path, lambda p: _write_bytes(p, [payload]))
+
+
 def write_tf_checkpoint(
     prefix: str, tensors: dict[str, np.ndarray], *, block_size: int = TF_TABLE_BLOCK_SIZE
 ) -> None:
@@ -535,7 +541,7 @@ def write_tf_checkpoint(
     write_atomically(_data_path(prefix, 0, 1), write_data)
     header = _varint_field(1, 1) + _message_field(3, _varint_field(1, _TENSOR_BUNDLE_VERSION))
     index = _build_table([(b"", header)] + entries, block_size)
-    write_atomically(prefix + ".index", lambda p: _write_bytes(p, [index]))
+    write_file_atomically(prefix + ".index", index)
 
 
 # ---- state files ('checkpoint', 'best_dev_checkpoint') -------------------------------------------
@@ -633,4 +639,4 @@ def write_state_file(path: str, latest_prefix: str, all_prefixes: list[str]) -> 
         every.append(latest_prefix)  # TF keeps the latest as the last of all paths
     lines = [f'model_checkpoint_path: "{_escape(stored(latest_prefix))}"']
     lines += [f'all_model_checkpoint_paths: "{_escape(stored(p))}"' for p in every]
-    write_atomically(path, lambda p: _write_bytes(p, [("\n".join(lines) + "\n").encode()]))
+    write_file_atomically(path, "\n".join(lines) + "\n")

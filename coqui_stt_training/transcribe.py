@@ -29,7 +29,7 @@ from .config import Config, ConfigError
 from .decode import beam_search_decode
 from .features import mfcc
 from .scorer import load_scorer
-from .tf_checkpoint import write_atomically
+from .tf_checkpoint import write_file_atomically
 
 FRAME_MS = 30
 PADDING_FRAMES = 10
@@ -133,14 +133,8 @@ def transcribe_job(config: Config) -> None:
         except AudioError as e:
             log.error(f"{e}; skipped")
             continue
-        text = json.dumps(results, ensure_ascii=False)
-        write_atomically(dst, lambda p: _write(p, text))
+        write_file_atomically(dst, json.dumps(results, ensure_ascii=False))
         print(f'[{i}]: "{src}" -> "{dst}"', flush=True)
-
-
-def _write(path: str, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
 
 
 def main(argv: list[str] | None = None) -> None:
