@@ -22,7 +22,7 @@ import torch
 from . import audio, log
 from .distributed import World, shard_batches, split_global_batches
 from .feature_cache import FeatureCache
-from .features import mfcc
+from .features import mfcc_of_signals
 from .filterbank import frame_count
 
 MAX_LISTED_PER_KIND = 10
@@ -238,11 +238,7 @@ class Collate:
 
     def compute(self, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
         waves = [audio.load_audio(s.audio_path, self.sample_rate) for s in samples]
-        lengths = torch.tensor([len(w) for w in waves])
-        padded = torch.zeros(len(waves), int(lengths.max()))
-        for i, w in enumerate(waves):
-            padded[i, : len(w)] = torch.from_numpy(np.asarray(w, dtype=np.float32))
-        return mfcc(padded, lengths, self.sample_rate, self.win_len_ms, self.win_step_ms)
+        return mfcc_of_signals(waves, self.sample_rate, self.win_len_ms, self.win_step_ms)
 
 
 def data_loader(samples: list[Sample], batch_size: int, config, train: bool, epoch: int = 0,

@@ -132,14 +132,13 @@ def one_shot_infer(config, model: DeepSpeech, alphabet, device: torch.device) ->
     --audio_sample_rate, and any format the data sets accept is read."""
     from .audio import load_audio
     from .decode import beam_search_decode
-    from .features import mfcc
+    from .features import mfcc_of_signals
 
     path = config.one_shot_infer
     if not os.path.isfile(path):
         raise DataError(f"Path specified in --one_shot_infer is not a valid file: {path}")
-    samples = torch.from_numpy(load_audio(path, config.audio_sample_rate))
-    features, lengths = mfcc(samples[None], None, config.audio_sample_rate, config.feature_win_len,
-                             config.feature_win_step)
+    features, lengths = mfcc_of_signals([load_audio(path, config.audio_sample_rate)], config.audio_sample_rate,
+                                        config.feature_win_len, config.feature_win_step)
     with torch.no_grad():
         logits = model.eval()(features.to(device))
     text = beam_search_decode(logits, lengths, alphabet, config.beam_width, config.cutoff_prob,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from .filterbank import LOG_FLOOR, MEL_CHANNELS, dct_matrix, frame_count, mel_filterbank, window_samples
@@ -54,3 +55,13 @@ def mfcc(audio: torch.Tensor, lengths: torch.Tensor | None, sample_rate: int, wi
     valid = torch.arange(features.shape[1])[None, :] < frame_lengths[:, None]
     features = features * valid[..., None].to(features.device)
     return (features[0], frame_lengths[0]) if single else (features, frame_lengths)
+
+
+def mfcc_of_signals(signals: list[np.ndarray], sample_rate: int, win_len_ms: int = 32,
+                    win_step_ms: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features [B, T, 26] and frame counts of signals of different lengths, zero-padded into one batch."""
+    lengths = torch.tensor([len(s) for s in signals])
+    padded = torch.zeros(len(signals), int(lengths.max()))
+    for i, signal in enumerate(signals):
+        padded[i, : len(signal)] = torch.from_numpy(np.asarray(signal, dtype=np.float32))
+    return mfcc(padded, lengths, sample_rate, win_len_ms, win_step_ms)

@@ -27,7 +27,7 @@ from . import log
 from .audio import AUDIO_EXTENSIONS, AudioError, load_audio
 from .config import Config, ConfigError
 from .decode import beam_search_decode
-from .features import mfcc
+from .features import mfcc_of_signals
 from .scorer import load_scorer
 from .tf_checkpoint import write_file_atomically
 
@@ -70,7 +70,7 @@ def speech_segments(samples: np.ndarray, rate: int, aggressiveness: int = 3) -> 
 def transcribe_file(path: str, model, alphabet, config: Config, scorer, device) -> list[dict]:
     rate = config.audio_sample_rate
     samples = load_audio(path, rate)
-    pieces = [(a, b) for a, b in speech_segments(samples, rate, config.vad_aggressiveness)]
+    pieces = speech_segments(samples, rate, config.vad_aggressiveness)
     outlier = config.outlier_duration_ms * rate // 1000
     pieces.sort(key=lambda p: p[1] - p[0])
     normal = [p for p in pieces if p[1] - p[0] <= outlier]
@@ -80,11 +80,8 @@ def transcribe_file(path: str, model, alphabet, config: Config, scorer, device) 
     results = []
     model.eval()
     for batch in batches:
-        lengths = torch.tensor([b - a for a, b in batch])
-        padded = torch.zeros(len(batch), int(lengths.max()))
-        for i, (a, b) in enumerate(batch):
-            padded[i, : b - a] = torch.from_numpy(samples[a:b])
-        features, feature_lengths = mfcc(padded, lengths, rate, config.feature_win_len, config.feature_win_step)
+        features, feature_lengths = mfcc_of_signals([samples[a:b] for a, b in batch], rate, config.feature_win_len,
+                                                    config.feature_win_step)
         with torch.no_grad():
             logits = model(features.to(device))
         texts = beam_search_decode(logits, feature_lengths, alphabet, config.beam_width, config.cutoff_prob,
