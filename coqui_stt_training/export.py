@@ -15,6 +15,7 @@ coqui_stt_training.inference runs the model with onnxruntime alone.
 from __future__ import annotations
 
 import base64
+import copy
 import io
 import json
 import os
@@ -83,7 +84,7 @@ def metadata(config: Config, alphabet, model: DeepSpeech) -> dict[str, str]:
 def onnx_bytes(model: DeepSpeech, meta: dict[str, str]) -> bytes:
     import onnx
 
-    wrapper = StreamingDeepSpeech(model.cpu())
+    wrapper = StreamingDeepSpeech(copy.deepcopy(model).cpu())  # the caller's model stays on its device
     windows = torch.zeros(1, 16, 2 * N_CONTEXT + 1, N_INPUT)
     state = torch.zeros(1, model.n_hidden)
     buffer = io.BytesIO()

@@ -564,18 +564,18 @@ def train_and_test(config: Config, world: World) -> None:
                      + (f"; checkpoint saved to {prefix}" if prefix else "; nothing was trained yet")
                      + ". Run the same command again to resume.")
             return
-    if config.test_files:
-        # Test what this run produced (its save directory), never the checkpoint it started from.
+    if config.test_files or config.export_dir or config.one_shot_infer:
+        # Test, export and transcribe what this run produced (its save directory), never the checkpoint it
+        # started from; the model is loaded once for all three.
         world.barrier()  # after rank 0's last write
         model, alphabet, device = setup_evaluation(config, config.save_checkpoint_dir or config.load_checkpoint_dir,
                                                    world)
-        test(model, config, alphabet, device, test_sets, world)
-    if export_targets:
-        model, alphabet, _ = setup_evaluation(config, config.save_checkpoint_dir or config.load_checkpoint_dir)
-        export(config, model, alphabet, export_targets)
-    if config.one_shot_infer and world.is_main:
-        model, alphabet, device = setup_evaluation(config, config.save_checkpoint_dir or config.load_checkpoint_dir)
-        one_shot_infer(config, model, alphabet, device)
+        if config.test_files:
+            test(model, config, alphabet, device, test_sets, world)
+        if export_targets:
+            export(config, model, alphabet, export_targets)
+        if config.one_shot_infer and world.is_main:
+            one_shot_infer(config, model, alphabet, device)
 
 
 def main(argv: list[str] | None = None) -> None:
