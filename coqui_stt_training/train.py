@@ -177,10 +177,15 @@ class Trainer:
         load_dir, save_dir = config.load_checkpoint_dir, config.save_checkpoint_dir
         if load_dir and load_dir != save_dir and not os.path.isdir(load_dir):
             raise ConfigError(f"Missing checkpoint directory {load_dir!r} (--load_checkpoint_dir)")
-        prefix, exact = self.own_checkpoint()
+        # New checkpoints are numbered after every one already in the save directory, whichever is loaded.
+        newest = checkpoint.newest_checkpoint(save_dir) if save_dir and os.path.isdir(save_dir) else None
+        newest_state = checkpoint.read_run_state(newest) if newest else {}
+        self.save_serial = newest_state.get("save_serial", 0)
+        prefix, exact = self.own_checkpoint(newest, newest_state)
         resuming = prefix is not None
+        state = checkpoint.read_run_state(prefix) if prefix else {}
         if exact:
-            p = Progress.from_json(checkpoint.read_run_state(prefix)["progress"])
+            p = Progress.from_json(state["progress"])
             log.info(f"Resuming the interrupted run from {prefix}: epoch {p.epoch}, "
                      + (f"batch {p.batch} of {p.batches_in_epoch}" if p.stage == "train" else f"stage {p.stage}")
                      + f", until --epochs {config.epochs}")
@@ -190,9 +195,7 @@ class Trainer:
                         if config.drop_source_layers else "; the source checkpoint is not loaded again"))
         else:
             prefix, tried = find_to_load(load_dir, config.load_train)
-        # New checkpoints are numbered after every one already in the save directory, whichever was loaded.
-        newest = checkpoint.newest_checkpoint(save_dir) if save_dir and os.path.isdir(save_dir) else None
-        self.save_serial = checkpoint.read_run_state(newest)["save_serial"] if newest else 0
+            state = checkpoint.read_run_state(prefix) if prefix else {}
         if prefix is None:
             if config.load_train != "init" and config.load_train != "auto":
                 raise CheckpointError(f"All initialization methods failed ({tried}): no checkpoint in {load_dir}")
@@ -201,7 +204,6 @@ class Trainer:
                 log.warn(f"--drop_source_layers {config.drop_source_layers} has no effect: "
                          "no checkpoint to transfer from")
             return
-        state = checkpoint.read_run_state(prefix)
         drop = 0 if resuming else config.drop_source_layers
         if not drop:
             checkpoint.check_alphabet(prefix, self.alphabet)
@@ -230,12 +232,13 @@ class Trainer:
                     self.optimizer.set_lr_scale(scope, config.source_layers_lr_scale)
         report.log(detailed=True, frozen=self.source_layers if self.frozen_epochs_left() else set())
 
-    def own_checkpoint(self) -> tuple[str | None, bool]:
+    def own_checkpoint(self, newest: str | None, newest_state: dict) -> tuple[str | None, bool]:
         """(prefix, exact): a checkpoint this run wrote, if the save directory holds one, and whether to
-        resume it exactly. The newest checkpoint of a run that did not finish is resumed exactly
-        (--load_train auto or last). Otherwise, with separate load and save directories any checkpoint in
-        the save directory is the run's own, and Coqui's choice among them applies (best_dev first for
-        auto); with one directory, only one whose run state records this very transfer (same alphabet)."""
+        resume it exactly. `newest` is the save directory's newest checkpoint, with its run state; if
+        its run did not finish, it is resumed exactly (--load_train auto or last). Otherwise, with
+        separate load and save directories any checkpoint in the save directory is the run's own, and
+        Coqui's choice among them applies (best_dev first for auto); with one directory, only one whose
+        run state records this very transfer (same alphabet)."""
         config = self.config
         load_dir, save_dir = config.load_checkpoint_dir, config.save_checkpoint_dir
         if config.load_train == "init" or not save_dir or not os.path.isdir(save_dir):
@@ -248,11 +251,9 @@ class Trainer:
             transfer = checkpoint.read_run_state(prefix).get("transfer")
             return bool(transfer) and transfer.get("alphabet") == alphabet_record(self.alphabet)
 
-        if config.load_train in ("auto", "last"):
-            newest = checkpoint.newest_checkpoint(save_dir)
-            progress = checkpoint.read_run_state(newest).get("progress") if newest else None
-            if progress and not progress.get("finished") and of_this_run(newest):
-                return newest, True
+        progress = newest_state.get("progress")
+        if config.load_train in ("auto", "last") and progress and not progress.get("finished") and of_this_run(newest):
+            return newest, True
         prefix, _ = find_to_load(save_dir, config.load_train, quiet=True)
         if prefix is None or (one_dir and not (config.drop_source_layers and of_this_run(prefix))):
             return None, False
