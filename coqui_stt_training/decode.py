@@ -138,11 +138,15 @@ def beam_search(log_probs: np.ndarray, beam_width: int, cutoff_prob: float = 1.0
                 rows = np.flatnonzero(np.isfinite(extend[:, j]))
                 extend[rows, j] += trie.word_score(nodes[rows].tolist())
         # An extension that is already in the beam adds to that prefix instead of competing with it.
-        position = np.full(trie.size + 1, -1)  # the last entry answers for the root's parent, -1
-        position[nodes] = np.arange(len(nodes))
-        column = np.full(blank + 2, -1)
+        # Each node's parent's place in the beam, found by a search over the beam (not a table over the
+        # whole trie, which grows with the utterance), and its label's column.
+        order = np.argsort(nodes)
+        parents = trie.parent[nodes]
+        found = np.minimum(np.searchsorted(nodes[order], parents), len(nodes) - 1)
+        p = np.where(nodes[order][found] == parents, order[found], -1)
+        column = np.full(blank + 2, -1)  # the last entry answers for the root's label, -1
         column[labels] = np.arange(len(labels))
-        p, j = position[trie.parent[nodes]], column[last]
+        j = column[last]
         merge = (p >= 0) & (j >= 0)
         stay_nb[merge] = np.logaddexp(stay_nb[merge], extend[p[merge], j[merge]])
         extend[p[merge], j[merge]] = NEG_INF
