@@ -15,8 +15,9 @@ import time
 import torch
 
 from coqui_stt_training.config import Config
-from coqui_stt_training.data import data_loader, load_data_set
+from coqui_stt_training.data import load_data_set
 from coqui_stt_training.decode import beam_search
+from coqui_stt_training.evaluate import log_probabilities
 from coqui_stt_training.scorer import Scorer
 from coqui_stt_training.train import setup_evaluation
 
@@ -33,12 +34,8 @@ def main() -> None:
                     data_workers=0).finalize()
     model, alphabet, device = setup_evaluation(config, args.checkpoint_dir)
     samples = load_data_set([args.test_files], alphabet, config, "test")
-    outputs, seconds = [], 0.0
-    with torch.no_grad():
-        for batch in data_loader(samples, 1, config, train=False):
-            log_probs = model.eval()(batch.features).float().log_softmax(-1)[:, 0].numpy()
-            outputs.append(log_probs[: int(batch.feature_lengths[0])])
-            seconds += batch.audio_seconds
+    outputs = [lp for _, lp in log_probabilities(model, samples, config, device, 1)]
+    seconds = sum(s.duration for s in samples)
     scorer = Scorer(args.scorer_path, alphabet, config.lm_alpha, config.lm_beta)
     print(f"{len(outputs)} file(s), {seconds:.1f} s of audio, one core; seconds of decoding per audio second:")
     for width in (1, 100, 500):

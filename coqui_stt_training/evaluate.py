@@ -10,6 +10,7 @@ import os
 import sys
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
 from . import log
@@ -65,6 +66,19 @@ def evaluate_samples(model: DeepSpeech, samples: list[Sample], config, decoder: 
         texts = decoder(logits, batch.feature_lengths)
         results += [score(s, t, float(l)) for s, t, l in zip(batch.samples, texts, losses)]
     return [r for part in world.gather(results) for r in part]
+
+
+@torch.no_grad()
+def log_probabilities(model: DeepSpeech, samples: list[Sample], config, device: torch.device,
+                      batch_size: int) -> list[tuple[Sample, np.ndarray]]:
+    """Each sample with its log-probabilities [frames, classes]: the model run once, so that a decoder
+    can then be tried many ways (lm_optimize, the decoding benchmark)."""
+    model.eval()
+    out = []
+    for batch in data_loader(samples, batch_size, config, train=False):
+        log_probs = model(batch.features.to(device)).float().log_softmax(-1).transpose(0, 1).cpu().numpy()
+        out += [(s, lp[:n]) for s, lp, n in zip(batch.samples, log_probs, batch.feature_lengths.tolist())]
+    return out
 
 
 def totals(results: list[SampleResult]) -> tuple[float, float, float]:

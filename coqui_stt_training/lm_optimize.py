@@ -9,13 +9,11 @@ evaluation does) and measures WER (CER in bytes mode). The best pair is printed 
 
 from __future__ import annotations
 
-import torch
-
 from . import log
 from .config import Config, ConfigError
-from .data import data_loader, load_data_set
+from .data import load_data_set
 from .decode import beam_search
-from .evaluate import score, totals
+from .evaluate import log_probabilities, score, totals
 from .scorer import load_scorer
 
 
@@ -32,14 +30,9 @@ def lm_optimize_job(config: Config) -> None:
         raise ConfigError("lm_optimize needs a scorer to tune (--scorer_path)")
     model, alphabet, device = setup_evaluation(config, config.load_checkpoint_dir)
     scorer = load_scorer(config, alphabet)
-    outputs = []  # (sample, log-probabilities [T, C]) per sample, computed once
-    with torch.no_grad():
-        model.eval()
-        for path in config.test_files:
-            for batch in data_loader(load_data_set([path], alphabet, config, "test"), config.test_batch_size,
-                                     config, train=False):
-                log_probs = model(batch.features.to(device)).float().log_softmax(-1).transpose(0, 1).cpu().numpy()
-                outputs += [(s, lp[:n]) for s, lp, n in zip(batch.samples, log_probs, batch.feature_lengths.tolist())]
+    outputs = [pair for path in config.test_files
+               for pair in log_probabilities(model, load_data_set([path], alphabet, config, "test"), config, device,
+                                             config.test_batch_size)]
     metric = "CER" if alphabet.is_bytes else "WER"
 
     def objective(trial) -> float:
