@@ -243,19 +243,22 @@ class Config:
                               "add --drop_source_layers")
         if self.source_layers_lr_scale < 0:
             raise ConfigError(f"--source_layers_lr_scale must be 0 or more, got {self.source_layers_lr_scale}")
-        self._take_n_hidden_from_source()
+        self._take_model_shape_from_source()
         if not self.summary_dir and self.save_checkpoint_dir:
             self.summary_dir = os.path.join(self.save_checkpoint_dir, "summaries")
         self._apply_threads()
         return self
 
-    def _take_n_hidden_from_source(self) -> None:
+    def _take_model_shape_from_source(self) -> None:
+        """n_hidden from the source checkpoint's flags.txt, as Coqui does; and, beyond Coqui, its bytes output
+        mode when no alphabet is given (a bytes model leaves no alphabet.txt to find)."""
         flags_path = os.path.join(self.load_checkpoint_dir, "flags.txt") if self.load_checkpoint_dir else ""
         if not flags_path or not os.path.isfile(flags_path):
             return
         try:
             with open(flags_path, encoding="utf-8") as f:
-                source_n_hidden = json.load(f).get("n_hidden")
+                source_flags = json.load(f)
+            source_n_hidden = source_flags.get("n_hidden")
         except (ValueError, AttributeError, UnicodeDecodeError):
             return  # old checkpoints have non-JSON flags files; Coqui ignores them too
         if isinstance(source_n_hidden, int) and source_n_hidden != self.n_hidden:
@@ -264,6 +267,10 @@ class Config:
             log.warn("WARNING: This would result in an error when loading the checkpoint, so n_hidden has been "
                      "overriden with the checkpoint value.")
             self.n_hidden = source_n_hidden
+        if (source_flags.get("bytes_output_mode") is True and not self.bytes_output_mode
+                and not self.alphabet_config_path and not self.drop_source_layers):
+            log.info("The checkpoint was trained with --bytes_output_mode: using UTF-8 bytes output")
+            self.bytes_output_mode = True
 
     def _apply_threads(self) -> None:
         import torch

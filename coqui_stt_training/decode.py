@@ -48,8 +48,9 @@ def pruned_classes(log_probs: np.ndarray, cutoff_prob: float, cutoff_top_n: int)
 class _Prefixes:
     """A trie of label prefixes; a prefix is a node id, its labels are the path to the root (id 0).
     Parents, labels and (with a scorer) vocabulary-FST states are numpy arrays, so that a whole beam is
-    looked up at once. With a scorer each node also knows the last order-1 finished words and the word
-    being spelled, and, once asked, the language-model score of ending that word with a space."""
+    looked up at once. With a word scorer each node also knows the last order-1 finished words and the
+    word being spelled, and, once asked, the language-model score of ending that word with a space; with
+    a character scorer, the number of its scoring state (scorer.char_next)."""
 
     def __init__(self, scorer=None):
         self.size, self.children, self.scorer = 1, {}, scorer
@@ -57,6 +58,7 @@ class _Prefixes:
         self.label = np.full(1024, -1, np.int64)
         self.state = np.zeros(1024, np.int64)
         self.state[0] = scorer.start if scorer else 0
+        self.char_state = np.zeros(1024, np.int64)  # 0: the scorer's start
         self.context: list[tuple[str, ...]] = [()]
         self.word: list[str] = [""]
         self.word_scores: list[float] = [np.nan]
@@ -68,24 +70,31 @@ class _Prefixes:
             return found
         found = self.children[key] = self.size
         if self.size == len(self.parent):
-            self.parent, self.label, self.state = (np.concatenate([a, np.full_like(a, -1)])
-                                                   for a in (self.parent, self.label, self.state))
+            self.parent, self.label, self.state, self.char_state = (
+                np.concatenate([a, np.full_like(a, -1)]) for a in (self.parent, self.label, self.state, self.char_state))
         self.size += 1
         self.parent[found], self.label[found] = node, label
         scorer = self.scorer
-        if scorer:
-            if scorer.next_state is not None:  # a package's vocabulary; a plain KenLM model has none
-                state = int(scorer.next_state[self.state[node], label])
-                # after a whole word and its space the FST is final: the next word starts afresh
-                self.state[found] = scorer.start if scorer.final[state] else state
-            if label == scorer.space:
-                context = self.context[node] + (self.word[node],)
-                self.context.append(context[len(context) - scorer.order + 1:])
-                self.word.append("")
+        if not scorer:
+            return found
+        if scorer.next_state is not None:  # a package's vocabulary (a plain KenLM model has none)
+            if scorer.utf8_mode and label == scorer.space:  # a character vocabulary has no space
+                self.state[found] = scorer.start
             else:
-                self.context.append(self.context[node])
-                self.word.append(self.word[node] + scorer.alphabet.labels[label])
-            self.word_scores.append(np.nan)
+                state = int(scorer.next_state[self.state[node], label])
+                # after a whole word (and its space) the FST is final: the next word starts afresh
+                self.state[found] = scorer.start if scorer.final[state] else state
+        if scorer.utf8_mode:
+            self.char_state[found] = scorer.char_next(int(self.char_state[node]), label)
+            return found
+        if label == scorer.space:
+            context = self.context[node] + (self.word[node],)
+            self.context.append(context[len(context) - scorer.order + 1:])
+            self.word.append("")
+        else:
+            self.context.append(self.context[node])
+            self.word.append(self.word[node] + scorer.alphabet.labels[label])
+        self.word_scores.append(np.nan)
         return found
 
     def word_score(self, nodes) -> np.ndarray:
@@ -113,8 +122,9 @@ def beam_search(log_probs: np.ndarray, beam_width: int, cutoff_prob: float = 1.0
     Each prefix carries two log-probabilities: of the frames so far ending in a blank (pb) and
     ending in its last label (pnb). A label equal to the prefix's last one extends it only from pb;
     otherwise the label repeats into the same prefix. With a scorer (scorer.py), a prefix is extended
-    only by labels that keep it inside the vocabulary, and a space adds the score of the word it ends;
-    at the end, each prefix's unfinished last word is scored too."""
+    only by labels that keep it inside the vocabulary. A word scorer adds the score of the word a space
+    ends, and at the end each prefix's unfinished last word is scored too; a character scorer adds the
+    score of each character as it is completed, and of each word's end."""
     blank = log_probs.shape[1] - 1
     trie = _Prefixes(scorer)
     space = scorer.space if scorer else -1
@@ -129,12 +139,24 @@ def beam_search(log_probs: np.ndarray, beam_width: int, cutoff_prob: float = 1.0
         stay_b = total + frame[blank] if blank in classes else np.full_like(total, NEG_INF)
         repeats = (last >= 0) & np.isin(last, labels)
         stay_nb = np.where(repeats, pnb + frame[np.maximum(last, 0)], NEG_INF)
-        # Extending by one label: [beam, labels].
-        extend = np.where(labels[None, :] == last[:, None], pb[:, None], total[:, None]) + frame[labels][None, :]
+        # Extending by one label: [beam, grow], where grow leaves out labels that the vocabulary lets no
+        # prefix of the beam add (most of a bytes model's 255).
+        grow = labels
+        if scorer and scorer.next_state is not None:
+            allowed = (scorer.next_state[np.unique(trie.state[nodes])] >= 0).any(0)
+            if scorer.utf8_mode and space >= 0:
+                allowed[space] = True  # words are not in a character vocabulary
+            grow = labels[allowed[labels]]
+        extend = np.where(grow[None, :] == last[:, None], pb[:, None], total[:, None]) + frame[grow][None, :]
         if scorer:
             if scorer.next_state is not None:
-                extend[scorer.next_state[trie.state[nodes]][:, labels] < 0] = NEG_INF
-            for j in np.flatnonzero(labels == space):
+                blocked = scorer.next_state[trie.state[nodes]][:, grow] < 0
+                if scorer.utf8_mode:
+                    blocked[:, grow == space] = False
+                extend[blocked] = NEG_INF
+            if scorer.utf8_mode:
+                extend += scorer.char_scores(trie.char_state[nodes])[:, grow]
+            for j in np.flatnonzero(grow == space) if not scorer.utf8_mode else ():
                 rows = np.flatnonzero(np.isfinite(extend[:, j]))
                 extend[rows, j] += trie.word_score(nodes[rows].tolist())
         # An extension that is already in the beam adds to that prefix instead of competing with it.
@@ -145,7 +167,7 @@ def beam_search(log_probs: np.ndarray, beam_width: int, cutoff_prob: float = 1.0
         found = np.minimum(np.searchsorted(nodes[order], parents), len(nodes) - 1)
         p = np.where(nodes[order][found] == parents, order[found], -1)
         column = np.full(blank + 2, -1)  # the last entry answers for the root's label, -1
-        column[labels] = np.arange(len(labels))
+        column[grow] = np.arange(len(grow))
         j = column[last]
         merge = (p >= 0) & (j >= 0)
         stay_nb[merge] = np.logaddexp(stay_nb[merge], extend[p[merge], j[merge]])
@@ -155,13 +177,15 @@ def beam_search(log_probs: np.ndarray, beam_width: int, cutoff_prob: float = 1.0
         best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
         best = best[np.isfinite(scores[best])]
         kept, grown = best[best < len(nodes)], best[best >= len(nodes)] - len(nodes)
-        rows, cols = np.divmod(grown, len(labels)) if len(labels) else (grown, grown)
-        new_nodes = [trie.child(int(nodes[r]), int(labels[c])) for r, c in zip(rows, cols)]
+        rows, cols = np.divmod(grown, len(grow)) if len(grow) else (grown, grown)
+        new_nodes = [trie.child(int(nodes[r]), int(grow[c])) for r, c in zip(rows, cols)]
         nodes = np.concatenate([nodes[kept], np.array(new_nodes, dtype=nodes.dtype)])
         pb = np.concatenate([stay_b[kept], np.full(len(grown), NEG_INF)])
         pnb = np.concatenate([stay_nb[kept], extend[rows, cols]])
     final = np.logaddexp(pb, pnb)
-    if scorer:
+    if scorer and scorer.utf8_mode:
+        final += scorer.char_end_scores(trie.char_state[nodes])
+    elif scorer:
         unfinished = (nodes > 0) & (trie.label[nodes] != space)
         final[unfinished] += trie.word_score(nodes[unfinished].tolist())
     return trie.labels(int(nodes[np.argmax(final)]))

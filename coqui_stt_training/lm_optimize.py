@@ -33,7 +33,7 @@ def lm_optimize_job(config: Config) -> None:
     outputs = [pair for path in config.test_files
                for pair in log_probabilities(model, load_data_set([path], alphabet, config, "test"), config, device,
                                              config.test_batch_size)]
-    metric = "CER" if alphabet.is_bytes else "WER"
+    metric = "CER" if scorer.utf8_mode else "WER"  # as Coqui: a character scorer is tuned on characters
 
     def objective(trial) -> float:
         scorer.alpha = trial.suggest_float("lm_alpha", 0, config.lm_alpha_max)
@@ -42,7 +42,7 @@ def lm_optimize_job(config: Config) -> None:
                                                              config.cutoff_top_n, scorer)), 0.0)
                    for sample, lp in outputs]
         wer, cer, _ = totals(results)
-        return cer if alphabet.is_bytes else wer
+        return cer if scorer.utf8_mode else wer
 
     log.info(f"Searching lm_alpha in [0, {config.lm_alpha_max}] and lm_beta in [0, {config.lm_beta_max}] over "
              f"{len(outputs)} sample(s), {config.n_trials} trial(s)")

@@ -1,16 +1,26 @@
-"""Coqui's external scorer: a `.scorer` package read as it is, for beam search with a word language model.
+"""Coqui's external scorer: a `.scorer` package read as it is, for beam search with a language model.
 
 A package (built by Coqui's generate_scorer_package) is a KenLM binary, then Coqui's own block:
 int32 magic 'TRIE' (bytes "EIRT" on disk), int32 version 6, a one-byte UTF-8-mode flag, float64
-default alpha and beta, then an OpenFST ConstFst (the vocabulary: every word spelled in labels + 1,
-followed by the space label, ending in a final state). KenLM ignores what follows its own data, so the
-`kenlm` package opens the file directly; the vocabulary FST is read here into a dense table
+default alpha and beta, then an OpenFST ConstFst (the vocabulary). KenLM ignores what follows its own
+data, so the `kenlm` package opens the file directly; the vocabulary FST is read here into a dense table
 [state, label] -> next state, so that the beam search checks a whole beam against it at once. A plain
-KenLM `.arpa` or `.binary` file works too: its words are scored, and no spelling is ruled out.
+KenLM `.arpa` or `.binary` file works too, as a word model: its words are scored, and no spelling is
+ruled out.
 
-Scoring follows Coqui's decoder: when a prefix is extended by a space, the word it completes is
-scored as alpha * ln P(word | up to order-1 previous words) + beta (an out-of-vocabulary word scores
--1000), and characters that would leave the vocabulary are not extended at all.
+A word package (UTF-8 flag off) spells each word in alphabet labels + 1, then the space label. Scoring
+follows Coqui's decoder: when a prefix is extended by a space, the word it completes is scored as
+alpha * ln P(word | up to order-1 previous words) + beta (an out-of-vocabulary word scores -1000), and
+characters that would leave the vocabulary are not extended at all.
+
+A UTF-8-mode package (for --bytes_output_mode models) holds a character language model: its text was
+words spelled one character per token, one word per line, and its vocabulary FST spells each character
+in UTF-8 bytes. As in Coqui, each character is scored when its last byte arrives, as
+alpha * ln P(character | up to order-1 previous characters) + beta, and bytes that spell no vocabulary
+character are not extended. Coqui also runs spaces through that FST, which has none, so its decoder can
+never put a space in a transcript. Here a space is what the model's text made it, the end of a word: it
+scores alpha * ln P(</s> | the word's last characters) + beta, and the next character starts after <s>.
+The transcript's last word ends the same way (without beta).
 """
 
 from __future__ import annotations
@@ -39,11 +49,16 @@ class ScorerError(ValueError):
 
 
 class Scorer:
-    def __init__(self, path: str, alphabet, alpha: float | None = None, beta: float | None = None):
+    """A scorer file opened for one alphabet. `utf8_mode` (Coqui's name) says whether it scores
+    characters (UTF-8-mode packages) or words; `char_based` overrides that for a plain KenLM model,
+    which has no flag of its own."""
+
+    def __init__(self, path: str, alphabet, alpha: float | None = None, beta: float | None = None,
+                 char_based: bool | None = None):
         try:
             with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
                 # mapped, not read: a release scorer is about a gigabyte, and only its tail is parsed here
-                self._read_package(path, data, alphabet, alpha, beta)
+                self._read_package(path, data, alphabet, alpha, beta, char_based)
         except (OSError, ValueError) as e:
             if isinstance(e, ScorerError):
                 raise
@@ -61,21 +76,29 @@ class Scorer:
                               "give --lm_alpha and --lm_beta")
         self.order = self.lm.order
         self._kenlm = kenlm
+        if self.utf8_mode:
+            self._char_states = _CharStates(self)
 
-    def _read_package(self, path: str, data, alphabet, alpha, beta) -> None:
+    def _read_package(self, path: str, data, alphabet, alpha, beta, char_based) -> None:
         header = _find_header(data)
         if header is not None:
             self.utf8_mode = bool(data[header + 8])
             default_alpha, default_beta = struct.unpack_from("<dd", data, header + 9)
-        else:  # a plain KenLM model (.arpa or .binary): words are scored, any spelling is allowed
-            self.utf8_mode, default_alpha, default_beta = False, None, None
+            # Coqui builds a UTF-8-mode vocabulary in bytes and a word vocabulary in an alphabet's labels:
+            # read with the other kind of model, its FST would spell nonsense
+            if self.utf8_mode and not alphabet.is_bytes:
+                raise ScorerError(f"{path}: a UTF-8-mode scorer is for --bytes_output_mode models; "
+                                  "this model has an alphabet file")
+            if not self.utf8_mode and alphabet.is_bytes:
+                raise ScorerError(f"{path}: a word scorer package spells its vocabulary in an alphabet file's "
+                                  "labels; a --bytes_output_mode model needs a UTF-8-mode scorer")
+        else:  # a plain KenLM model (.arpa or .binary): any spelling is allowed
+            self.utf8_mode, default_alpha, default_beta = bool(char_based), None, None
         self.alpha = default_alpha if alpha is None else alpha
         self.beta = default_beta if beta is None else beta
-        if self.utf8_mode:
-            raise NotImplementedError(f"{path}: UTF-8-mode scorers (for --bytes_output_mode) are not supported yet")
-        if alphabet.space_index is None:
+        if alphabet.space_index is None and not self.utf8_mode:
             raise ScorerError(f"{path}: a word scorer needs a space label in the alphabet")
-        self.space = alphabet.space_index
+        self.space = -1 if alphabet.space_index is None else alphabet.space_index
         self.alphabet = alphabet
         if header is not None:
             self.next_state, self.final, self.start = _read_const_fst(data, header + 25, alphabet.size, path)
@@ -85,22 +108,153 @@ class Scorer:
     def word_score(self, ngram: tuple[str, ...]) -> float:
         """alpha * ln P(last word | previous words) + beta for the last `order` words of a prefix that a
         space is about to end (fewer near the start, which is then the sentence start, as in Coqui)."""
+        if self.alphabet.is_bytes:  # a bytes model's words arrive as one character per byte
+            ngram = tuple(word.encode("latin-1").decode("utf-8", "replace") for word in ngram)
         return self.alpha * self.log_probability(ngram, bos=len(ngram) < self.order) + self.beta
 
     def log_probability(self, words: list[str], bos: bool) -> float:
         """Natural-log probability of the last word given the others, as Coqui's get_log_cond_prob."""
+        state = self._context(words[:-1], bos)
+        return OOV_SCORE if state is None else self._next_log_probability(state, words[-1])
+
+    def _context(self, words, bos: bool):
+        """KenLM's state after `words` (from the sentence start, or from no context); None if one is OOV."""
         state, out = self._kenlm.State(), self._kenlm.State()
         if bos:
             self.lm.BeginSentenceWrite(state)
         else:
             self.lm.NullContextWrite(state)
-        score = 0.0
         for word in words:
             if word not in self.lm:
-                return OOV_SCORE
-            score = self.lm.BaseScore(state, word, out)
+                return None
+            self.lm.BaseScore(state, word, out)
             state, out = out, state
-        return score / LOG10_E
+        return state
+
+    def _next_log_probability(self, state, word: str) -> float:
+        if word not in self.lm:
+            return OOV_SCORE
+        return self.lm.BaseScore(state, word, self._kenlm.State()) / LOG10_E
+
+    # Character scoring (UTF-8 mode), a whole beam at a time: see _CharStates.
+    def char_scores(self, states: np.ndarray) -> np.ndarray:
+        """[len(states), labels]: what extending each prefix by each label adds to its score; -inf where
+        the bytes cannot continue UTF-8."""
+        return self._char_states.scores(states, self.alpha, self.beta)
+
+    def char_next(self, state: int, label: int) -> int:
+        return self._char_states.next(state, label)
+
+    def char_end_scores(self, states: np.ndarray) -> np.ndarray:
+        """What ending the transcript adds to each prefix: its last word's end, an unfinished character's
+        OOV score (as Coqui), or nothing after a space."""
+        return self._char_states.end_scores(states, self.alpha, self.beta)
+
+
+class _CharStates:
+    """What a character scorer needs to know of a prefix: the last order-1 characters of the word being
+    spelled, whether that word has begun, and the bytes of an unfinished character. There are few such
+    states (a few per character in the vocabulary for a small order), so each gets a number, and its
+    log-probabilities for every label are computed once, with alpha and beta applied on each lookup
+    (lm_optimize changes them between trials)."""
+
+    SCORED, WAITING, INVALID = 1, 0, -1  # a label completes a scored unit, starts or continues one, or is not UTF-8
+
+    def __init__(self, scorer: Scorer):
+        self.scorer = scorer
+        self.keys: list[tuple[tuple[str, ...], bool, bytes]] = []
+        self.ids: dict = {}
+        self.transitions: dict[tuple[int, int], int] = {}
+        size = scorer.alphabet.size
+        self.log_prob = np.zeros((64, size))  # grown by doubling
+        self.kind = np.zeros((64, size), np.int8)
+        self.end_log_prob = np.zeros(64)
+        self.end_beta = np.zeros(64)  # 1 where ending adds beta too (an unfinished character, as in Coqui)
+        self.intern(((), False, b""))  # state 0: the start of the transcript
+
+    def intern(self, key) -> int:
+        found = self.ids.get(key)
+        if found is None:
+            found = self.ids[key] = len(self.keys)
+            self.keys.append(key)
+            if found == len(self.kind):
+                self.log_prob, self.kind, self.end_log_prob, self.end_beta = (
+                    np.concatenate([a, np.zeros_like(a)]) for a in (self.log_prob, self.kind, self.end_log_prob,
+                                                                     self.end_beta))
+            self.log_prob[found], self.kind[found], self.end_log_prob[found], self.end_beta[found] = self._row(*key)
+        return found
+
+    def _unit(self, pending: bytes, label: int) -> tuple[int, str | bytes]:
+        """(kind, the completed unit or the still-unfinished bytes) of appending `label`."""
+        alphabet = self.scorer.alphabet
+        if not alphabet.is_bytes:
+            return self.SCORED, alphabet.labels[label]
+        piece = pending + bytes([label + 1])
+        need = _utf8_length(piece[0])
+        if need == 0 or (len(piece) > 1 and not 0x80 <= piece[-1] < 0xC0):
+            return self.INVALID, b""
+        if len(piece) < need:
+            return self.WAITING, piece
+        try:
+            return self.SCORED, piece.decode("utf-8")
+        except UnicodeDecodeError:  # overlong forms and surrogates
+            return self.INVALID, b""
+
+    def _row(self, context, begun, pending):
+        scorer, size = self.scorer, self.scorer.alphabet.size
+        log_prob, kind = np.zeros(size), np.zeros(size, np.int8)
+        state = scorer._context(context, bos=len(context) < scorer.order - 1)
+        score = (lambda unit: OOV_SCORE) if state is None else (
+            lambda unit: scorer._next_log_probability(state, unit))
+        for label in range(size):
+            if label == scorer.space:
+                kind[label] = self.INVALID if pending else self.SCORED
+                log_prob[label] = 0.0 if pending else score("</s>")
+                continue
+            kind[label], unit = self._unit(pending, label)
+            if kind[label] == self.SCORED:
+                log_prob[label] = score(unit)
+        if pending:
+            return log_prob, kind, OOV_SCORE, 1.0
+        return log_prob, kind, score("</s>") if begun else 0.0, 0.0
+
+    def next(self, state: int, label: int) -> int:
+        found = self.transitions.get((state, label))
+        if found is None:
+            context, begun, pending = self.keys[state]
+            if label == self.scorer.space:
+                key = ((), False, b"")
+            else:
+                kind, unit = self._unit(pending, label)
+                if kind == self.WAITING:
+                    key = (context, begun, unit)
+                else:  # an invalid label is never extended (its score is -inf); keep the state
+                    keep = self.scorer.order - 1
+                    context = (context + (unit,))[-keep:] if keep else ()
+                    key = (context, True, b"")
+            found = self.transitions[(state, label)] = self.intern(key)
+        return found
+
+    def scores(self, states: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+        kind = self.kind[states]
+        return np.where(kind == self.SCORED, alpha * self.log_prob[states] + beta,
+                        np.where(kind == self.WAITING, 0.0, -np.inf))
+
+    def end_scores(self, states: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+        return alpha * self.end_log_prob[states] + beta * self.end_beta[states]
+
+
+def _utf8_length(first_byte: int) -> int:
+    """Bytes in the UTF-8 sequence that starts with `first_byte`; 0 if it cannot start one."""
+    if first_byte < 0x80:
+        return 1
+    if 0xC2 <= first_byte < 0xE0:
+        return 2
+    if 0xE0 <= first_byte < 0xF0:
+        return 3
+    if 0xF0 <= first_byte < 0xF5:
+        return 4
+    return 0
 
 
 def _find_header(data: bytes) -> int | None:

@@ -75,6 +75,15 @@ def test_n_hidden_comes_from_source_flags_txt(tmp_path, capsys):
     assert Config.from_args(["--load_checkpoint_dir", str(tmp_path)]).finalize().n_hidden == 2048
 
 
+def test_bytes_output_mode_comes_from_source_flags_txt_unless_an_alphabet_is_given(tmp_path, capsys):
+    (tmp_path / "flags.txt").write_text(json.dumps({"n_hidden": 2048, "bytes_output_mode": True}))
+    assert Config.from_args(["--load_checkpoint_dir", str(tmp_path)]).finalize().bytes_output_mode
+    assert "trained with --bytes_output_mode" in capsys.readouterr().out
+    # a new alphabet, or a transfer that drops the output layer, means the user chose another output
+    for flags in (["--alphabet_config_path", "data/alphabet.txt"], ["--drop_source_layers", "1"]):
+        assert not Config.from_args(["--load_checkpoint_dir", str(tmp_path)] + flags).finalize().bytes_output_mode
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--train_cudnn", "true", "--load_cudnn", "true"], "--load_cudnn was also specified"),
     (["--bytes_output_mode", "true", "--alphabet_config_path", "a.txt"], "--alphabet_config_path *and*"),

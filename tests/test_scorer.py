@@ -12,7 +12,7 @@ import pytest
 
 from cli import run
 from coqui_stt_training import evaluate, lm_optimize, train, transcribe
-from coqui_stt_training.alphabet import load_alphabet
+from coqui_stt_training.alphabet import UTF8Alphabet, load_alphabet
 from coqui_stt_training.decode import beam_search
 from coqui_stt_training.inference import OnnxModel
 from coqui_stt_training.scorer import OOV_SCORE, Scorer, ScorerError
@@ -20,6 +20,8 @@ from coqui_stt_training.scorer import OOV_SCORE, Scorer, ScorerError
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 SMOKE = os.path.join(ROOT, "data", "smoke_test")
 SCORER = os.path.join(SMOKE, "pruned_lm.scorer")
+BYTES_SCORER = os.path.join(SMOKE, "pruned_lm.bytes.scorer")
+BYTES = UTF8Alphabet()
 ALPHABET_PATH = os.path.join(ROOT, "data", "alphabet.txt")
 ALPHABET = load_alphabet(ALPHABET_PATH)
 LDC = os.path.join(SMOKE, "ldc93s1.csv")
@@ -55,15 +57,15 @@ def test_the_package_is_read_as_coqui_wrote_it(scorer):
         ["she", "had"], bos=True) + scorer.beta)
 
 
-def frames_for(text, confusion=None, ambiguity=0.45):
-    """CTC log-probabilities that spell `text` (blank between characters); at the characters named in
-    `confusion` the acoustics prefer another letter by a small margin."""
-    classes = ALPHABET.size + 1
+def frames_for(text, confusion=None, ambiguity=0.45, alphabet=ALPHABET):
+    """CTC log-probabilities that spell `text` (blank between labels); at the label positions named in
+    `confusion` the acoustics prefer another label by a small margin."""
+    classes = alphabet.size + 1
     rows = []
-    for i, label in enumerate(ALPHABET.encode(text)):
+    for i, label in enumerate(alphabet.encode(text)):
         row = np.full(classes, 0.01 / classes)
         if confusion and i in confusion:
-            row[ALPHABET.encode(confusion[i])[0]] = 1 - ambiguity
+            row[confusion[i]] = 1 - ambiguity
             row[label] = ambiguity
         else:
             row[label] = 0.99
@@ -76,7 +78,7 @@ def frames_for(text, confusion=None, ambiguity=0.45):
 def test_the_language_model_corrects_what_the_acoustics_get_slightly_wrong(scorer):
     # "greasy" with the acoustics leaning to "greesy" at its fourth letter, a word not in the vocabulary
     text = "she had your dark suit in greasy wash water all year"
-    log_probs = frames_for(text, confusion={text.index("greasy") + 3: "e"})
+    log_probs = frames_for(text, confusion={text.index("greasy") + 3: ALPHABET.encode("e")[0]})
     without = ALPHABET.decode(beam_search(log_probs, 64))
     with_lm = ALPHABET.decode(beam_search(log_probs, 64, scorer=scorer))
     assert without == text.replace("greasy", "greesy")
@@ -111,9 +113,100 @@ def test_a_plain_kenlm_model_scores_words_without_a_vocabulary_constraint(tmp_pa
     scorer = Scorer(str(path), ALPHABET, alpha=1.0, beta=0.5)
     assert scorer.next_state is None and scorer.log_probability(["greasy"], bos=True) == pytest.approx(
         -0.7 / math.log10(math.e)) and scorer.log_probability(["greesy"], bos=True) == OOV_SCORE
-    log_probs = frames_for("greasy wash", confusion={3: "e"})
+    log_probs = frames_for("greasy wash", confusion={3: ALPHABET.encode("e")[0]})
     assert ALPHABET.decode(beam_search(log_probs, 32)) == "greesy wash"
     assert ALPHABET.decode(beam_search(log_probs, 32, scorer=scorer)) == "greasy wash"
+
+
+def test_a_utf8_mode_package_scores_each_character_and_each_word_end():
+    scorer = Scorer(BYTES_SCORER, BYTES)
+    assert (round(scorer.alpha, 6), round(scorer.beta, 6), scorer.order, scorer.utf8_mode) == (
+        0.931289, 1.183414, 2, True)
+    # the vocabulary: the 26 letters and the apostrophe, each a whole "word"; no space
+    start_arcs = np.flatnonzero(scorer.next_state[scorer.start] >= 0)
+    assert bytes(int(label) + 1 for label in start_arcs) == b"'abcdefghijklmnopqrstuvwxyz"
+    assert scorer.final[scorer.next_state[scorer.start, start_arcs]].all()
+    model = kenlm.Model(BYTES_SCORER)
+
+    def expected(log10_prob, with_beta=True):
+        return scorer.alpha * log10_prob / math.log10(math.e) + (scorer.beta if with_beta else 0.0)
+
+    start = np.array([0])
+    h = BYTES.encode("h")[0]
+    assert scorer.char_scores(start)[0, h] == pytest.approx(expected(model.score("h", bos=True, eos=False)), abs=1e-5)
+    state = 0
+    for label in BYTES.encode("she"):
+        state = scorer.char_next(state, label)
+    she = np.array([state])
+    word_end = model.score("s h e", bos=True, eos=True) - model.score("s h e", bos=True, eos=False)
+    assert scorer.char_scores(she)[0, BYTES.space_index] == pytest.approx(expected(word_end), abs=1e-5)
+    assert scorer.char_end_scores(she)[0] == pytest.approx(expected(word_end, with_beta=False), abs=1e-5)
+    after_space = scorer.char_next(state, BYTES.space_index)
+    assert after_space == 0  # the next word starts after <s>, as the transcript did
+    scorer.alpha, scorer.beta = 0.5, 0.25  # lm_optimize's trials change them after rows are cached
+    assert scorer.char_scores(start)[0, h] == pytest.approx(expected(model.score("h", bos=True, eos=False)), abs=1e-5)
+
+
+def test_the_character_language_model_corrects_letters_and_keeps_the_spaces():
+    scorer = Scorer(BYTES_SCORER, BYTES)
+    assert BYTES.decode(beam_search(frames_for(SENTENCE, alphabet=BYTES), 64, scorer=scorer)) == SENTENCE
+    # the fourth letter of "greasy" leaning to e, i or o: the character bigram model prefers "ea"
+    for letter in "eio":
+        log_probs = frames_for(SENTENCE, {SENTENCE.index("greasy") + 3: BYTES.encode(letter)[0]}, 0.4, BYTES)
+        assert BYTES.decode(beam_search(log_probs, 64)) == SENTENCE.replace("greasy", f"gre{letter}sy")
+        assert BYTES.decode(beam_search(log_probs, 64, scorer=scorer)) == SENTENCE
+
+
+CHAR_ARPA = """
+\\data\\
+ngram 1=7
+ngram 2=4
+
+\\1-grams:
+-99\t<s>\t0
+-1.0\t</s>
+-3.0\t<unk>
+-1.0\t\u0436\t0
+-1.0\t\u0443\t0
+-0.8\t\u0444\t0
+-1.0\t\u043a\t0
+
+\\2-grams:
+-0.1\t<s> \u0436
+-0.1\t\u0436 \u0443
+-0.1\t\u0443 \u043a
+-0.1\t\u043a </s>
+
+\\end\\
+"""
+
+
+def test_multibyte_characters_are_scored_once_complete_and_bytes_that_are_not_utf8_never_extend(tmp_path):
+    path = tmp_path / "chars.arpa"  # a character model of "жук" in which ф alone is likelier than у
+    path.write_text(CHAR_ARPA, encoding="utf-8")
+    scorer = Scorer(str(path), BYTES, alpha=1.0, beta=0.0, char_based=True)
+    assert scorer.utf8_mode and scorer.next_state is None
+    u, f = "у".encode(), "ф".encode()
+    assert u[0] == f[0]  # the two letters differ only in their second byte
+    log_probs = frames_for("жук", {3: f[1] - 1}, 0.45, BYTES)
+    assert BYTES.decode(beam_search(log_probs, 16)) == "жфк"
+    assert BYTES.decode(beam_search(log_probs, 16, scorer=scorer)) == "жук"
+    # a stray continuation byte, or a lead byte with nothing after it, at the end: no scorer keeps it
+    for stray in (u[1], u[0]):
+        frame = np.full(BYTES.size + 1, 0.001 / BYTES.size)
+        frame[stray - 1] = 0.999
+        log_probs = np.vstack([frames_for("жук", alphabet=BYTES), np.log(frame / frame.sum())])
+        assert BYTES.decode(beam_search(log_probs, 16)) == "жук\ufffd"
+        assert BYTES.decode(beam_search(log_probs, 16, scorer=scorer)) == "жук"
+
+
+def test_a_scorer_for_the_other_kind_of_model_is_refused():
+    with pytest.raises(ScorerError, match=r"pruned_lm.bytes.scorer: a UTF-8-mode scorer is for --bytes_output_mode "
+                                          r"models; this model has an alphabet file"):
+        Scorer(BYTES_SCORER, ALPHABET)
+    with pytest.raises(ScorerError, match=r"pruned_lm.scorer: a word scorer package spells its vocabulary in an "
+                                          r"alphabet file's labels; a --bytes_output_mode model needs a UTF-8-mode"):
+        Scorer(SCORER, BYTES)
 
 
 def test_bad_scorer_files_are_named(tmp_path):
@@ -127,26 +220,36 @@ def test_bad_scorer_files_are_named(tmp_path):
         Scorer(str(tmp_path / "cut.scorer"), ALPHABET)
 
 
-def test_an_ldc93s1_model_decodes_exactly_with_and_without_the_scorer(tmp_path, capsys):
+@pytest.mark.parametrize("kind", ["characters", "bytes"])
+def test_an_ldc93s1_model_decodes_exactly_with_and_without_the_scorer(kind, tmp_path, capsys):
     """Coqui's acceptance: the LDC93S1 model (n_hidden 100) decodes exactly through evaluate with and without
-    pruned_lm.scorer, through transcribe, and through the exported ONNX model."""
+    pruned_lm.scorer, through transcribe, and through the exported ONNX model. The same for a bytes model
+    with pruned_lm.bytes.scorer (its 256 classes need more epochs to leave the all-blank plateau)."""
+    if kind == "characters":
+        model_flags, scorer_path, metric = ["--alphabet_config_path", ALPHABET_PATH, "--epochs", "300",
+                                            "--learning_rate", "0.001"], SCORER, "WER"
+    else:
+        model_flags, scorer_path, metric = ["--bytes_output_mode", "true", "--epochs", "1000",
+                                            "--learning_rate", "0.002"], BYTES_SCORER, "CER"
     ckpt, out = str(tmp_path / "ckpt"), str(tmp_path / "model")
-    status, log = run(train.main, ["--alphabet_config_path", ALPHABET_PATH, "--train_files", LDC, "--dev_files", LDC,
-                                   "--n_hidden", "100", "--epochs", "300", "--learning_rate", "0.001",
-                                   "--dropout_rate", "0.05", "--checkpoint_dir", ckpt, "--show_progressbar", "false",
-                                   "--export_dir", out], capsys)
+    status, log = run(train.main, model_flags + ["--train_files", LDC, "--dev_files", LDC, "--n_hidden", "100",
+                                                 "--dropout_rate", "0.05", "--checkpoint_dir", ckpt,
+                                                 "--show_progressbar", "false", "--export_dir", out], capsys)
     assert status == 0, log
-    for scorer_flags in ([], ["--scorer_path", SCORER]):
+    # evaluate, transcribe and lm_optimize find the alphabet, or bytes mode, in the checkpoint directory
+    for scorer_flags in ([], ["--scorer_path", scorer_path]):
         status, log = run(evaluate.main, ["--checkpoint_dir", ckpt, "--test_files", LDC] + scorer_flags, capsys)
         assert status == 0 and f' - res: "{SENTENCE}"' in log and "WER: 0.000000, CER: 0.000000" in log, log
     shutil.copy(os.path.join(SMOKE, "LDC93S1.wav"), tmp_path / "ldc.wav")
-    for scorer_flags in ([], ["--scorer_path", SCORER]):
+    for scorer_flags in ([], ["--scorer_path", scorer_path]):
         status, log = run(transcribe.main, ["--checkpoint_dir", ckpt, "--src", str(tmp_path / "ldc.wav"),
                                             "--force", "true", "--beam_width", "500"] + scorer_flags, capsys)
         assert status == 0 and [e["transcript"] for e in json.load(open(tmp_path / "ldc.tlog"))] == [SENTENCE], log
-    status, log = run(lm_optimize.main, ["--checkpoint_dir", ckpt, "--test_files", LDC, "--scorer_path", SCORER,
+    status, log = run(lm_optimize.main, ["--checkpoint_dir", ckpt, "--test_files", LDC, "--scorer_path", scorer_path,
                                          "--n_trials", "4", "--lm_alpha_max", "1", "--lm_beta_max", "1"], capsys)
-    assert status == 0 and re.search(r"Best params: lm_alpha=[0-9.]+ and lm_beta=[0-9.]+ with WER=0\.0\n", log), log
+    assert status == 0 and re.search(rf"Best params: lm_alpha=[0-9.]+ and lm_beta=[0-9.]+ with {metric}=0\.0\n",
+                                     log), log
     onnx_model = OnnxModel(os.path.join(out, "output_graph.onnx"))
-    for scorer in (None, Scorer(SCORER, onnx_model.alphabet)):  # the package's own alpha and beta, as a client
+    assert onnx_model.alphabet.is_bytes == (kind == "bytes")
+    for scorer in (None, Scorer(scorer_path, onnx_model.alphabet)):  # the package's own alpha and beta, as a client
         assert onnx_model.transcribe(os.path.join(SMOKE, "LDC93S1.wav"), scorer=scorer) == SENTENCE
