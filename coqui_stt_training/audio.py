@@ -25,17 +25,29 @@ def read_audio(path: str) -> tuple[np.ndarray, int]:
     try:
         with soundfile.SoundFile(path) as f:
             rate = f.samplerate
-            if f.subtype.startswith("PCM_") and f.subtype not in ("PCM_24", "PCM_32"):
-                # 8- and 16-bit PCM: read the integers so the 1/32767 scale is exact.
-                samples = f.read(dtype="int16", always_2d=True).astype(np.float32) / INT16_MAX
-            else:
-                samples = f.read(dtype="float32", always_2d=True)
+            # 8- and 16-bit PCM: read the integers so the 1/32767 scale is exact
+            as_int16 = f.subtype.startswith("PCM_") and f.subtype not in ("PCM_24", "PCM_32")
+            samples = _read_all(f, "int16" if as_int16 else "float32")
+            if as_int16:
+                samples = samples.astype(np.float32) / INT16_MAX
     except (RuntimeError, soundfile.LibsndfileError, OSError) as e:
         raise AudioError(f"unreadable audio {path} ({str(e).splitlines()[0]})") from None
     if samples.shape[0] == 0:
         raise AudioError(f"empty audio {path}")
     mono = samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
     return np.ascontiguousarray(mono, dtype=np.float32), rate
+
+
+def _read_all(f: soundfile.SoundFile, dtype: str) -> np.ndarray:
+    """[frames, channels] of everything the decoder gives, read in blocks of about 4 MiB: a damaged header
+    can claim billions of frames, and reading it in one call would allocate what it claims."""
+    block = max(1, (4 << 20) // (4 * f.channels))
+    pieces = []
+    while len(piece := f.read(block, dtype=dtype, always_2d=True)):
+        pieces.append(piece)
+        if len(piece) < block:
+            break
+    return np.concatenate(pieces) if pieces else np.zeros((0, f.channels), dtype)
 
 
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
