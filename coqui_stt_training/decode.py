@@ -70,8 +70,9 @@ class _Prefixes:
             return found
         found = self.children[key] = self.size
         if self.size == len(self.parent):
-            self.parent, self.label, self.state, self.char_state = (
-                np.concatenate([a, np.full_like(a, -1)]) for a in (self.parent, self.label, self.state, self.char_state))
+            arrays = (self.parent, self.label, self.state, self.char_state)
+            self.parent, self.label, self.state, self.char_state = (np.concatenate([a, np.full_like(a, -1)])
+                                                                    for a in arrays)
         self.size += 1
         self.parent[found], self.label[found] = node, label
         scorer = self.scorer
@@ -156,9 +157,10 @@ def beam_search(log_probs: np.ndarray, beam_width: int, cutoff_prob: float = 1.0
                 extend[blocked] = NEG_INF
             if scorer.utf8_mode:
                 extend += scorer.char_scores(trie.char_state[nodes])[:, grow]
-            for j in np.flatnonzero(grow == space) if not scorer.utf8_mode else ():
-                rows = np.flatnonzero(np.isfinite(extend[:, j]))
-                extend[rows, j] += trie.word_score(nodes[rows].tolist())
+            else:
+                for j in np.flatnonzero(grow == space):
+                    rows = np.flatnonzero(np.isfinite(extend[:, j]))
+                    extend[rows, j] += trie.word_score(nodes[rows].tolist())
         # An extension that is already in the beam adds to that prefix instead of competing with it.
         # Each node's parent's place in the beam, found by a search over the beam (not a table over the
         # whole trie, which grows with the utterance), and its label's column.

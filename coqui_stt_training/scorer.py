@@ -228,10 +228,11 @@ class _CharStates:
                 kind, unit = self._unit(pending, label)
                 if kind == self.WAITING:
                     key = (context, begun, unit)
-                else:  # an invalid label is never extended (its score is -inf); keep the state
+                elif kind == self.SCORED:
                     keep = self.scorer.order - 1
-                    context = (context + (unit,))[-keep:] if keep else ()
-                    key = (context, True, b"")
+                    key = ((context + (unit,))[-keep:] if keep else (), True, b"")
+                else:  # never extended (its score is -inf)
+                    key = self.keys[state]
             found = self.transitions[(state, label)] = self.intern(key)
         return found
 
