@@ -2,11 +2,13 @@
 
     python -m coqui_stt_training.transcribe --checkpoint_dir ckpt/ --src talk.wav [--dst talk.tlog]
     python -m coqui_stt_training.transcribe --checkpoint_dir ckpt/ --src recordings/ [--recursive true]
+    python -m coqui_stt_training.transcribe --checkpoint_dir ckpt/ --src book.catalog
 
 Each file is split at its silences, the pieces are transcribed in batches (--batch_size; pieces longer
 than --outlier_duration_ms in batches of --outlier_batch_size) with --beam_width and the optional
---scorer_path, and a `.tlog` is written beside it (or to --dst): Coqui's JSON list of
-{"start": ms, "end": ms, "transcript": text}. Existing .tlog files are kept unless --force.
+--scorer_path, and a `.tlog` is written beside it (or to --dst, or where a DSAlign .catalog entry says):
+Coqui's JSON list of {"start": ms, "end": ms, "transcript": text}. Existing .tlog files are kept unless
+--force.
 
 Coqui split with WebRTC's VAD; ours is an energy detector with the same shape: 30 ms frames, a frame is
 speech when it is loud enough above the file's own noise floor (--vad_aggressiveness 0 to 3 asks for
@@ -91,13 +93,40 @@ def transcribe_file(path: str, model, alphabet, config: Config, scorer, device) 
     return sorted(results, key=lambda r: r["start"])
 
 
+def catalog_tasks(path: str) -> list[tuple[str, str]]:
+    """(audio, .tlog) pairs of a DSAlign .catalog: a JSON list of {"audio": path, "tlog": path, ...}, relative
+    paths taken from the catalog's folder, as Coqui reads it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            entries = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not a JSON catalog ({e})") from None
+    if not isinstance(entries, list):
+        raise ConfigError(f'{path}: a catalog is a JSON list of entries with "audio" and "tlog" paths')
+    folder = os.path.dirname(os.path.abspath(path))
+    pairs = []
+    for i, entry in enumerate(entries):
+        if not (isinstance(entry, dict) and isinstance(entry.get("audio"), str) and isinstance(entry.get("tlog"), str)):
+            raise ConfigError(f'{path}: entry {i} needs "audio" and "tlog" paths')
+        audio = os.path.join(folder, entry["audio"])  # an absolute path stays as it is
+        if not os.path.isfile(audio):
+            raise ConfigError(f"{path}: entry {i}: audio file {audio} does not exist")
+        pairs.append((audio, os.path.join(folder, entry["tlog"])))
+    return pairs
+
+
 def tasks(config: Config) -> list[tuple[str, str]]:
     """(audio, .tlog) pairs, checked before any work."""
     src = config.src
     if not src or not os.path.exists(src):
-        raise ConfigError("You have to specify which audio file or directory to transcribe with the --src flag"
-                          + (f" ({src} does not exist)" if src else ""))
-    if os.path.isdir(src):
+        raise ConfigError("You have to specify which audio file, catalog file or directory to transcribe with the "
+                          "--src flag" + (f" ({src} does not exist)" if src else ""))
+    is_catalog = os.path.isfile(src) and src.endswith(".catalog")
+    if is_catalog:
+        if config.dst:
+            raise ConfigError("--dst is not supported with a .catalog --src: each entry names its .tlog")
+        pairs = catalog_tasks(src)
+    elif os.path.isdir(src):
         if config.dst:
             raise ConfigError("--dst is for a single --src file; a directory's .tlog files are written beside "
                               "its audio")
@@ -107,11 +136,17 @@ def tasks(config: Config) -> list[tuple[str, str]]:
         pairs = [(a, os.path.splitext(a)[0] + ".tlog") for a in audio]
     else:
         pairs = [(src, config.dst or os.path.splitext(src)[0] + ".tlog")]
+    inputs = {os.path.realpath(a) for a, _ in pairs} | {os.path.realpath(src)}
     for _, dst in pairs:
+        if os.path.realpath(dst) in inputs:  # not even with --force: it is the user's audio or catalog
+            raise ConfigError(f"{dst} is an input of this transcription; a .tlog cannot be written over it")
         if os.path.exists(dst) and not config.force:
             raise ConfigError(f'Destination file "{dst}" already exists - use --force for overwriting')
-        if not os.path.isdir(os.path.dirname(os.path.abspath(dst))):
+        if not is_catalog and not os.path.isdir(os.path.dirname(os.path.abspath(dst))):
             raise ConfigError(f"Missing destination directory for {dst}")
+    if is_catalog:  # as Coqui does, a catalog's .tlog folders are made
+        for _, dst in pairs:
+            os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
     return pairs
 
 

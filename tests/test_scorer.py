@@ -191,7 +191,8 @@ def test_multibyte_characters_are_scored_once_complete_and_bytes_that_are_not_ut
     log_probs = frames_for("жук", {3: f[1] - 1}, 0.45, BYTES)
     assert BYTES.decode(beam_search(log_probs, 16)) == "жфк"
     assert BYTES.decode(beam_search(log_probs, 16, scorer=scorer)) == "жук"
-    # a stray continuation byte, or a lead byte with nothing after it, at the end: no scorer keeps it
+    # a stray continuation byte, or a lead byte with nothing after it, at the end: without a scorer it comes
+    # out as U+FFFD; the scorer never keeps it
     for stray in (u[1], u[0]):
         frame = np.full(BYTES.size + 1, 0.001 / BYTES.size)
         frame[stray - 1] = 0.999

@@ -59,3 +59,36 @@ def test_tlog_files_for_a_file_and_a_directory_and_nothing_overwritten(tmp_path,
     assert status == 0 and {"one.tlog", "two.tlog"} <= set(os.listdir(tmp_path)), log
     status, log = run(transcribe.main, base + ["--src", str(tmp_path), "--dst", str(tmp_path / "x.tlog")], capsys)
     assert status == 1 and "E --dst is for a single --src file" in log
+
+
+def test_a_dsalign_catalog_names_each_audio_file_and_its_tlog(tmp_path, capsys):
+    (tmp_path / "audio").mkdir()
+    shutil.copy(os.path.join(SMOKE, "LDC93S1.flac"), tmp_path / "audio" / "one.flac")
+    two_utterances(tmp_path / "two.wav")
+    catalog = tmp_path / "book.catalog"
+    # relative paths are the catalog's folder's; an absolute one stays; a missing .tlog folder is made
+    catalog.write_text(json.dumps([{"audio": "audio/one.flac", "tlog": "logs/one.tlog", "text": "ignored"},
+                                   {"audio": str(tmp_path / "two.wav"), "tlog": str(tmp_path / "two.tlog")}]))
+    base = ["--checkpoint_dir", RUSSIAN, "--beam_width", "16", "--src", str(catalog)]
+    status, log = run(transcribe.main, base, capsys)
+    assert status == 0, log
+    assert len(json.load(open(tmp_path / "logs" / "one.tlog"))) == 1 and len(json.load(open(tmp_path / "two.tlog"))) == 2
+    status, log = run(transcribe.main, base, capsys)
+    assert status == 1 and f'E Destination file "{tmp_path}/logs/one.tlog" already exists - use --force' in log
+    status, log = run(transcribe.main, base + ["--dst", str(tmp_path / "x.tlog")], capsys)
+    assert status == 1 and "E --dst is not supported with a .catalog --src" in log
+
+    before = open(tmp_path / "two.wav", "rb").read()
+    for entries, message in [
+        ([{"audio": "two.wav", "tlog": "two.wav"}], f"E {tmp_path}/two.wav is an input of this transcription"),
+        ([{"audio": "missing.wav", "tlog": "m.tlog"}], f"E {catalog}: entry 0: audio file {tmp_path}/missing.wav"),
+        ([{"audio": "two.wav"}], f'E {catalog}: entry 0 needs "audio" and "tlog" paths'),
+        ({"audio": "two.wav"}, f"E {catalog}: a catalog is a JSON list"),
+    ]:
+        catalog.write_text(json.dumps(entries))
+        status, log = run(transcribe.main, base + ["--force", "true"], capsys)
+        assert status == 1 and message in log, log
+    catalog.write_text("[{")
+    status, log = run(transcribe.main, base, capsys)
+    assert status == 1 and f"E {catalog}: not a JSON catalog" in log, log
+    assert open(tmp_path / "two.wav", "rb").read() == before
