@@ -308,8 +308,9 @@ class Trainer:
         return self.last_saved
 
     def step(self, batch) -> float | None:
-        """One optimiser step; returns the global batch's mean loss. A non-finite loss on any rank skips
-        the step everywhere (weights untouched) and names the files."""
+        """One optimiser step; returns this rank's mean loss (the caller averages it over ranks together
+        with its stop and save votes, in one all-reduce). A non-finite loss on any rank skips the step
+        everywhere (weights untouched) and names the files; then every rank returns None."""
         losses = self.losses(batch)
         finite = bool(torch.isfinite(losses).all())
         (anywhere,) = self.world.any(not finite)
@@ -328,8 +329,7 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
         self.global_step += 1
-        (total,) = self.world.sum(loss.item())
-        return total / self.world.size
+        return loss.item()
 
     def losses(self, batch) -> torch.Tensor:
         """Per-sample CTC losses of a training batch; under autocast with --automatic_mixed_precision
@@ -354,17 +354,18 @@ class Trainer:
         self.model.train()
         last_save = time.time()
         for batch in bar:
-            loss = self.step(batch)
+            rank_loss = self.step(batch)
             p.batch += 1
-            if loss is not None:
+            # Every rank must stop or save at the same step: rank 0's clock decides when to save.
+            due = self.world.is_main and config.checkpoint_secs and time.time() - last_save > config.checkpoint_secs
+            loss_sum, stop, save = self.world.sum(rank_loss or 0.0, self.signals.received is not None, bool(due))
+            if rank_loss is not None:
+                loss = loss_sum / self.world.size
                 log.debug(f"Step {self.global_step} - loss: {loss:f}")
                 p.loss_sum, p.steps = p.loss_sum + loss, p.steps + 1
                 if self.summaries:
                     self.summaries.scalar("train", "step_loss", loss, self.global_step)
                 bar.set_postfix_str(f"Steps: {p.steps} | Loss: {p.loss_sum / p.steps:.6f}")
-            # Every rank must stop or save at the same step: rank 0's clock decides when to save.
-            due = self.world.is_main and config.checkpoint_secs and time.time() - last_save > config.checkpoint_secs
-            stop, save = self.world.any(self.signals.received is not None, bool(due))
             if stop:
                 raise Interrupted(self.signals.received or "a signal to another rank", self.save("train"))
             if save:
