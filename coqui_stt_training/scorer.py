@@ -50,8 +50,8 @@ class ScorerError(ValueError):
 
 class Scorer:
     """A scorer file opened for one alphabet. `utf8_mode` (Coqui's name) says whether it scores
-    characters (UTF-8-mode packages) or words; `char_based` overrides that for a plain KenLM model,
-    which has no flag of its own."""
+    characters (UTF-8-mode packages) or words; `char_based` sets it for a plain KenLM model, which has
+    no flag of its own (a package's flag is what Coqui built it with, and stands)."""
 
     def __init__(self, path: str, alphabet, alpha: float | None = None, beta: float | None = None,
                  char_based: bool | None = None):
