@@ -2,9 +2,10 @@
 
 Coqui never decodes greedily: it runs its beam search over the softmax with `--export_beam_width`
 beams, pruning each frame to the top `--cutoff_top_n` classes (and to `--cutoff_prob` of the mass).
-Without a scorer that search ranks prefixes by CTC probability alone, which is what this module does;
-a language-model scorer will plug in at `make_decoder`. The beam is kept in arrays so that one frame
-costs a few numpy operations over beam x classes, plus bookkeeping for the prefixes that survive.
+Without a scorer that search ranks prefixes by CTC probability alone; with one (scorer.py: Coqui's
+word or UTF-8-mode packages) it also keeps prefixes inside the vocabulary and adds language-model
+scores. The beam is kept in arrays so that one frame costs a few numpy operations over beam x classes,
+plus bookkeeping for the prefixes that survive.
 """
 
 from __future__ import annotations
@@ -193,11 +194,17 @@ def beam_search(log_probs: np.ndarray, beam_width: int, cutoff_prob: float = 1.0
     return trie.labels(int(nodes[np.argmax(final)]))
 
 
+def utterance_log_probs(logits: torch.Tensor, lengths: torch.Tensor) -> list[np.ndarray]:
+    """The model's logits [T, B, C] as each utterance's log-probabilities [frames, C], what the beam
+    search takes."""
+    log_probs = logits.float().log_softmax(-1).transpose(0, 1).cpu().numpy()  # [B, T, C]
+    return [lp[:n] for lp, n in zip(log_probs, lengths.tolist())]
+
+
 def beam_search_decode(logits: torch.Tensor, lengths: torch.Tensor, alphabet, beam_width: int,
                        cutoff_prob: float = 1.0, cutoff_top_n: int = 300, scorer=None) -> list[str]:
-    log_probs = logits.float().log_softmax(-1).transpose(0, 1).cpu().numpy()  # [B, T, C]
-    return [alphabet.decode(beam_search(lp[:n], beam_width, cutoff_prob, cutoff_top_n, scorer))
-            for lp, n in zip(log_probs, lengths.tolist())]
+    return [alphabet.decode(beam_search(lp, beam_width, cutoff_prob, cutoff_top_n, scorer))
+            for lp in utterance_log_probs(logits, lengths)]
 
 
 def make_decoder(config, alphabet) -> Decoder:

@@ -15,7 +15,7 @@ import torch
 
 from . import log
 from .data import DataError, Sample, data_loader, load_data_set
-from .decode import Decoder, make_decoder
+from .decode import Decoder, make_decoder, utterance_log_probs
 from .distributed import World
 from .model import DeepSpeech, ctc_loss
 
@@ -76,8 +76,7 @@ def log_probabilities(model: DeepSpeech, samples: list[Sample], config, device: 
     model.eval()
     out = []
     for batch in data_loader(samples, batch_size, config, train=False):
-        log_probs = model(batch.features.to(device)).float().log_softmax(-1).transpose(0, 1).cpu().numpy()
-        out += [(s, lp[:n]) for s, lp, n in zip(batch.samples, log_probs, batch.feature_lengths.tolist())]
+        out += zip(batch.samples, utterance_log_probs(model(batch.features.to(device)), batch.feature_lengths))
     return out
 
 

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         scorer = Scorer(args.scorer_path, model.alphabet, args.lm_alpha, args.lm_beta) if args.scorer_path else None
         for path in args.audio:
             print(f"{path}: {model.transcribe(path, args.beam_width or None, scorer=scorer)}", flush=True)
-    except (AudioError, ScorerError, NotImplementedError) as e:
+    except (AudioError, ScorerError) as e:
         sys.exit(f"E {e}")
 
 
