@@ -141,11 +141,12 @@ def test(model: DeepSpeech, config, alphabet, device: torch.device,
 
 def one_shot_infer(config, model: DeepSpeech, alphabet, device: torch.device) -> str:
     """Coqui's --one_shot_infer: print the transcript of one audio file, decoded with --beam_width (not
-    --export_beam_width). Unlike Coqui, which read the WAV at its own rate, the audio is resampled to
-    --audio_sample_rate, and any format the data sets accept is read."""
+    --export_beam_width) and the --scorer_path scorer, if any. Unlike Coqui, which read the WAV at its own
+    rate, the audio is resampled to --audio_sample_rate, and any format the data sets accept is read."""
     from .audio import load_audio
     from .decode import beam_search_decode
     from .features import mfcc_of_signals
+    from .scorer import load_scorer
 
     path = config.one_shot_infer
     if not os.path.isfile(path):
@@ -155,7 +156,7 @@ def one_shot_infer(config, model: DeepSpeech, alphabet, device: torch.device) ->
     with torch.no_grad():
         logits = model.eval()(features.to(device))
     text = beam_search_decode(logits, lengths, alphabet, config.beam_width, config.cutoff_prob,
-                              config.cutoff_top_n)[0]
+                              config.cutoff_top_n, load_scorer(config, alphabet))[0]
     print(text, flush=True)
     return text
 

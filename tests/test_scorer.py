@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cli import run
-from coqui_stt_training import evaluate, lm_optimize, train, transcribe
+from coqui_stt_training import evaluate, lm_optimize, train, training_graph_inference, transcribe
 from coqui_stt_training.alphabet import UTF8Alphabet, load_alphabet
 from coqui_stt_training.decode import beam_search
 from coqui_stt_training.inference import OnnxModel
@@ -246,6 +246,10 @@ def test_an_ldc93s1_model_decodes_exactly_with_and_without_the_scorer(kind, tmp_
         status, log = run(transcribe.main, ["--checkpoint_dir", ckpt, "--src", str(tmp_path / "ldc.wav"),
                                             "--force", "true", "--beam_width", "500"] + scorer_flags, capsys)
         assert status == 0 and [e["transcript"] for e in json.load(open(tmp_path / "ldc.tlog"))] == [SENTENCE], log
+    status, log = run(training_graph_inference.main, ["--checkpoint_dir", ckpt, "--one_shot_infer",
+                                                      os.path.join(SMOKE, "LDC93S1.wav"), "--beam_width", "500",
+                                                      "--scorer_path", scorer_path], capsys)
+    assert status == 0 and SENTENCE in log.splitlines(), log
     status, log = run(lm_optimize.main, ["--checkpoint_dir", ckpt, "--test_files", LDC, "--scorer_path", scorer_path,
                                          "--n_trials", "4", "--lm_alpha_max", "1", "--lm_beta_max", "1"], capsys)
     assert status == 0 and re.search(rf"Best params: lm_alpha=[0-9.]+ and lm_beta=[0-9.]+ with {metric}=0\.0\n",

@@ -329,3 +329,8 @@ def test_one_shot_infer_prints_the_checkpoints_transcript(capsys):
     status, log = run(training_graph_inference.main, ["--checkpoint_dir", russian, "--one_shot_infer", "nothere.wav"],
                       capsys)
     assert status == 1 and "E Path specified in --one_shot_infer is not a valid file: nothere.wav" in log
+    # --scorer_path is used, as in Coqui: a scorer for the other kind of model is refused
+    bytes_scorer = os.path.join(os.path.dirname(__file__), "..", "data", "smoke_test", "pruned_lm.bytes.scorer")
+    status, log = run(training_graph_inference.main, ["--checkpoint_dir", russian, "--one_shot_infer", wav,
+                                                      "--scorer_path", bytes_scorer], capsys)
+    assert status == 1 and "a UTF-8-mode scorer is for --bytes_output_mode models" in log, log
