@@ -9,6 +9,7 @@ from coqui_stt_training import data, train
 from coqui_stt_training.alphabet import load_alphabet
 from coqui_stt_training.config import Config
 from coqui_stt_training.data import load_data_set
+from coqui_stt_training.feature_cache import FeatureCache
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 SMOKE = os.path.join(ROOT, "data", "smoke_test")
@@ -60,12 +61,11 @@ def test_cached_features_are_the_computed_ones_and_are_reused(tmp_path, monkeypa
     os.utime(tmp_path / "LDC93S1.flac", ns=(1, 1))
     one_batch(samples, cached)
     assert computed[-1] == "LDC93S1.flac" and len(computed) == 10
-    # a damaged cache file is recomputed, not trusted
-    directory = next(os.path.join(cache, d) for d in os.listdir(cache)
-                     if os.path.isfile(os.path.join(cache, d, "settings.json"))
-                     and '"win_step_ms": 20' in open(os.path.join(cache, d, "settings.json")).read())
-    damaged = sorted(f for f in os.listdir(directory) if f.endswith(".npy"))[0]
-    open(os.path.join(directory, damaged), "wb").write(b"\x93NUMPY garbage")
+    # a damaged cache file is recomputed, not trusted (the entry in use: the edited file's old one is not)
+    entry = FeatureCache(cache, cached.audio_sample_rate, cached.feature_win_len, cached.feature_win_step).path(
+        str(tmp_path / "LDC93S1.wav"))
+    assert os.path.isfile(entry)
+    open(entry, "wb").write(b"\x93NUMPY garbage")
     again = one_batch(samples, cached)
     assert len(computed) == 11 and torch.equal(again.features, reference.features)
 
