@@ -32,11 +32,13 @@ def rss_mib(field: str) -> float:
 
 def measure(prefix: str, n_hidden: int) -> None:
     """Child process: import, build, load; print one JSON line."""
-    import torch  # noqa: F401  (the import's own memory belongs to the baseline)
+    import torch
+
     from coqui_stt_training import checkpoint
     from coqui_stt_training.alphabet import load_alphabet
     from coqui_stt_training.config import Config
     from coqui_stt_training.train import build_model
+
     baseline = rss_mib("VmRSS")
     config = Config(n_hidden=n_hidden)
     model, optimizer = build_model(config, load_alphabet("data/alphabet.txt"), torch.device("cpu"))
@@ -46,18 +48,19 @@ def measure(prefix: str, n_hidden: int) -> None:
     started = time.perf_counter()
     checkpoint.load_into(prefix, model, optimizer, config.learning_rate)
     seconds = time.perf_counter() - started
-    print(json.dumps({"baseline_mib": baseline, "built_mib": built, "peak_mib": rss_mib("VmHWM"),
-                      "load_s": seconds}))
+    print(json.dumps({"baseline_mib": baseline, "built_mib": built, "peak_mib": rss_mib("VmHWM"), "load_s": seconds}))
 
 
 def synthesise(directory: str, n_hidden: int) -> tuple[str, str]:
     """Write the TF checkpoint and the same tensors as safetensors; return both prefixes."""
     import safetensors.numpy
     import torch
+
     from coqui_stt_training.checkpoint import to_tensors
     from coqui_stt_training.model import DeepSpeech
     from coqui_stt_training.optimizer import TFAdam
     from coqui_stt_training.tf_checkpoint import write_tf_checkpoint
+
     model = DeepSpeech(n_hidden, 29)
     optimizer = TFAdam(model.trainable_parameters())
     rng = np.random.default_rng(0)
@@ -92,16 +95,25 @@ def main() -> None:
     started = time.perf_counter()
     tf_prefix, st_prefix = synthesise(args.work, args.n_hidden)
     print(f"synthesised in {time.perf_counter() - started:.1f} s", flush=True)
-    for label, prefix, files in (("Coqui/TF V2", tf_prefix, [".index", ".data-00000-of-00001"]),
-                                 ("safetensors", st_prefix, [".safetensors"])):
-        size = sum(os.path.getsize(prefix + ext) for ext in files) / 2 ** 20
-        out = subprocess.run([sys.executable, __file__, "--measure", prefix, "--n_hidden", str(args.n_hidden)],
-                             capture_output=True, text=True, check=True).stdout
+    for label, prefix, files in (
+        ("Coqui/TF V2", tf_prefix, [".index", ".data-00000-of-00001"]),
+        ("safetensors", st_prefix, [".safetensors"]),
+    ):
+        size = sum(os.path.getsize(prefix + ext) for ext in files) / 2**20
+        out = subprocess.run(
+            [sys.executable, __file__, "--measure", prefix, "--n_hidden", str(args.n_hidden)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         r = json.loads(out.strip().splitlines()[-1])
-        print(f"{label}: {size:.0f} MiB checkpoint, n_hidden {args.n_hidden}; load {r['load_s']:.2f} s; "
-              f"RSS after imports {r['baseline_mib']:.0f} MiB, with model and optimiser {r['built_mib']:.0f} MiB, "
-              f"peak {r['peak_mib']:.0f} MiB = {r['peak_mib'] / size:.2f}x the checkpoint "
-              f"(loading itself added {r['peak_mib'] - r['built_mib']:.0f} MiB at peak)", flush=True)
+        print(
+            f"{label}: {size:.0f} MiB checkpoint, n_hidden {args.n_hidden}; load {r['load_s']:.2f} s; "
+            f"RSS after imports {r['baseline_mib']:.0f} MiB, with model and optimiser {r['built_mib']:.0f} MiB, "
+            f"peak {r['peak_mib']:.0f} MiB = {r['peak_mib'] / size:.2f}x the checkpoint "
+            f"(loading itself added {r['peak_mib'] - r['built_mib']:.0f} MiB at peak)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,9 @@ def main() -> None:
     parser.add_argument("--audio_sample_rate", type=int, default=16000)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    config = Config(checkpoint_dir=args.checkpoint_dir, audio_sample_rate=args.audio_sample_rate,
-                    data_workers=0).finalize()
+    config = Config(
+        checkpoint_dir=args.checkpoint_dir, audio_sample_rate=args.audio_sample_rate, data_workers=0
+    ).finalize()
     model, alphabet, device = setup_evaluation(config, args.checkpoint_dir)
     samples = load_data_set([args.test_files], alphabet, config, "test")
     outputs = [lp for _, lp in log_probabilities(model, samples, config, device, 1)]
@@ -42,11 +43,14 @@ def main() -> None:
         timings = {}
         for name, lm in (("no scorer", None), ("with scorer", scorer)):
             start = time.perf_counter()
-            texts = [alphabet.decode(beam_search(lp, width, config.cutoff_prob, config.cutoff_top_n, lm))
-                     for lp in outputs]
+            texts = [
+                alphabet.decode(beam_search(lp, width, config.cutoff_prob, config.cutoff_top_n, lm)) for lp in outputs
+            ]
             timings[name] = (time.perf_counter() - start) / seconds
-        print(f"  width {width:3d}: no scorer {timings['no scorer']:.4f}, with scorer {timings['with scorer']:.4f} "
-              f"(first result with scorer: {texts[0]!r})")
+        print(
+            f"  width {width:3d}: no scorer {timings['no scorer']:.4f}, with scorer {timings['with scorer']:.4f} "
+            f"(first result with scorer: {texts[0]!r})"
+        )
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def main() -> None:
         streaming(windows[:, :16], *state)  # warm-up
         start = time.perf_counter()
         for i in range(0, windows.shape[1], 16):
-            _, c, h = streaming(windows[:, i:i + 16], *state)
+            _, c, h = streaming(windows[:, i : i + 16], *state)
             state = (c, h)
         torch_time = time.perf_counter() - start
 
@@ -68,14 +68,18 @@ def main() -> None:
     beam_search(np.log(np.maximum(probs, 1e-30)), 500)
     beam_time = time.perf_counter() - start
 
-    size = os.path.getsize(path) / 2 ** 20
+    size = os.path.getsize(path) / 2**20
     shutil.rmtree(directory)
     print(f"n_hidden {args.hidden} ({size:.0f} MiB ONNX), {args.seconds:.0f} s of audio, one core, 16 frames per call:")
     print(f"  onnxruntime acoustic model: RTF {onnx_time / args.seconds:.3f}")
-    print(f"  torch, same model and calls: RTF {torch_time / args.seconds:.3f} "
-          f"(onnxruntime takes {onnx_time / torch_time:.2f}x torch's time)")
-    print(f"  MFCC (numpy): RTF {feature_time / args.seconds:.4f}; beam search width 500 without a scorer: "
-          f"RTF {beam_time / args.seconds:.3f}")
+    print(
+        f"  torch, same model and calls: RTF {torch_time / args.seconds:.3f} "
+        f"(onnxruntime takes {onnx_time / torch_time:.2f}x torch's time)"
+    )
+    print(
+        f"  MFCC (numpy): RTF {feature_time / args.seconds:.4f}; beam search width 500 without a scorer: "
+        f"RTF {beam_time / args.seconds:.3f}"
+    )
 
 
 if __name__ == "__main__":

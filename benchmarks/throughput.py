@@ -54,7 +54,7 @@ def matmul_peak() -> float:
     best = 0.0
     for n in (1024, 2048, 4096):
         a, b = torch.randn(n, n), torch.randn(n, n)
-        best = max(best, 2 * n ** 3 / timed(lambda: a @ b, 3) / 1e9)
+        best = max(best, 2 * n**3 / timed(lambda: a @ b, 3) / 1e9)
     print(f"peak      fp32 matrix multiply: {best:6.1f} GFLOP/s")
     return best
 
@@ -71,9 +71,11 @@ def bench_features(batch: int, seconds: float) -> None:
     per_call = timed(lambda: mfcc(audio, None, RATE), 10)
     signals = audio.double().numpy()
     reference = timed(lambda: [numpy_mfcc(x) for x in signals], 10)
-    print(f"features  MFCC batch {batch} x {seconds:.0f} s: {per_call * 1000:8.1f} ms/batch, "
-          f"{batch * seconds / per_call:10.0f} audio s/s ({reference / per_call:.1f}x the numpy reference's "
-          f"{batch * seconds / reference:.0f} audio s/s)")
+    print(
+        f"features  MFCC batch {batch} x {seconds:.0f} s: {per_call * 1000:8.1f} ms/batch, "
+        f"{batch * seconds / per_call:10.0f} audio s/s ({reference / per_call:.1f}x the numpy reference's "
+        f"{batch * seconds / reference:.0f} audio s/s)"
+    )
 
 
 def bench_pipeline(csv_path: str, batch: int) -> None:
@@ -82,7 +84,9 @@ def bench_pipeline(csv_path: str, batch: int) -> None:
     start = time.perf_counter()
     audio_seconds = sum(b.audio_seconds for b in data_loader(samples, batch, config, train=False))
     elapsed = time.perf_counter() - start
-    print(f"pipeline  decode+resample+MFCC on {csv_path} ({len(samples)} files): {audio_seconds / elapsed:10.0f} audio s/s")
+    print(
+        f"pipeline  decode+resample+MFCC on {csv_path} ({len(samples)} files): {audio_seconds / elapsed:10.0f} audio s/s"
+    )
 
 
 def bench_training(hidden: int, batch: int, seconds: float, steps: int, peak: float) -> None:
@@ -106,9 +110,11 @@ def bench_training(hidden: int, batch: int, seconds: float, steps: int, peak: fl
     per_step = timed(step, steps)
     params = sum(p.numel() for p in model.parameters())
     achieved = training_flops(model, batch * frames) / per_step / 1e9
-    print(f"training  n_hidden {hidden:5d} ({params / 1e6:5.1f} M params), batch {batch} x {seconds:.0f} s: "
-          f"{per_step:7.2f} s/step, {batch * seconds / per_step:8.1f} audio s/s, {achieved:6.1f} GFLOP/s = "
-          f"{achieved / peak:4.0%} of peak")
+    print(
+        f"training  n_hidden {hidden:5d} ({params / 1e6:5.1f} M params), batch {batch} x {seconds:.0f} s: "
+        f"{per_step:7.2f} s/step, {batch * seconds / per_step:8.1f} audio s/s, {achieved:6.1f} GFLOP/s = "
+        f"{achieved / peak:4.0%} of peak"
+    )
 
 
 def bench_input_wait(csv_path: str, hidden: int, batch: int, batches: int) -> None:
@@ -116,10 +122,14 @@ def bench_input_wait(csv_path: str, hidden: int, batch: int, batches: int) -> No
     with features computed in the training process, in one data worker, and read from the cache."""
     alphabet = load_alphabet("data/alphabet.txt")
     rate = 8000 if "asterisk" in csv_path else RATE
-    samples = load_data_set([csv_path], alphabet, Config(audio_sample_rate=rate), "train")[-batch * batches:]
+    samples = load_data_set([csv_path], alphabet, Config(audio_sample_rate=rate), "train")[-batch * batches :]
     cache = tempfile.mkdtemp(prefix="feature-cache-")
-    for label, workers, cached in (("in the training process", 0, False), ("1 data worker", 1, False),
-                                   ("in the training process, cached", 0, True), ("1 data worker, cached", 1, True)):
+    for label, workers, cached in (
+        ("in the training process", 0, False),
+        ("1 data worker", 1, False),
+        ("in the training process, cached", 0, True),
+        ("1 data worker, cached", 1, True),
+    ):
         config = Config(audio_sample_rate=rate, data_workers=workers, feature_cache=cache if cached else "")
         if cached:  # fill the cache first, as a first epoch does
             for _ in data_loader(samples, batch, config, train=True):
@@ -143,8 +153,10 @@ def bench_input_wait(csv_path: str, hidden: int, batch: int, batches: int) -> No
             optimizer.step()
             audio_seconds += b.audio_seconds
         total = time.perf_counter() - start
-        print(f"input     n_hidden {hidden}, batch {batch}, {label:32s}: {audio_seconds / total:7.1f} audio s/s, "
-              f"waiting for data {waited / total:5.1%} of the time")
+        print(
+            f"input     n_hidden {hidden}, batch {batch}, {label:32s}: {audio_seconds / total:7.1f} audio s/s, "
+            f"waiting for data {waited / total:5.1%} of the time"
+        )
     shutil.rmtree(cache)
 
 

@@ -21,9 +21,28 @@ import subprocess
 import sys
 import time
 
-HYPER = ["--audio_sample_rate", "8000", "--n_hidden", "512", "--train_batch_size", "1", "--dev_batch_size", "16",
-         "--test_batch_size", "16", "--learning_rate", "0.0005", "--dropout_rate", "0.3",
-         "--force_initialize_learning_rate", "true", "--show_progressbar", "false", "--export_beam_width", "16"]
+HYPER = [
+    "--audio_sample_rate",
+    "8000",
+    "--n_hidden",
+    "512",
+    "--train_batch_size",
+    "1",
+    "--dev_batch_size",
+    "16",
+    "--test_batch_size",
+    "16",
+    "--learning_rate",
+    "0.0005",
+    "--dropout_rate",
+    "0.3",
+    "--force_initialize_learning_rate",
+    "true",
+    "--show_progressbar",
+    "false",
+    "--export_beam_width",
+    "16",
+]
 
 
 def write_alphabet(csv_paths: list[str], path: str) -> None:
@@ -48,8 +67,11 @@ def train(name: str, work: str, flags: list[str]) -> list[float]:
     if status != 0:
         sys.exit(f"{name} failed (exit {status}); see {log_path}")
     cers = [float(x) for x in re.findall(r"Finished metrics for epoch \d+ on \S*test\.csv .*?, CER: ([0-9.]+)", text)]
-    print(f"{name}: {len(cers)} epochs in {time.time() - started:.0f} s; test CER by epoch "
-          + " ".join(f"{c:.3f}" for c in cers), flush=True)
+    print(
+        f"{name}: {len(cers)} epochs in {time.time() - started:.0f} s; test CER by epoch "
+        + " ".join(f"{c:.3f}" for c in cers),
+        flush=True,
+    )
     return cers
 
 
@@ -59,9 +81,23 @@ def source_model(name: str, data: str, source: str, work: str, epochs: int, extr
         print(f"{name}: reusing {directory}", flush=True)
         return directory
     sets = os.path.join(data, source)
-    train(name, work, extra + ["--train_files", f"{sets}/train.csv", "--dev_files", f"{sets}/dev.csv",
-                               "--metrics_files", f"{sets}/test.csv", "--epochs", str(epochs),
-                               "--checkpoint_dir", directory])
+    train(
+        name,
+        work,
+        extra
+        + [
+            "--train_files",
+            f"{sets}/train.csv",
+            "--dev_files",
+            f"{sets}/dev.csv",
+            "--metrics_files",
+            f"{sets}/test.csv",
+            "--epochs",
+            str(epochs),
+            "--checkpoint_dir",
+            directory,
+        ],
+    )
     return directory
 
 
@@ -87,36 +123,65 @@ def main() -> None:
     args = parser.parse_args()
     os.makedirs(args.work, exist_ok=True)
     target = os.path.join(args.data, args.target)
-    sets = ["--train_files", f"{target}/train.csv", "--dev_files", f"{target}/dev.csv",
-            "--metrics_files", f"{target}/test.csv", "--epochs", str(args.epochs)]
+    sets = [
+        "--train_files",
+        f"{target}/train.csv",
+        "--dev_files",
+        f"{target}/dev.csv",
+        "--metrics_files",
+        f"{target}/test.csv",
+        "--epochs",
+        str(args.epochs),
+    ]
 
-    english = source_model(args.source, args.data, args.source, args.work, args.source_epochs,
-                           ["--alphabet_config_path", "data/alphabet.txt"])
+    english = source_model(
+        args.source,
+        args.data,
+        args.source,
+        args.work,
+        args.source_epochs,
+        ["--alphabet_config_path", "data/alphabet.txt"],
+    )
     alphabet = os.path.join(args.work, f"{args.target}-alphabet.txt")
     write_alphabet([f"{target}/{part}.csv" for part in ("train", "dev", "test")], alphabet)
-    runs = {"from scratch": [], "drop 1": ["--drop_source_layers", "1", "--load_checkpoint_dir", english],
-            "drop 2": ["--drop_source_layers", "2", "--load_checkpoint_dir", english]}
+    runs = {
+        "from scratch": [],
+        "drop 1": ["--drop_source_layers", "1", "--load_checkpoint_dir", english],
+        "drop 2": ["--drop_source_layers", "2", "--load_checkpoint_dir", english],
+    }
     cers = {}
     for name, flags in runs.items():
         save = os.path.join(args.work, f"{args.target}-{name.replace(' ', '')}")
         if os.path.exists(save):
             sys.exit(f"{save} exists; remove it to run again")  # never train on top of an earlier result
-        cers[name] = train(f"{args.target}-{name.replace(' ', '')}", args.work,
-                           sets + flags + ["--alphabet_config_path", alphabet, "--save_checkpoint_dir", save])
+        cers[name] = train(
+            f"{args.target}-{name.replace(' ', '')}",
+            args.work,
+            sets + flags + ["--alphabet_config_path", alphabet, "--save_checkpoint_dir", save],
+        )
     print(f"\nGreedy CER on {target}/test.csv per epoch ({args.target}, n_hidden 512, batch 1, lr 0.0005):\n")
     print(table(cers))
 
     if args.bytes:
-        english_bytes = source_model(f"{args.source}-bytes", args.data, args.source, args.work, args.source_epochs,
-                                     ["--bytes_output_mode", "true"])
+        english_bytes = source_model(
+            f"{args.source}-bytes",
+            args.data,
+            args.source,
+            args.work,
+            args.source_epochs,
+            ["--bytes_output_mode", "true"],
+        )
         byte_runs = {"bytes from scratch": [], "bytes fine-tuned": ["--load_checkpoint_dir", english_bytes]}
         byte_cers = {}
         for name, flags in byte_runs.items():
             save = os.path.join(args.work, f"{args.target}-{name.replace(' ', '-')}")
             if os.path.exists(save):
                 sys.exit(f"{save} exists; remove it to run again")
-            byte_cers[name] = train(f"{args.target}-{name.replace(' ', '-')}", args.work,
-                                    sets + flags + ["--bytes_output_mode", "true", "--save_checkpoint_dir", save])
+            byte_cers[name] = train(
+                f"{args.target}-{name.replace(' ', '-')}",
+                args.work,
+                sets + flags + ["--bytes_output_mode", "true", "--save_checkpoint_dir", save],
+            )
         print(f"\nBytes output mode, greedy CER on {target}/test.csv per epoch:\n")
         print(table(byte_cers))
 

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 
 from . import log
 
-_HEADER = ("# Each line in this file represents the Unicode codepoint (UTF-8 encoded)\n"
-           "# associated with a numeric index.\n"
-           "# A line that starts with # is a comment. You can escape it with \\# if you wish\n"
-           "# to use '#' in the Alphabet.\n")
+_HEADER = (
+    "# Each line in this file represents the Unicode codepoint (UTF-8 encoded)\n"
+    "# associated with a numeric index.\n"
+    "# A line that starts with # is a comment. You can escape it with \\# if you wish\n"
+    "# to use '#' in the Alphabet.\n"
+)
 _FOOTER = "# The last (non-comment) line needs to end with a newline.\n"
 
 
@@ -107,8 +109,10 @@ def parse_alphabet(text: str, source: str = "alphabet") -> Alphabet:
         raise AlphabetError(f"{source}: the alphabet has no labels")
     for i, label in enumerate(labels):
         if len(label) > 1:  # accepted, as Coqui does, but say why it will never be used
-            log.warn(f"{source}: label {i} {label!r} is {len(label)} code points; transcripts are matched one code "
-                     "point at a time, so it can never match (an alphabet in Unicode NFD? normalise it to NFC)")
+            log.warn(
+                f"{source}: label {i} {label!r} is {len(label)} code points; transcripts are matched one code "
+                "point at a time, so it can never match (an alphabet in Unicode NFD? normalise it to NFC)"
+            )
     try:
         return Alphabet(labels)
     except AlphabetError as e:

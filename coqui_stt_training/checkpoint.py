@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import safetensors.numpy
@@ -21,8 +21,16 @@ from . import log
 from .alphabet import alphabet_record, load_alphabet
 from .model import DeepSpeech
 from .optimizer import TFAdam
-from .tf_checkpoint import (TMP_MARK, TFCheckpointReader, read_range, read_state_file, read_state_file_all,
-                            write_atomically, write_file_atomically, write_state_file)
+from .tf_checkpoint import (
+    TMP_MARK,
+    TFCheckpointReader,
+    read_range,
+    read_state_file,
+    read_state_file_all,
+    write_atomically,
+    write_file_atomically,
+    write_state_file,
+)
 
 LSTM_SCOPE = "cudnn_lstm/rnn/multi_rnn_cell/cell_0/cudnn_compatible_lstm_cell"
 STATE_FILES = {"train": "checkpoint", "best_dev": "best_dev_checkpoint"}
@@ -72,15 +80,15 @@ def _load_lstm_kernel(targets, value) -> None:
     weight_ih, weight_hh = targets
     n_in, hidden = weight_ih.shape[1], weight_ih.shape[0] // 4
     for k, tf_block in enumerate(GATES_FROM_TF):
-        columns = value[:, tf_block * hidden:(tf_block + 1) * hidden]
-        weight_ih[k * hidden:(k + 1) * hidden].copy_(columns[:n_in].t())
-        weight_hh[k * hidden:(k + 1) * hidden].copy_(columns[n_in:].t())
+        columns = value[:, tf_block * hidden : (tf_block + 1) * hidden]
+        weight_ih[k * hidden : (k + 1) * hidden].copy_(columns[:n_in].t())
+        weight_hh[k * hidden : (k + 1) * hidden].copy_(columns[n_in:].t())
 
 
 def _load_lstm_bias(targets, value) -> None:
     hidden = value.shape[0] // 4
     for k, tf_block in enumerate(GATES_FROM_TF):
-        targets[0][k * hidden:(k + 1) * hidden].copy_(value[tf_block * hidden:(tf_block + 1) * hidden])
+        targets[0][k * hidden : (k + 1) * hidden].copy_(value[tf_block * hidden : (tf_block + 1) * hidden])
 
 
 def variables(model: DeepSpeech) -> list[Variable]:
@@ -90,13 +98,26 @@ def variables(model: DeepSpeech) -> list[Variable]:
         tensors = [("weights", layer.weights), ("bias", layer.bias)]
         if layer.LayerNorm is not None:
             tensors += [("LayerNorm/beta", layer.LayerNorm.beta), ("LayerNorm/gamma", layer.LayerNorm.gamma)]
-        out += [Variable(f"layer_{n}/{name}", [t], tuple(t.shape), lambda ts: ts[0], _load_same)
-                for name, t in tensors]
+        out += [Variable(f"layer_{n}/{name}", [t], tuple(t.shape), lambda ts: ts[0], _load_same) for name, t in tensors]
     lstm, n_in, hidden = model.lstm, model.lstm.input_size, model.lstm.hidden_size
-    out.append(Variable(f"{LSTM_SCOPE}/kernel", [lstm.weight_ih_l0, lstm.weight_hh_l0], (n_in + hidden, 4 * hidden),
-                        lambda ts: _swap_middle_gates(torch.cat(ts, 1), 0).t(), _load_lstm_kernel))
-    out.append(Variable(f"{LSTM_SCOPE}/bias", [lstm.bias_ih_l0], (4 * hidden,),
-                        lambda ts: _swap_middle_gates(ts[0], 0), _load_lstm_bias))
+    out.append(
+        Variable(
+            f"{LSTM_SCOPE}/kernel",
+            [lstm.weight_ih_l0, lstm.weight_hh_l0],
+            (n_in + hidden, 4 * hidden),
+            lambda ts: _swap_middle_gates(torch.cat(ts, 1), 0).t(),
+            _load_lstm_kernel,
+        )
+    )
+    out.append(
+        Variable(
+            f"{LSTM_SCOPE}/bias",
+            [lstm.bias_ih_l0],
+            (4 * hidden,),
+            lambda ts: _swap_middle_gates(ts[0], 0),
+            _load_lstm_bias,
+        )
+    )
     # Variables are listed in the order the layers sit in the graph (order matters for the load report).
     order = {f"layer_{n}": i for i, n in enumerate((1, 2, 3, 0, 5, 6))}
     return sorted(out, key=lambda v: order.get(v.name.split("/")[0], 3))
@@ -122,8 +143,17 @@ def to_tensors(model: DeepSpeech, optimizer: TFAdam, global_step: int) -> dict[s
 # ---- reading either format --------------------------------------------------------------------
 
 
-SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
-                      "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+SAFETENSORS_DTYPES = {
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
+}
 
 
 class SafetensorsCheckpoint:
@@ -162,11 +192,14 @@ class SafetensorsCheckpoint:
             except (KeyError, TypeError, ValueError):
                 raise CheckpointError(f"{self.path}: tensor {name!r} has an unusable header entry {info!r}") from None
             if min(shape, default=0) < 0 or end - begin != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
-                raise CheckpointError(f"{self.path}: tensor {name!r}: shape {list(shape)} does not fit its "
-                                      f"{end - begin} bytes")
+                raise CheckpointError(
+                    f"{self.path}: tensor {name!r}: shape {list(shape)} does not fit its {end - begin} bytes"
+                )
             if begin < 0 or data_start + end > file_size:
-                raise CheckpointError(f"{self.path}: truncated: tensor {name!r} needs bytes up to "
-                                      f"{data_start + end}, the file has {file_size}")
+                raise CheckpointError(
+                    f"{self.path}: truncated: tensor {name!r} needs bytes up to "
+                    f"{data_start + end}, the file has {file_size}"
+                )
             self._entries[name] = (dtype, shape, data_start + begin, end - begin)
 
     def __contains__(self, name: str) -> bool:
@@ -189,9 +222,11 @@ class SafetensorsCheckpoint:
         return np.frombuffer(data, dtype).reshape(shape)
 
 
-PICKLE_REFUSAL = ("a Python pickle (PyTorch's torch.save format), not a checkpoint of ours; refusing to load it, "
-                  "because unpickling runs whatever code the file contains. Checkpoints here are safetensors + JSON, "
-                  "or TensorFlow's .index/.data files")
+PICKLE_REFUSAL = (
+    "a Python pickle (PyTorch's torch.save format), not a checkpoint of ours; refusing to load it, "
+    "because unpickling runs whatever code the file contains. Checkpoints here are safetensors + JSON, "
+    "or TensorFlow's .index/.data files"
+)
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
 
 
@@ -268,9 +303,11 @@ def check_alphabet(prefix: str, alphabet) -> None:
         there = repr(theirs[i]) if i < len(theirs) else "absent"
         here = repr(ours[i]) if i < len(ours) else "absent"
         difference = f"; label {i} is {there} there and {here} here"
-    raise CheckpointError(f"{prefix} was trained for another alphabet ({where}: {describe(theirs)}; this run: "
-                          f"{describe(ours)}{difference}). Use the checkpoint's alphabet to fine-tune, or "
-                          "--drop_source_layers 1 to transfer to a new one")
+    raise CheckpointError(
+        f"{prefix} was trained for another alphabet ({where}: {describe(theirs)}; this run: "
+        f"{describe(ours)}{difference}). Use the checkpoint's alphabet to fine-tune, or "
+        "--drop_source_layers 1 to transfer to a new one"
+    )
 
 
 # ---- loading into a model ---------------------------------------------------------------------
@@ -307,24 +344,31 @@ class LoadReport:
         width = max(len(name) for name, _, _ in variables)
         for name, shape, action in variables:
             slots = moments.get(name, set())
-            note = "" if not slots else (", with its Adam moments" if slots == {action} else
-                                         f"; Adam moments: {', '.join(sorted(slots))}")
+            note = (
+                ""
+                if not slots
+                else (", with its Adam moments" if slots == {action} else f"; Adam moments: {', '.join(sorted(slots))}")
+            )
             if name.split("/")[0] in frozen and action == "loaded":
                 note += ", frozen"
-            emit(f"  {name:<{width}}  {str(list(shape)):<11} {action}{note}")
+            emit(f"  {name:<{width}}  {list(shape)!s:<11} {action}{note}")
         changed = sorted({n.split("/")[0] for n, _, a in self.rows if a != "loaded" and not a.startswith("zero")})
-        log.info(f"Loaded {len(self.loaded)} of {len(self.rows)} tensors from {self.source}"
-                 + (f"; re-initialised: {', '.join(changed)}" if changed else "")
-                 + f". Output layer: {self.source_classes} classes in the checkpoint, {self.target_classes} in this "
-                 f"model (alphabet of {self.target_classes - 1} labels + blank). "
-                 + (f"Learning rate from {self.learning_rate_from}; " if self.learning_rate_from else "")
-                 + f"global step {self.global_step}")
+        log.info(
+            f"Loaded {len(self.loaded)} of {len(self.rows)} tensors from {self.source}"
+            + (f"; re-initialised: {', '.join(changed)}" if changed else "")
+            + f". Output layer: {self.source_classes} classes in the checkpoint, {self.target_classes} in this "
+            f"model (alphabet of {self.target_classes - 1} labels + blank). "
+            + (f"Learning rate from {self.learning_rate_from}; " if self.learning_rate_from else "")
+            + f"global step {self.global_step}"
+        )
 
 
 def dropped_substrings(drop_source_layers: int, warn: bool = True) -> list[str]:
     if drop_source_layers >= 6 and warn:
-        log.warn("The checkpoint only has 6 layers, but you are trying to drop all of them or more than all of them. "
-                 "Continuing and dropping only 5 layers.")
+        log.warn(
+            "The checkpoint only has 6 layers, but you are trying to drop all of them or more than all of them. "
+            "Continuing and dropping only 5 layers."
+        )
     drop_source_layers = min(drop_source_layers, 5)
     return DROPPABLE[-drop_source_layers:] if drop_source_layers > 0 else []
 
@@ -342,9 +386,15 @@ def shared_output_columns(source_labels: list[str], target_labels: list[str]) ->
     return [index.get(label) for label in target_labels] + [len(source_labels)]
 
 
-def load_into(prefix: str, model: DeepSpeech, optimizer: TFAdam | None, learning_rate: float,
-              force_initialize_learning_rate: bool = False, drop_source_layers: int = 0,
-              output_columns: list[int | None] | None = None) -> LoadReport:
+def load_into(
+    prefix: str,
+    model: DeepSpeech,
+    optimizer: TFAdam | None,
+    learning_rate: float,
+    force_initialize_learning_rate: bool = False,
+    drop_source_layers: int = 0,
+    output_columns: list[int | None] | None = None,
+) -> LoadReport:
     """Load a checkpoint into an initialised model and optimiser. Every name and shape is checked
     before any parameter changes, so a failed load leaves the model as it was.
 
@@ -360,8 +410,10 @@ def load_into(prefix: str, model: DeepSpeech, optimizer: TFAdam | None, learning
         if len(output_columns) != model.n_classes:
             raise ValueError(f"output_columns has {len(output_columns)} entries for {model.n_classes} classes")
         if max((c for c in output_columns if c is not None), default=-1) >= source_classes:
-            raise CheckpointError(f"{prefix}: its output layer has {source_classes} classes, fewer than the source "
-                                  "alphabet it should belong to")
+            raise CheckpointError(
+                f"{prefix}: its output layer has {source_classes} classes, fewer than the source "
+                "alphabet it should belong to"
+            )
     plan, missing = [], []
     for var in variables(model):
         expected = var.shape
@@ -388,12 +440,16 @@ def load_into(prefix: str, model: DeepSpeech, optimizer: TFAdam | None, learning
             plan.append((name, var, slot, name, expected, columns))
     not_slots = [n for n in missing if "Adam" not in n]
     if not_slots:
-        raise CheckpointError(f"{prefix}: checkpoint lacks {', '.join(not_slots)}; it is not a DeepSpeech checkpoint "
-                              "of this geometry (check --layer_norm and --n_hidden)")
+        raise CheckpointError(
+            f"{prefix}: checkpoint lacks {', '.join(not_slots)}; it is not a DeepSpeech checkpoint "
+            "of this geometry (check --layer_norm and --n_hidden)"
+        )
     if missing:
         # A CuDNN-trained checkpoint has no Adam moments for the canonical LSTM (spec §2.1): start them at zero.
-        log.warn(f"{len(missing)} Adam moment tensors missing from {prefix} (a CuDNN-trained checkpoint?); "
-                 "they start at zero")
+        log.warn(
+            f"{len(missing)} Adam moment tensors missing from {prefix} (a CuDNN-trained checkpoint?); "
+            "they start at zero"
+        )
     for name in ("beta1_power", "beta2_power", "global_step"):
         if name not in ckpt:
             raise CheckpointError(f"{prefix}: checkpoint lacks {name}")
@@ -419,11 +475,23 @@ def load_into(prefix: str, model: DeepSpeech, optimizer: TFAdam | None, learning
                 value = merged
             var.load_tf(targets, value)
             del value  # before the next tensor is read: one checkpoint tensor in memory at a time
-            rows.append((name, shape, "loaded" if columns is None else
-                         f"{len(kept)} of {shape[-1]} columns loaded (shared symbols), the rest re-initialised"))
-        accumulators = [] if optimizer is None else [
-            ("beta1_power", optimizer.beta1_power, optimizer.defaults["beta1"]),
-            ("beta2_power", optimizer.beta2_power, optimizer.defaults["beta2"])]
+            rows.append(
+                (
+                    name,
+                    shape,
+                    "loaded"
+                    if columns is None
+                    else f"{len(kept)} of {shape[-1]} columns loaded (shared symbols), the rest re-initialised",
+                )
+            )
+        accumulators = (
+            []
+            if optimizer is None
+            else [
+                ("beta1_power", optimizer.beta1_power, optimizer.defaults["beta1"]),
+                ("beta2_power", optimizer.beta2_power, optimizer.defaults["beta2"]),
+            ]
+        )
         for name, accumulator, beta in accumulators:
             if is_dropped(name):
                 accumulator.fill_(beta)
@@ -448,16 +516,19 @@ def _check_dtype(ckpt, prefix: str, name: str, kind) -> None:
     dtype = np.dtype(ckpt.dtype(name))
     if not np.issubdtype(dtype, kind):
         want = "an integer" if kind is np.integer else "a floating-point"
-        raise CheckpointError(f"{prefix}: {name} is {dtype.name}, not {want} tensor; "
-                              "this is not a DeepSpeech checkpoint")
+        raise CheckpointError(
+            f"{prefix}: {name} is {dtype.name}, not {want} tensor; this is not a DeepSpeech checkpoint"
+        )
 
 
 def _shape_message(prefix, name, shape, expected, model) -> str:
     head = f"{prefix}: tensor {name} has shape {list(shape)} but the model needs {list(expected)}"
     if name.startswith("layer_6") and shape[:-1] == expected[:-1]:
-        return (f"{head}: the checkpoint's output layer has {shape[-1] - 1} labels and the alphabet has "
-                f"{model.n_classes - 1}. To train on a new alphabet, re-initialise the output layer with "
-                "--drop_source_layers 1 (or --alphabet_config_path the checkpoint's alphabet.txt)")
+        return (
+            f"{head}: the checkpoint's output layer has {shape[-1] - 1} labels and the alphabet has "
+            f"{model.n_classes - 1}. To train on a new alphabet, re-initialise the output layer with "
+            "--drop_source_layers 1 (or --alphabet_config_path the checkpoint's alphabet.txt)"
+        )
     if name.startswith("layer_1") and shape[0] != expected[0]:
         return f"{head}: the input features differ from the checkpoint's"
     return f"{head}: the checkpoint was trained with another --n_hidden; pass --n_hidden {shape[-1]}"
@@ -484,13 +555,14 @@ def save(directory: str, kind: str, tensors: dict[str, np.ndarray], run_state: d
         write_atomically(prefix + ".safetensors", lambda p: safetensors.numpy.save_file(tensors, p))
         write_file_atomically(prefix + ".json", json.dumps(state, indent=2))
         kept = [p for p in read_state_file_all(state_file) if p != prefix] + [prefix]
-        kept, removed = kept[-max(max_to_keep, 1):], kept[: -max(max_to_keep, 1)]
+        kept, removed = kept[-max(max_to_keep, 1) :], kept[: -max(max_to_keep, 1)]
         write_state_file(state_file, prefix, kept)
     except OSError as e:
         last = find_checkpoint(directory, kind) if os.path.isfile(state_file) else None
-        raise CheckpointError(f"cannot write checkpoint {prefix} ({e.strerror or e}); "
-                              + (f"the last good one, {last}, is unchanged" if last else "no earlier checkpoint")
-                              ) from None
+        raise CheckpointError(
+            f"cannot write checkpoint {prefix} ({e.strerror or e}); "
+            + (f"the last good one, {last}, is unchanged" if last else "no earlier checkpoint")
+        ) from None
     for old in removed:
         for ext in (".safetensors", ".json", ".index", ".data-00000-of-00001", ".meta"):
             try:
@@ -519,8 +591,9 @@ def update_run_state(prefix: str, **changes) -> None:
     try:
         write_file_atomically(prefix + ".json", json.dumps(state, indent=2))
     except OSError as e:
-        raise CheckpointError(f"cannot update {prefix}.json ({e.strerror or e}); "
-                              "the checkpoint itself is intact") from None
+        raise CheckpointError(
+            f"cannot update {prefix}.json ({e.strerror or e}); the checkpoint itself is intact"
+        ) from None
 
 
 def _remove_stale_temporaries(directory: str) -> None:

@@ -26,21 +26,29 @@ def _flag(default, help: str, **extra):
 NO_EFFECT = "Accepted for compatibility; has no effect in this PyTorch implementation."
 
 # Coqui's export-card defaults are the help texts themselves (spec §1.3).
-_CONTACT = ("<public contact information of the author. Can be an email address, or a link to a contact form, "
-            "issue tracker, or discussion forum. Must provide a way to reach the model authors>")
-_LICENSE = ("<SPDX identifier of the license of the exported model. See https://spdx.org/licenses/. "
-            "If the license does not have an SPDX identifier, use the license name.>")
-_LANGUAGE = ("<language the model was trained on - IETF BCP 47 language tag including at least language, script "
-             "and region subtags. E.g. \"en-Latn-UK\" or \"de-Latn-DE\" or \"cmn-Hans-CN\". Include as much info as "
-             "you can without loss of precision. For example, if a model is trained on Scottish English, include "
-             "the variant subtag: \"en-Latn-GB-Scotland\".>")
+_CONTACT = (
+    "<public contact information of the author. Can be an email address, or a link to a contact form, "
+    "issue tracker, or discussion forum. Must provide a way to reach the model authors>"
+)
+_LICENSE = (
+    "<SPDX identifier of the license of the exported model. See https://spdx.org/licenses/. "
+    "If the license does not have an SPDX identifier, use the license name.>"
+)
+_LANGUAGE = (
+    "<language the model was trained on - IETF BCP 47 language tag including at least language, script "
+    'and region subtags. E.g. "en-Latn-UK" or "de-Latn-DE" or "cmn-Hans-CN". Include as much info as '
+    "you can without loss of precision. For example, if a model is trained on Scottish English, include "
+    'the variant subtag: "en-Latn-GB-Scotland".>'
+)
 _MIN_VERSION = "<minimum Coqui STT version (inclusive) the exported model is compatible with>"
 _MAX_VERSION = "<maximum Coqui STT version (inclusive) the exported model is compatible with>"
-_DESCRIPTION = ("<Freeform description of the model being exported. Markdown accepted. You can also leave this flag "
-                "unchanged and edit the generated .md file directly. Useful things to describe are demographic and "
-                "acoustic characteristics of the data used to train the model, any architectural changes, names of "
-                "public datasets that were used when applicable, hyperparameters used for training, evaluation "
-                "results on standard benchmark datasets, etc.>")
+_DESCRIPTION = (
+    "<Freeform description of the model being exported. Markdown accepted. You can also leave this flag "
+    "unchanged and edit the generated .md file directly. Useful things to describe are demographic and "
+    "acoustic characteristics of the data used to train the model, any architectural changes, names of "
+    "public datasets that were used when applicable, hyperparameters used for training, evaluation "
+    "results on standard benchmark datasets, etc.>"
+)
 
 
 @dataclass
@@ -49,13 +57,19 @@ class Config:
     train_files: list[str] | None = _flag([], "training CSV files (space-separated)")
     dev_files: list[str] | None = _flag([], "validation CSV files; their losses are combined into one dev loss")
     test_files: list[str] | None = _flag([], "test CSV files, each reported separately")
-    metrics_files: list[str] | None = _flag([], "extra CSV files reported after validation each epoch (loss, greedy "
-                                            "WER and CER); they do not affect best-dev selection")
+    metrics_files: list[str] | None = _flag(
+        [],
+        "extra CSV files reported after validation each epoch (loss, greedy "
+        "WER and CER); they do not affect best-dev selection",
+    )
     auto_input_dataset: str = _flag("", "one CSV to split into train/dev/test (not supported yet)")
     vocab_file: str = _flag("", "flashlight vocabulary (not supported)")
     read_buffer: int = _flag(1 << 20, "read buffer size, with K/M/G/T suffix. " + NO_EFFECT, size=True)
-    feature_cache: str = _flag("", "directory where each sample's features are kept after their first use, for "
-                                   "later epochs and runs (empty: computed each time)")
+    feature_cache: str = _flag(
+        "",
+        "directory where each sample's features are kept after their first use, for "
+        "later epochs and runs (empty: computed each time)",
+    )
     cache_for_epochs: int = _flag(0, "start a fresh generation of the feature cache every N epochs (0: never)")
     shuffle_batches: bool = _flag(False, "shuffle the order of batches each epoch")
     shuffle_start: int = _flag(1, "first (0-based) epoch in which batches are shuffled")
@@ -89,8 +103,11 @@ class Config:
     use_allow_growth: bool = _flag(False, NO_EFFECT)
     load_cudnn: bool = _flag(False, "load a CuDNN-trained checkpoint. Not needed: any checkpoint loads on CPU or GPU")
     train_cudnn: bool = _flag(False, "train with the cuDNN LSTM. Not needed to load CuDNN checkpoints")
-    automatic_mixed_precision: bool = _flag(False, "mixed precision training: autocast to bfloat16 on CPU, float16 "
-                                            "with loss scaling on CUDA; weights and checkpoints stay float32")
+    automatic_mixed_precision: bool = _flag(
+        False,
+        "mixed precision training: autocast to bfloat16 on CPU, float16 "
+        "with loss scaling on CUDA; weights and checkpoints stay float32",
+    )
     limit_test: int = _flag(0, "maximum number of samples per test file (0: all)")
     reverse_test: bool = _flag(False, "reverse the order of test samples")
     # checkpoints
@@ -99,10 +116,14 @@ class Config:
     save_checkpoint_dir: str = _flag("", "directory to save checkpoints to")
     checkpoint_secs: int = _flag(600, "save a train checkpoint every N seconds within an epoch (0: off)")
     max_to_keep: int = _flag(5, "number of train checkpoints to keep")
-    load_train: str = _flag("auto", "checkpoint to train from: auto (best, then last, then init), best, last, init",
-                            choices=("auto", "best", "last", "init"))
-    load_evaluate: str = _flag("auto", "checkpoint to evaluate: auto (best, then last), best, last",
-                               choices=("auto", "best", "last"))
+    load_train: str = _flag(
+        "auto",
+        "checkpoint to train from: auto (best, then last, then init), best, last, init",
+        choices=("auto", "best", "last", "init"),
+    )
+    load_evaluate: str = _flag(
+        "auto", "checkpoint to evaluate: auto (best, then last), best, last", choices=("auto", "best", "last")
+    )
     drop_source_layers: int = _flag(0, "transfer learning: re-initialise the last N layers of the loaded model")
     # export
     export_dir: str = _flag("", "export directory: an ONNX model and its model card are written there")
@@ -156,17 +177,28 @@ class Config:
     lm_beta_max: int = _flag(5, "lm_optimize: maximum beta")
     n_trials: int = _flag(2400, "lm_optimize: number of trials")
     # beyond Coqui: after its 96 flags, so flags.txt starts as Coqui's does
-    keep_shared_symbols: bool = _flag(False, "with --drop_source_layers: keep the output-layer weights of the "
-                                      "symbols the source and target alphabets share (and the blank)")
-    freeze_source_layers: int = _flag(0, "with --drop_source_layers: do not train the layers loaded from the source "
-                                      "checkpoint for the first N epochs (-1: the whole run)")
-    source_layers_lr_scale: float = _flag(1.0, "with --drop_source_layers: learning-rate multiplier for the layers "
-                                          "loaded from the source checkpoint")
-    skip_invalid_samples: bool = _flag(False, "leave out the rows of --train/dev/test/metrics_files that fail "
-                                       "validation (missing or unreadable audio, transcript not in the alphabet or "
-                                       "too long for its audio), with a count, instead of stopping")
-    data_workers: int = _flag(1, "processes that read audio and compute features while the model trains "
-                                 "(0: in the training process itself)")
+    keep_shared_symbols: bool = _flag(
+        False,
+        "with --drop_source_layers: keep the output-layer weights of the "
+        "symbols the source and target alphabets share (and the blank)",
+    )
+    freeze_source_layers: int = _flag(
+        0,
+        "with --drop_source_layers: do not train the layers loaded from the source "
+        "checkpoint for the first N epochs (-1: the whole run)",
+    )
+    source_layers_lr_scale: float = _flag(
+        1.0, "with --drop_source_layers: learning-rate multiplier for the layers loaded from the source checkpoint"
+    )
+    skip_invalid_samples: bool = _flag(
+        False,
+        "leave out the rows of --train/dev/test/metrics_files that fail "
+        "validation (missing or unreadable audio, transcript not in the alphabet or "
+        "too long for its audio), with a count, instead of stopping",
+    )
+    data_workers: int = _flag(
+        1, "processes that read audio and compute features while the model trains (0: in the training process itself)"
+    )
     # transcribe's own flags (Coqui's TranscribeConfig)
     src: str = _flag("", "transcribe: an audio file or a directory of them")
     dst: str = _flag("", "transcribe: where to write the .tlog of a single --src file (default: beside it)")
@@ -176,8 +208,11 @@ class Config:
     batch_size: int = _flag(40, "transcribe: segments per batch")
     outlier_duration_ms: int = _flag(10000, "transcribe: segments longer than this are batched apart")
     outlier_batch_size: int = _flag(1, "transcribe: batch size of those long segments")
-    checkpoint_format: str = _flag("safetensors", "convert: format to write, ours (safetensors + JSON) or tf "
-                                   "(TensorFlow V2, as Coqui STT writes)", choices=("safetensors", "tf"))
+    checkpoint_format: str = _flag(
+        "safetensors",
+        "convert: format to write, ours (safetensors + JSON) or tf (TensorFlow V2, as Coqui STT writes)",
+        choices=("safetensors", "tf"),
+    )
 
     # ---- parsing ---------------------------------------------------------------------------
 
@@ -203,7 +238,7 @@ class Config:
         return parser
 
     @classmethod
-    def from_args(cls, argv: list[str] | None = None, prog: str | None = None) -> "Config":
+    def from_args(cls, argv: list[str] | None = None, prog: str | None = None) -> Config:
         return cls(**vars(cls.parser(prog).parse_args(argv)))
 
     def to_json(self) -> str:
@@ -211,7 +246,7 @@ class Config:
 
     # ---- derived values ----------------------------------------------------------------------
 
-    def finalize(self) -> "Config":
+    def finalize(self) -> Config:
         """Apply Coqui's rules that turn the flags into the values the run uses; raise ConfigError."""
         if self.checkpoint_dir:
             self.load_checkpoint_dir = self.save_checkpoint_dir = self.checkpoint_dir
@@ -221,26 +256,36 @@ class Config:
         if self.train_cudnn and self.load_cudnn:
             raise ConfigError(
                 "Trying to use --train_cudnn, but --load_cudnn was also specified. The --load_cudnn flag is only "
-                "needed when converting a CuDNN RNN checkpoint to a CPU-capable graph.")
+                "needed when converting a CuDNN RNN checkpoint to a CPU-capable graph."
+            )
         if self.bytes_output_mode and self.alphabet_config_path:
             raise ConfigError("You cannot set --alphabet_config_path *and* --bytes_output_mode")
         for name in ("feature_win_len", "feature_win_step"):
             if getattr(self, name) * self.audio_sample_rate % 1000:
-                raise ConfigError(f"--{name} value ({getattr(self, name)}) in milliseconds ({getattr(self, name)}) "
-                                  f"multiplied by --audio_sample_rate value ({self.audio_sample_rate}) must be an "
-                                  "integer value. Adjust your --feature_win_len value or resample your audio accordingly.")
+                raise ConfigError(
+                    f"--{name} value ({getattr(self, name)}) in milliseconds ({getattr(self, name)}) "
+                    f"multiplied by --audio_sample_rate value ({self.audio_sample_rate}) must be an "
+                    "integer value. Adjust your --feature_win_len value or resample your audio accordingly."
+                )
         for name in ("train_batch_size", "dev_batch_size", "test_batch_size", "n_hidden"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}")
         for name in ("drop_source_layers", "data_workers", "cache_for_epochs"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name} must be 0 or more, got {getattr(self, name)}")
-        transfer_options = [f"--{name}" for name, unset in (("keep_shared_symbols", False), ("freeze_source_layers", 0),
-                                                            ("source_layers_lr_scale", 1.0))
-                            if getattr(self, name) != unset]
+        transfer_options = [
+            f"--{name}"
+            for name, unset in (
+                ("keep_shared_symbols", False),
+                ("freeze_source_layers", 0),
+                ("source_layers_lr_scale", 1.0),
+            )
+            if getattr(self, name) != unset
+        ]
         if transfer_options and not self.drop_source_layers:
-            raise ConfigError(f"{', '.join(transfer_options)} only apply to transfer learning: "
-                              "add --drop_source_layers")
+            raise ConfigError(
+                f"{', '.join(transfer_options)} only apply to transfer learning: add --drop_source_layers"
+            )
         if self.source_layers_lr_scale < 0:
             raise ConfigError(f"--source_layers_lr_scale must be 0 or more, got {self.source_layers_lr_scale}")
         self._take_model_shape_from_source()
@@ -262,18 +307,27 @@ class Config:
         except (ValueError, AttributeError, UnicodeDecodeError):
             return  # old checkpoints have non-JSON flags files; Coqui ignores them too
         if isinstance(source_n_hidden, int) and source_n_hidden != self.n_hidden:
-            log.warn(f"WARNING: --n_hidden value ({self.n_hidden}) is different from value found in checkpoint "
-                     f"({source_n_hidden}).")
-            log.warn("WARNING: This would result in an error when loading the checkpoint, so n_hidden has been "
-                     "overriden with the checkpoint value.")
+            log.warn(
+                f"WARNING: --n_hidden value ({self.n_hidden}) is different from value found in checkpoint "
+                f"({source_n_hidden})."
+            )
+            log.warn(
+                "WARNING: This would result in an error when loading the checkpoint, so n_hidden has been "
+                "overriden with the checkpoint value."
+            )
             self.n_hidden = source_n_hidden
-        if (source_flags.get("bytes_output_mode") is True and not self.bytes_output_mode
-                and not self.alphabet_config_path and not self.drop_source_layers):
+        if (
+            source_flags.get("bytes_output_mode") is True
+            and not self.bytes_output_mode
+            and not self.alphabet_config_path
+            and not self.drop_source_layers
+        ):
             log.info("The checkpoint was trained with --bytes_output_mode: using UTF-8 bytes output")
             self.bytes_output_mode = True
 
     def _apply_threads(self) -> None:
         import torch
+
         if self.intra_op_parallelism_threads > 0:
             torch.set_num_threads(self.intra_op_parallelism_threads)
         if self.inter_op_parallelism_threads > 0:

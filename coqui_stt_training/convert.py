@@ -73,8 +73,10 @@ def convert_directory(source_dir: str, target_dir: str, checkpoint_format: str) 
         raise ConfigError("--save_checkpoint_dir must differ from --load_checkpoint_dir")
     present = [name for name in STATE_FILES.values() if os.path.exists(os.path.join(target_dir, name))]
     if present:
-        raise ConfigError(f"{target_dir} already holds checkpoints ({', '.join(present)}); convert into a new "
-                          "directory, nothing is overwritten")
+        raise ConfigError(
+            f"{target_dir} already holds checkpoints ({', '.join(present)}); convert into a new "
+            "directory, nothing is overwritten"
+        )
     plan = {}
     for kind, state_file in STATE_FILES.items():
         prefixes = read_state_file_all(os.path.join(source_dir, state_file))
@@ -103,8 +105,9 @@ def convert_directory(source_dir: str, target_dir: str, checkpoint_format: str) 
             targets.append(target)
             written.append(target)
         if latest:  # the state file last: it names only checkpoints that are complete
-            write_state_file(os.path.join(target_dir, STATE_FILES[kind]),
-                             os.path.join(target_dir, os.path.basename(latest)), targets)
+            write_state_file(
+                os.path.join(target_dir, STATE_FILES[kind]), os.path.join(target_dir, os.path.basename(latest)), targets
+            )
     alphabet = os.path.join(source_dir, "alphabet.txt")
     if os.path.isfile(alphabet):
         shutil.copyfile(alphabet, os.path.join(target_dir, "alphabet.txt"))
@@ -118,14 +121,16 @@ def convert_directory(source_dir: str, target_dir: str, checkpoint_format: str) 
 
 def convert_job(config: Config) -> None:
     if not config.load_checkpoint_dir or not config.save_checkpoint_dir:
-        raise ConfigError("Give the directory to convert (--load_checkpoint_dir) and a new one to write "
-                          "(--save_checkpoint_dir)")
+        raise ConfigError(
+            "Give the directory to convert (--load_checkpoint_dir) and a new one to write (--save_checkpoint_dir)"
+        )
     written = convert_directory(config.load_checkpoint_dir, config.save_checkpoint_dir, config.checkpoint_format)
     log.info(f"Converted {len(written)} checkpoints to {config.checkpoint_format} in {config.save_checkpoint_dir}")
 
 
 def main(argv: list[str] | None = None) -> None:
     from .train import run_cli
+
     run_cli(convert_job, argv, "python -m coqui_stt_training.convert")
 
 

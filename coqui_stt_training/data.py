@@ -76,14 +76,16 @@ def read_csv(path: str) -> list[Sample]:
                 filesize = int(size_text)
             except ValueError:
                 filesize, problem = 0, ("bad wav_filesize", f"wav_filesize is not an integer: {size_text!r}")
-            samples.append(Sample(
-                audio_path=os.path.join(folder, wav_filename),  # join keeps absolute paths as they are
-                wav_filename=wav_filename,
-                transcript=row["transcript"] if row["transcript"] is not None else "",
-                filesize=filesize,
-                where=where,
-                problem=problem,
-            ))
+            samples.append(
+                Sample(
+                    audio_path=os.path.join(folder, wav_filename),  # join keeps absolute paths as they are
+                    wav_filename=wav_filename,
+                    transcript=row["transcript"] if row["transcript"] is not None else "",
+                    filesize=filesize,
+                    where=where,
+                    problem=problem,
+                )
+            )
     except csv.Error as e:
         # DictReader.line_num is only updated after a row parses; its reader's counts the failing line too.
         raise DataError(f"{path}, row {reader.reader.line_num}: malformed CSV ({e})") from None
@@ -93,8 +95,14 @@ def read_csv(path: str) -> list[Sample]:
 # ---- validation -------------------------------------------------------------------------------
 
 
-def check_samples(samples: list[Sample], alphabet, sample_rate: int, win_len_ms: int, win_step_ms: int,
-                  normalize_sample_rate: bool = True) -> list[tuple[Sample, str, str]]:
+def check_samples(
+    samples: list[Sample],
+    alphabet,
+    sample_rate: int,
+    win_len_ms: int,
+    win_step_ms: int,
+    normalize_sample_rate: bool = True,
+) -> list[tuple[Sample, str, str]]:
     """Fill in labels and durations; return (sample, kind, message) for every bad row."""
     problems = []
     for s in samples:
@@ -104,8 +112,9 @@ def check_samples(samples: list[Sample], alphabet, sample_rate: int, win_len_ms:
     return problems
 
 
-def _check_sample(s: Sample, alphabet, sample_rate, win_len_ms, win_step_ms,
-                  normalize_sample_rate) -> tuple[str, str] | None:
+def _check_sample(
+    s: Sample, alphabet, sample_rate, win_len_ms, win_step_ms, normalize_sample_rate
+) -> tuple[str, str] | None:
     if not s.wav_filename:
         return "empty wav_filename", "empty wav_filename"
     ext = os.path.splitext(s.audio_path)[1].lower()
@@ -114,13 +123,15 @@ def _check_sample(s: Sample, alphabet, sample_rate, win_len_ms, win_step_ms,
     if not os.path.isfile(s.audio_path):
         return "audio file not found", f"audio file not found: {s.audio_path}"
     if not s.transcript:
-        return "empty transcript", (f"Found an empty transcript for {s.wav_filename}! You must include a "
-                                    "transcript for all data.")
+        return "empty transcript", (
+            f"Found an empty transcript for {s.wav_filename}! You must include a transcript for all data."
+        )
     missing = alphabet.missing_characters(s.transcript)
     if missing:
         return "characters not in the alphabet", (
             f'Alphabet cannot encode transcript "{s.transcript}" of {s.wav_filename}; missing characters are: '
-            f"{missing}. Check that your alphabet contains all characters in the corpus.")
+            f"{missing}. Check that your alphabet contains all characters in the corpus."
+        )
     try:
         info = soundfile.info(s.audio_path)
     except Exception as e:  # soundfile raises several types for bad headers
@@ -128,17 +139,21 @@ def _check_sample(s: Sample, alphabet, sample_rate, win_len_ms, win_step_ms,
     if info.frames <= 0:
         return "empty audio", f"empty audio {s.audio_path}"
     if not normalize_sample_rate and info.samplerate != sample_rate:
-        return "wrong sample rate", (f"{s.audio_path} has sample rate {info.samplerate} but --audio_sample_rate is "
-                                     f"{sample_rate} and --normalize_sample_rate is false")
+        return "wrong sample rate", (
+            f"{s.audio_path} has sample rate {info.samplerate} but --audio_sample_rate is "
+            f"{sample_rate} and --normalize_sample_rate is false"
+        )
     s.duration = info.frames / info.samplerate
     s.labels = alphabet.encode(s.transcript)
-    frames = frame_count(audio.resampled_length(info.frames, info.samplerate, sample_rate), sample_rate,
-                         win_len_ms, win_step_ms)
+    frames = frame_count(
+        audio.resampled_length(info.frames, info.samplerate, sample_rate), sample_rate, win_len_ms, win_step_ms
+    )
     needed = ctc_min_frames(s.labels)
     if frames < needed:
         return "transcript too long for its audio", (
             f"transcript too long for its audio: {s.audio_path} gives {frames} feature frames but its "
-            f"{len(s.labels)} labels need at least {needed} for CTC")
+            f"{len(s.labels)} labels need at least {needed} for CTC"
+        )
     return None
 
 
@@ -167,19 +182,28 @@ def load_data_set(paths: list[str], alphabet, config, kind: str) -> list[Sample]
     sources = [read_csv(p) for p in paths]
     problems = []
     for samples in sources:
-        problems += check_samples(samples, alphabet, config.audio_sample_rate, config.feature_win_len,
-                                  config.feature_win_step, config.normalize_sample_rate or kind != "train")
+        problems += check_samples(
+            samples,
+            alphabet,
+            config.audio_sample_rate,
+            config.feature_win_len,
+            config.feature_win_step,
+            config.normalize_sample_rate or kind != "train",
+        )
     if problems and not config.skip_invalid_samples:
-        raise DataError(f"{len(problems)} invalid sample(s) in --{kind}_files (--skip_invalid_samples true leaves "
-                        "them out):\n" + grouped_report(problems))
+        raise DataError(
+            f"{len(problems)} invalid sample(s) in --{kind}_files (--skip_invalid_samples true leaves "
+            "them out):\n" + grouped_report(problems)
+        )
     if problems:
         bad = {id(s) for s, _, _ in problems}
         sources = [[s for s in samples if id(s) not in bad] for samples in sources]
         left = sum(len(samples) for samples in sources)
         if not left:
             raise DataError(f"--{kind}_files: all {len(problems)} samples are invalid:\n" + grouped_report(problems))
-        log.warn(f"Skipping {len(problems)} invalid sample(s) of --{kind}_files, {left} left:\n"
-                 + grouped_report(problems))
+        log.warn(
+            f"Skipping {len(problems)} invalid sample(s) of --{kind}_files, {left} left:\n" + grouped_report(problems)
+        )
     ordered = [sorted(s, key=lambda x: x.filesize) for s in sources]
     if len(ordered) == 1:
         return ordered[0]
@@ -212,8 +236,14 @@ class Collate:
     """Reads audio and computes features for one batch, or takes them from the feature cache (runs in
     DataLoader workers when there are any)."""
 
-    def __init__(self, samples: list[Sample], sample_rate: int, win_len_ms: int, win_step_ms: int,
-                 cache: FeatureCache | None = None):
+    def __init__(
+        self,
+        samples: list[Sample],
+        sample_rate: int,
+        win_len_ms: int,
+        win_step_ms: int,
+        cache: FeatureCache | None = None,
+    ):
         self.samples, self.sample_rate = samples, sample_rate
         self.win_len_ms, self.win_step_ms = win_len_ms, win_step_ms
         self.cache = cache
@@ -241,8 +271,9 @@ class Collate:
         return mfcc_of_signals(waves, self.sample_rate, self.win_len_ms, self.win_step_ms)
 
 
-def data_loader(samples: list[Sample], batch_size: int, config, train: bool, epoch: int = 0,
-                skip: int = 0, world: World = World()) -> torch.utils.data.DataLoader:
+def data_loader(
+    samples: list[Sample], batch_size: int, config, train: bool, epoch: int = 0, skip: int = 0, world: World = World()
+) -> torch.utils.data.DataLoader:
     """Batches of one epoch; `skip` leaves out its first batches (a resumed run has done them). In a
     distributed run, training batches are global (batch_size per rank) and each rank gets its slice of
     every one; evaluation batches are dealt out whole."""
@@ -257,17 +288,24 @@ def data_loader(samples: list[Sample], batch_size: int, config, train: bool, epo
     cache = None
     if config.feature_cache:
         generation = epoch // config.cache_for_epochs if config.cache_for_epochs > 0 else 0
-        cache = FeatureCache(config.feature_cache, config.audio_sample_rate, config.feature_win_len,
-                             config.feature_win_step, generation)
+        cache = FeatureCache(
+            config.feature_cache, config.audio_sample_rate, config.feature_win_len, config.feature_win_step, generation
+        )
     collate = Collate(samples, config.audio_sample_rate, config.feature_win_len, config.feature_win_step, cache)
     # Workers start anew each epoch (a fork, about 0.1 s): for a handful of batches that costs more than
     # the features it would compute ahead.
     workers = config.data_workers if len(batches) >= MIN_BATCHES_FOR_WORKERS else 0
     # Its own generator: a DataLoader draws a seed each time it is iterated, and from torch's global
     # generator that draw would shift the dropout masks of a resumed run against an uninterrupted one.
-    return torch.utils.data.DataLoader(batches, batch_size=None, collate_fn=collate, num_workers=workers,
-                                       prefetch_factor=4 if workers else None, worker_init_fn=_quiet_worker,
-                                       generator=torch.Generator().manual_seed(config.random_seed + epoch))
+    return torch.utils.data.DataLoader(
+        batches,
+        batch_size=None,
+        collate_fn=collate,
+        num_workers=workers,
+        prefetch_factor=4 if workers else None,
+        worker_init_fn=_quiet_worker,
+        generator=torch.Generator().manual_seed(config.random_seed + epoch),
+    )
 
 
 def _quiet_worker(_: int) -> None:

@@ -10,7 +10,7 @@ plus bookkeeping for the prefixes that survive.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -72,8 +72,9 @@ class _Prefixes:
         found = self.children[key] = self.size
         if self.size == len(self.parent):
             arrays = (self.parent, self.label, self.state, self.char_state)
-            self.parent, self.label, self.state, self.char_state = (np.concatenate([a, np.full_like(a, -1)])
-                                                                    for a in arrays)
+            self.parent, self.label, self.state, self.char_state = (
+                np.concatenate([a, np.full_like(a, -1)]) for a in arrays
+            )
         self.size += 1
         self.parent[found], self.label[found] = node, label
         scorer = self.scorer
@@ -91,7 +92,7 @@ class _Prefixes:
             return found
         if label == scorer.space:
             context = self.context[node] + (self.word[node],)
-            self.context.append(context[len(context) - scorer.order + 1:])
+            self.context.append(context[len(context) - scorer.order + 1 :])
             self.word.append("")
         else:
             self.context.append(self.context[node])
@@ -117,8 +118,9 @@ class _Prefixes:
         return out[::-1]
 
 
-def beam_search(log_probs: np.ndarray, beam_width: int, cutoff_prob: float = 1.0,
-                cutoff_top_n: int = 300, scorer=None) -> list[int]:
+def beam_search(
+    log_probs: np.ndarray, beam_width: int, cutoff_prob: float = 1.0, cutoff_top_n: int = 300, scorer=None
+) -> list[int]:
     """Most probable label sequence of [T, C] log-probabilities (blank last) by CTC prefix beam search.
 
     Each prefix carries two log-probabilities: of the frames so far ending in a blank (pb) and
@@ -201,10 +203,19 @@ def utterance_log_probs(logits: torch.Tensor, lengths: torch.Tensor) -> list[np.
     return [lp[:n] for lp, n in zip(log_probs, lengths.tolist())]
 
 
-def beam_search_decode(logits: torch.Tensor, lengths: torch.Tensor, alphabet, beam_width: int,
-                       cutoff_prob: float = 1.0, cutoff_top_n: int = 300, scorer=None) -> list[str]:
-    return [alphabet.decode(beam_search(lp, beam_width, cutoff_prob, cutoff_top_n, scorer))
-            for lp in utterance_log_probs(logits, lengths)]
+def beam_search_decode(
+    logits: torch.Tensor,
+    lengths: torch.Tensor,
+    alphabet,
+    beam_width: int,
+    cutoff_prob: float = 1.0,
+    cutoff_top_n: int = 300,
+    scorer=None,
+) -> list[str]:
+    return [
+        alphabet.decode(beam_search(lp, beam_width, cutoff_prob, cutoff_top_n, scorer))
+        for lp in utterance_log_probs(logits, lengths)
+    ]
 
 
 def make_decoder(config, alphabet) -> Decoder:
@@ -213,5 +224,6 @@ def make_decoder(config, alphabet) -> Decoder:
     from .scorer import load_scorer
 
     scorer = load_scorer(config, alphabet)
-    return lambda logits, lengths: beam_search_decode(logits, lengths, alphabet, config.export_beam_width,
-                                                      config.cutoff_prob, config.cutoff_top_n, scorer)
+    return lambda logits, lengths: beam_search_decode(
+        logits, lengths, alphabet, config.export_beam_width, config.cutoff_prob, config.cutoff_top_n, scorer
+    )

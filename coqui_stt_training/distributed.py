@@ -91,9 +91,9 @@ def close_world(world: World) -> None:
 
 def shard_batches(batches: list, world: World) -> list:
     """Evaluation: whole batches dealt round-robin, so every rank gets a disjoint share."""
-    return batches[world.rank::world.size]
+    return batches[world.rank :: world.size]
 
 
 def split_global_batches(batches: list[list[int]], per_rank: int, world: World) -> list[list[int]]:
     """Training: this rank's slice of each global batch (per_rank samples of per_rank * world.size)."""
-    return [b[world.rank * per_rank:(world.rank + 1) * per_rank] for b in batches]
+    return [b[world.rank * per_rank : (world.rank + 1) * per_rank] for b in batches]

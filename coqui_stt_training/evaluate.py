@@ -1,6 +1,6 @@
 """Testing a model: per-sample loss and transcript, WER/CER totals and Coqui's report (spec §8).
 
-    python -m coqui_stt_training.evaluate --checkpoint_dir ckpt/ --test_files test.csv
+python -m coqui_stt_training.evaluate --checkpoint_dir ckpt/ --test_files test.csv
 """
 
 from __future__ import annotations
@@ -48,14 +48,30 @@ def score(sample: Sample, prediction: str, loss: float) -> SampleResult:
     truth = sample.transcript
     char_distance, word_distance = levenshtein(truth, prediction), levenshtein(truth.split(), prediction.split())
     char_length, word_length = len(truth), len(truth.split())
-    return SampleResult(sample.wav_filename, truth, prediction, loss, char_distance, char_length, word_distance,
-                        word_length, char_distance / char_length if char_length else 0.0,
-                        word_distance / word_length if word_length else 0.0)
+    return SampleResult(
+        sample.wav_filename,
+        truth,
+        prediction,
+        loss,
+        char_distance,
+        char_length,
+        word_distance,
+        word_length,
+        char_distance / char_length if char_length else 0.0,
+        word_distance / word_length if word_length else 0.0,
+    )
 
 
 @torch.no_grad()
-def evaluate_samples(model: DeepSpeech, samples: list[Sample], config, decoder: Decoder,
-                     device: torch.device, batch_size: int | None = None, world: World = World()) -> list[SampleResult]:
+def evaluate_samples(
+    model: DeepSpeech,
+    samples: list[Sample],
+    config,
+    decoder: Decoder,
+    device: torch.device,
+    batch_size: int | None = None,
+    world: World = World(),
+) -> list[SampleResult]:
     """Every sample's result; in a distributed run each rank does a share and all get every result."""
     model.eval()
     results = []
@@ -69,8 +85,9 @@ def evaluate_samples(model: DeepSpeech, samples: list[Sample], config, decoder: 
 
 
 @torch.no_grad()
-def log_probabilities(model: DeepSpeech, samples: list[Sample], config, device: torch.device,
-                      batch_size: int) -> list[tuple[Sample, np.ndarray]]:
+def log_probabilities(
+    model: DeepSpeech, samples: list[Sample], config, device: torch.device, batch_size: int
+) -> list[tuple[Sample, np.ndarray]]:
     """Each sample with its log-probabilities [frames, classes]: the model run once, so that a decoder
     can then be tried many ways (lm_optimize, the decoding benchmark)."""
     model.eval()
@@ -101,9 +118,11 @@ def print_report(path: str, results: list[SampleResult], report_count: int, byte
     print(f"Test on {path} - WER: {wer:f}, CER: {cer:f}, loss: {loss:f}")
     print(line)
     middle = max(len(ordered) // 2 - report_count // 2, 0)
-    for title, part in (("Best WER:", ordered[:report_count]),
-                        ("Median WER:", ordered[middle:middle + report_count]),
-                        ("Worst WER:", ordered[-report_count:])):
+    for title, part in (
+        ("Best WER:", ordered[:report_count]),
+        ("Median WER:", ordered[middle : middle + report_count]),
+        ("Worst WER:", ordered[-report_count:]),
+    ):
         print(title)
         print(line)
         for r in part:
@@ -115,8 +134,14 @@ def print_report(path: str, results: list[SampleResult], report_count: int, byte
     sys.stdout.flush()
 
 
-def test(model: DeepSpeech, config, alphabet, device: torch.device,
-         test_sets: list[tuple[str, list[Sample]]] | None = None, world: World = World()) -> list[SampleResult]:
+def test(
+    model: DeepSpeech,
+    config,
+    alphabet,
+    device: torch.device,
+    test_sets: list[tuple[str, list[Sample]]] | None = None,
+    world: World = World(),
+) -> list[SampleResult]:
     """Coqui's test phase: every --test_files set, reported separately; optional JSON of every sample.
     `test_sets` are the sets already read and checked (training checks them before its first step)."""
     decoder = make_decoder(config, alphabet)
@@ -151,23 +176,36 @@ def one_shot_infer(config, model: DeepSpeech, alphabet, device: torch.device) ->
     path = config.one_shot_infer
     if not os.path.isfile(path):
         raise DataError(f"Path specified in --one_shot_infer is not a valid file: {path}")
-    features, lengths = mfcc_of_signals([load_audio(path, config.audio_sample_rate)], config.audio_sample_rate,
-                                        config.feature_win_len, config.feature_win_step)
+    features, lengths = mfcc_of_signals(
+        [load_audio(path, config.audio_sample_rate)],
+        config.audio_sample_rate,
+        config.feature_win_len,
+        config.feature_win_step,
+    )
     with torch.no_grad():
         logits = model.eval()(features.to(device))
-    text = beam_search_decode(logits, lengths, alphabet, config.beam_width, config.cutoff_prob,
-                              config.cutoff_top_n, load_scorer(config, alphabet))[0]
+    text = beam_search_decode(
+        logits,
+        lengths,
+        alphabet,
+        config.beam_width,
+        config.cutoff_prob,
+        config.cutoff_top_n,
+        load_scorer(config, alphabet),
+    )[0]
     print(text, flush=True)
     return text
 
 
 def main(argv: list[str] | None = None) -> None:
     from .train import run_cli, setup_evaluation
+
     def evaluate(config):
         if not config.test_files:
             raise SystemExit("E You need to specify what files to use for evaluation via the --test_files flag.")
         model, alphabet, device = setup_evaluation(config, config.load_checkpoint_dir)
         test(model, config, alphabet, device)
+
     run_cli(evaluate, argv, "python -m coqui_stt_training.evaluate")
 
 

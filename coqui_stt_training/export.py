@@ -70,11 +70,18 @@ def coqui_alphabet_bytes(labels: list[str]) -> bytes:
 def metadata(config: Config, alphabet, model: DeepSpeech) -> dict[str, str]:
     record = alphabet_record(alphabet)
     meta = {
-        "format": "coqui_stt_training acoustic model", "version": str(EXPORT_FORMAT_VERSION),
-        "sample_rate": str(config.audio_sample_rate), "feature_win_len": str(config.feature_win_len),
-        "feature_win_step": str(config.feature_win_step), "n_context": str(N_CONTEXT), "n_input": str(N_INPUT),
-        "n_hidden": str(model.n_hidden), "n_steps": str(config.n_steps), "beam_width": str(config.export_beam_width),
-        "alphabet": json.dumps(record, ensure_ascii=False), "language": config.export_language,
+        "format": "coqui_stt_training acoustic model",
+        "version": str(EXPORT_FORMAT_VERSION),
+        "sample_rate": str(config.audio_sample_rate),
+        "feature_win_len": str(config.feature_win_len),
+        "feature_win_step": str(config.feature_win_step),
+        "n_context": str(N_CONTEXT),
+        "n_input": str(N_INPUT),
+        "n_hidden": str(model.n_hidden),
+        "n_steps": str(config.n_steps),
+        "beam_width": str(config.export_beam_width),
+        "alphabet": json.dumps(record, ensure_ascii=False),
+        "language": config.export_language,
     }
     if not alphabet.is_bytes:
         meta["coqui_alphabet"] = base64.b64encode(coqui_alphabet_bytes(alphabet.labels)).decode("ascii")
@@ -92,11 +99,23 @@ def onnx_bytes(model: DeepSpeech, meta: dict[str, str]) -> bytes:
         # torch's TorchScript-based exporter is deprecated but exports nn.LSTM with its state as plain
         # ONNX LSTM; its batch-size warning does not apply since the state is an input.
         warnings.simplefilter("ignore")
-        torch.onnx.export(wrapper, (windows, state, state), buffer, dynamo=False, opset_version=17,
-                          input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
-                          dynamic_axes={"input_node": {0: "batch", 1: "steps"}, "previous_state_c": {0: "batch"},
-                                        "previous_state_h": {0: "batch"}, "logits": {0: "steps", 1: "batch"},
-                                        "new_state_c": {0: "batch"}, "new_state_h": {0: "batch"}})
+        torch.onnx.export(
+            wrapper,
+            (windows, state, state),
+            buffer,
+            dynamo=False,
+            opset_version=17,
+            input_names=INPUT_NAMES,
+            output_names=OUTPUT_NAMES,
+            dynamic_axes={
+                "input_node": {0: "batch", 1: "steps"},
+                "previous_state_c": {0: "batch"},
+                "previous_state_h": {0: "batch"},
+                "logits": {0: "steps", 1: "batch"},
+                "new_state_c": {0: "batch"},
+                "new_state_h": {0: "batch"},
+            },
+        )
     proto = onnx.load_from_string(buffer.getvalue())
     for key, value in meta.items():
         entry = proto.metadata_props.add()
@@ -107,12 +126,19 @@ def onnx_bytes(model: DeepSpeech, meta: dict[str, str]) -> bytes:
 
 def model_card(config: Config) -> str:
     """Coqui's model card: YAML front matter, then the description."""
-    fields = [("author", config.export_author_id), ("model_name", config.export_model_name),
-              ("model_version", config.export_model_version), ("contact_info", config.export_contact_info),
-              ("license", config.export_license), ("language", config.export_language), ("runtime", "onnx"),
-              ("min_stt_version", config.export_min_stt_version), ("max_stt_version", config.export_max_stt_version),
-              ("acoustic_model_url", "<replace this with a direct download link to the ONNX model>"),
-              ("scorer_url", "<replace this with a direct download link to the scorer, if any>")]
+    fields = [
+        ("author", config.export_author_id),
+        ("model_name", config.export_model_name),
+        ("model_version", config.export_model_version),
+        ("contact_info", config.export_contact_info),
+        ("license", config.export_license),
+        ("language", config.export_language),
+        ("runtime", "onnx"),
+        ("min_stt_version", config.export_min_stt_version),
+        ("max_stt_version", config.export_max_stt_version),
+        ("acoustic_model_url", "<replace this with a direct download link to the ONNX model>"),
+        ("scorer_url", "<replace this with a direct download link to the scorer, if any>"),
+    ]
     front = "".join(f"{key}: {json.dumps(value, ensure_ascii=False)}\n" for key, value in fields)
     return f"---\n{front}---\n\n{config.export_description}\n"
 
@@ -126,12 +152,15 @@ def export_paths(config: Config) -> tuple[str, str]:
         shutil.rmtree(directory)
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, config.export_file_name + ".onnx")
-    card = os.path.join(directory, f"{config.export_author_id}_{config.export_model_name}_"
-                                   f"{config.export_model_version}.md")
+    card = os.path.join(
+        directory, f"{config.export_author_id}_{config.export_model_name}_{config.export_model_version}.md"
+    )
     for existing in (path, card):
         if os.path.exists(existing):
-            raise ConfigError(f"{existing} exists; choose another --export_dir or --export_file_name, or pass "
-                              "--remove_export true to replace the directory's contents")
+            raise ConfigError(
+                f"{existing} exists; choose another --export_dir or --export_file_name, or pass "
+                "--remove_export true to replace the directory's contents"
+            )
     return path, card
 
 
@@ -139,13 +168,17 @@ def export(config: Config, model: DeepSpeech, alphabet, paths: tuple[str, str]) 
     """Write the ONNX model and the model card to `paths` (from export_paths); returns the model's path."""
     path, card = paths
     if config.export_tflite or config.export_savedmodel:
-        log.info("Exporting ONNX (TFLite, .pb and SavedModel need TensorFlow); "
-                 "python -m coqui_stt_training.inference runs it")
+        log.info(
+            "Exporting ONNX (TFLite, .pb and SavedModel need TensorFlow); "
+            "python -m coqui_stt_training.inference runs it"
+        )
     data = onnx_bytes(model, metadata(config, alphabet, model))
     write_file_atomically(path, data)
     write_file_atomically(card, model_card(config))
-    log.info(f"Models exported at {config.export_dir}: {os.path.basename(path)} ({len(data) / 2**20:.1f} MiB), "
-             f"model card {os.path.basename(card)}")
+    log.info(
+        f"Models exported at {config.export_dir}: {os.path.basename(path)} ({len(data) / 2**20:.1f} MiB), "
+        f"model card {os.path.basename(card)}"
+    )
     return path
 
 

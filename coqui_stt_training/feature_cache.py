@@ -24,8 +24,14 @@ N_COEFFICIENTS = 26
 
 class FeatureCache:
     def __init__(self, directory: str, sample_rate: int, win_len_ms: int, win_step_ms: int, generation: int = 0):
-        settings = {"sample_rate": sample_rate, "win_len_ms": win_len_ms, "win_step_ms": win_step_ms,
-                    "coefficients": N_COEFFICIENTS, "generation": generation, "version": 1}
+        settings = {
+            "sample_rate": sample_rate,
+            "win_len_ms": win_len_ms,
+            "win_step_ms": win_step_ms,
+            "coefficients": N_COEFFICIENTS,
+            "generation": generation,
+            "version": 1,
+        }
         name = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
         self.directory = os.path.join(directory, name)
         self.writable = True
@@ -35,8 +41,10 @@ class FeatureCache:
                 json.dump(settings, f, indent=2)
             others = [d for d in os.listdir(directory) if d != name and os.path.isdir(os.path.join(directory, d))]
             if others:
-                log.info(f"Feature settings differ from those of the {len(others)} cache(s) in {directory}: "
-                         f"starting a new one in {self.directory}")
+                log.info(
+                    f"Feature settings differ from those of the {len(others)} cache(s) in {directory}: "
+                    f"starting a new one in {self.directory}"
+                )
 
     def path(self, audio_path: str) -> str:
         stat = os.stat(audio_path)
@@ -65,8 +73,10 @@ class FeatureCache:
                 np.save(f, np.ascontiguousarray(features, dtype=np.float32), allow_pickle=False)
             os.replace(tmp, path)
         except OSError as e:  # a full disk makes the cache useless, not the run
-            log.warn(f"cannot write to the feature cache {self.directory} ({e.strerror or e}); uncached features "
-                     "are computed each time")
+            log.warn(
+                f"cannot write to the feature cache {self.directory} ({e.strerror or e}); uncached features "
+                "are computed each time"
+            )
             self.writable = False
             if os.path.exists(tmp):
                 os.remove(tmp)

@@ -17,8 +17,9 @@ import torch
 from .filterbank import LOG_FLOOR, MEL_CHANNELS, dct_matrix, frame_count, mel_filterbank, window_samples
 
 
-def power_spectrogram(audio: torch.Tensor, sample_rate: int, win_len_ms: int = 32,
-                      win_step_ms: int = 20) -> torch.Tensor:
+def power_spectrogram(
+    audio: torch.Tensor, sample_rate: int, win_len_ms: int = 32, win_step_ms: int = 20
+) -> torch.Tensor:
     """[..., N] float samples -> [..., frames, fft/2 + 1] float32 power, as AudioSpectrogram(magnitude_squared)."""
     window, stride = window_samples(sample_rate, win_len_ms), window_samples(sample_rate, win_step_ms)
     fft_length = 1 << (window - 1).bit_length()
@@ -37,8 +38,14 @@ def mfcc_from_power(power: torch.Tensor, sample_rate: int, n_coefficients: int =
     return (mel.clamp_min(LOG_FLOOR).log() @ dct).to(torch.float32)
 
 
-def mfcc(audio: torch.Tensor, lengths: torch.Tensor | None, sample_rate: int, win_len_ms: int = 32,
-         win_step_ms: int = 20, n_coefficients: int = 26) -> tuple[torch.Tensor, torch.Tensor]:
+def mfcc(
+    audio: torch.Tensor,
+    lengths: torch.Tensor | None,
+    sample_rate: int,
+    win_len_ms: int = 32,
+    win_step_ms: int = 20,
+    n_coefficients: int = 26,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Features of a padded batch [B, N] (or one signal [N]) and their frame counts.
 
     Frames that reach into a signal's padding are zeroed, so each row equals its signal's own
@@ -49,16 +56,18 @@ def mfcc(audio: torch.Tensor, lengths: torch.Tensor | None, sample_rate: int, wi
     if lengths is None:
         lengths = torch.full((audio.shape[0],), audio.shape[-1], dtype=torch.long)
     lengths = torch.as_tensor(lengths, dtype=torch.long)
-    features = mfcc_from_power(power_spectrogram(audio, sample_rate, win_len_ms, win_step_ms), sample_rate,
-                               n_coefficients)
+    features = mfcc_from_power(
+        power_spectrogram(audio, sample_rate, win_len_ms, win_step_ms), sample_rate, n_coefficients
+    )
     frame_lengths = torch.tensor([frame_count(int(n), sample_rate, win_len_ms, win_step_ms) for n in lengths])
     valid = torch.arange(features.shape[1])[None, :] < frame_lengths[:, None]
     features = features * valid[..., None].to(features.device)
     return (features[0], frame_lengths[0]) if single else (features, frame_lengths)
 
 
-def mfcc_of_signals(signals: list[np.ndarray], sample_rate: int, win_len_ms: int = 32,
-                    win_step_ms: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+def mfcc_of_signals(
+    signals: list[np.ndarray], sample_rate: int, win_len_ms: int = 32, win_step_ms: int = 20
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Features [B, T, 26] and frame counts of signals of different lengths, zero-padded into one batch."""
     lengths = torch.tensor([len(s) for s in signals])
     padded = torch.zeros(len(signals), int(lengths.max()))

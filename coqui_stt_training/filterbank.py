@@ -29,8 +29,9 @@ def hertz_to_mel(hz):
 
 
 @functools.lru_cache(maxsize=16)
-def mel_filterbank(n_bins: int, sample_rate: int, upper_hz: float, channels: int = MEL_CHANNELS,
-                   lower_hz: float = LOWER_FREQUENCY_HZ) -> np.ndarray:
+def mel_filterbank(
+    n_bins: int, sample_rate: int, upper_hz: float, channels: int = MEL_CHANNELS, lower_hz: float = LOWER_FREQUENCY_HZ
+) -> np.ndarray:
     """[n_bins, channels] float64 weights of TF's MfccMelFilterbank.
 
     Each bin in range sits between two of the `channels + 1` mel-spaced centres and splits its
@@ -62,8 +63,9 @@ def dct_matrix(n_inputs: int = MEL_CHANNELS, n_outputs: int = 26) -> np.ndarray:
     return math.sqrt(2.0 / n_inputs) * np.cos(math.pi / n_inputs * j * k)
 
 
-def mfcc_numpy(samples: np.ndarray, sample_rate: int, win_len_ms: int = 32, win_step_ms: int = 20,
-               n_coefficients: int = 26) -> np.ndarray:
+def mfcc_numpy(
+    samples: np.ndarray, sample_rate: int, win_len_ms: int = 32, win_step_ms: int = 20, n_coefficients: int = 26
+) -> np.ndarray:
     """[frames, 26] float32 features of one signal, computed as features.mfcc computes them (float64
     spectrum handed on as float32, as TensorFlow does)."""
     window, stride = window_samples(sample_rate, win_len_ms), window_samples(sample_rate, win_step_ms)
@@ -73,6 +75,6 @@ def mfcc_numpy(samples: np.ndarray, sample_rate: int, win_len_ms: int = 32, win_
     frames = np.lib.stride_tricks.sliding_window_view(np.asarray(samples, np.float64), window)[::stride]
     hann = 0.5 - 0.5 * np.cos(2 * math.pi * np.arange(window, dtype=np.float64) / window)
     spectrum = np.fft.rfft(frames * hann, n=fft_length)
-    power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
+    power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
     mel = np.sqrt(power.astype(np.float64)) @ mel_filterbank(power.shape[-1], sample_rate, sample_rate / 2)
     return (np.log(np.maximum(mel, LOG_FLOOR)) @ dct_matrix(MEL_CHANNELS, n_coefficients)).astype(np.float32)

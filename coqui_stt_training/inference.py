@@ -51,8 +51,14 @@ class OnnxModel:
 
     def step(self, windows: np.ndarray, state: tuple[np.ndarray, np.ndarray]):
         """windows [batch, steps, 19, 26] -> (probabilities [steps, batch, classes], new state)."""
-        probs, c, h = self.session.run(None, {"input_node": np.ascontiguousarray(windows, np.float32),
-                                              "previous_state_c": state[0], "previous_state_h": state[1]})
+        probs, c, h = self.session.run(
+            None,
+            {
+                "input_node": np.ascontiguousarray(windows, np.float32),
+                "previous_state_c": state[0],
+                "previous_state_h": state[1],
+            },
+        )
         return probs, (c, h)
 
     def probabilities(self, features: np.ndarray, n_steps: int | None = None) -> np.ndarray:
@@ -61,7 +67,7 @@ class OnnxModel:
         chunk = (self.n_steps if n_steps is None else n_steps) or max(windows.shape[1], 1)
         state, out = self.zero_state(), []
         for start in range(0, windows.shape[1], chunk):
-            probs, state = self.step(windows[:, start:start + chunk], state)
+            probs, state = self.step(windows[:, start : start + chunk], state)
             out.append(probs[:, 0])
         return np.concatenate(out) if out else np.zeros((0, self.alphabet.size + 1), np.float32)
 
@@ -69,8 +75,14 @@ class OnnxModel:
         samples = load_audio(audio_path, self.sample_rate)
         return mfcc_numpy(samples, self.sample_rate, self.win_len, self.win_step)
 
-    def transcribe(self, audio_path: str, beam_width: int | None = None, cutoff_prob: float = 1.0,
-                   cutoff_top_n: int = 300, scorer: Scorer | None = None) -> str:
+    def transcribe(
+        self,
+        audio_path: str,
+        beam_width: int | None = None,
+        cutoff_prob: float = 1.0,
+        cutoff_top_n: int = 300,
+        scorer: Scorer | None = None,
+    ) -> str:
         probs = self.probabilities(self.features(audio_path))
         log_probs = np.log(np.maximum(probs, np.finfo(np.float32).tiny))
         labels = beam_search(log_probs, beam_width or self.beam_width, cutoff_prob, cutoff_top_n, scorer)

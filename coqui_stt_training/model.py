@@ -50,8 +50,14 @@ class Dense(nn.Module):
 
 
 class DeepSpeech(nn.Module):
-    def __init__(self, n_hidden: int, n_classes: int, relu_clip: float = 20.0, layer_norm: bool = False,
-                 dropout: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)):
+    def __init__(
+        self,
+        n_hidden: int,
+        n_classes: int,
+        relu_clip: float = 20.0,
+        layer_norm: bool = False,
+        dropout: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0),
+    ):
         """n_classes includes the blank. dropout holds the rates of layers 1, 2, 3 and 5 (Coqui's
         dropout_rate, dropout_rate2, dropout_rate3 and dropout_rate6)."""
         super().__init__()
@@ -118,8 +124,15 @@ def ctc_loss(logits: torch.Tensor, feature_lengths, labels, label_lengths) -> to
     """Per-sample CTC negative log-likelihood (a sum over the utterance, not normalised), blank last.
     Computed in float32 whatever the logits' dtype."""
     log_probs = F.log_softmax(logits.float(), dim=-1)
-    return F.ctc_loss(log_probs, labels, feature_lengths, label_lengths, blank=logits.shape[-1] - 1,
-                      reduction="none", zero_infinity=False)
+    return F.ctc_loss(
+        log_probs,
+        labels,
+        feature_lengths,
+        label_lengths,
+        blank=logits.shape[-1] - 1,
+        reduction="none",
+        zero_infinity=False,
+    )
 
 
 def _glorot_uniform_(tensor: torch.Tensor, fan_in: int, fan_out: int, generator) -> None:

@@ -36,7 +36,7 @@ class Progress:
         self.epoch, self.batch, self.stage, self.loss_sum, self.steps = self.epoch + 1, 0, "train", 0.0, 0
 
     @classmethod
-    def from_json(cls, record: dict) -> "Progress":
+    def from_json(cls, record: dict) -> Progress:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in record.items() if k in known})
 
@@ -71,8 +71,10 @@ def set_rng_state(state: dict) -> None:
         if len(cuda) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda)
         else:
-            log.warn("the checkpoint's CUDA random state is for another number of GPUs; dropout draws differ "
-                     "from the interrupted run")
+            log.warn(
+                "the checkpoint's CUDA random state is for another number of GPUs; dropout draws differ "
+                "from the interrupted run"
+            )
 
 
 # ---- stopping on a signal -----------------------------------------------------------------------
@@ -92,7 +94,7 @@ class StopSignals:
         self.received: str | None = None
         self._previous = {}
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> StopSignals:
         for sig in self.SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
@@ -110,5 +112,7 @@ class StopSignals:
             signal.raise_signal(number)
             return
         self.received = name
-        log.info(f"Received {name}: finishing the current step, then saving a checkpoint and stopping "
-                 f"(send {name} again to stop at once, without saving)")
+        log.info(
+            f"Received {name}: finishing the current step, then saving a checkpoint and stopping "
+            f"(send {name} again to stop at once, without saving)"
+        )

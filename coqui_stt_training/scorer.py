@@ -38,8 +38,7 @@ FST_MAGIC = 2125659606
 OOV_SCORE = -1000.0
 # OpenFST ConstFst<StdArc, uint32> records: a state's final weight, first arc and arc counts; an arc's
 # input and output labels, weight and next state
-FST_STATE = np.dtype([("final", "<f4"), ("pos", "<u4"), ("narcs", "<u4"), ("niepsilons", "<u4"),
-                      ("noepsilons", "<u4")])
+FST_STATE = np.dtype([("final", "<f4"), ("pos", "<u4"), ("narcs", "<u4"), ("niepsilons", "<u4"), ("noepsilons", "<u4")])
 FST_ARC = np.dtype([("ilabel", "<i4"), ("olabel", "<i4"), ("weight", "<f4"), ("next", "<i4")])
 LOG10_E = math.log10(math.e)
 
@@ -53,8 +52,9 @@ class Scorer:
     characters (UTF-8-mode packages) or words; `char_based` sets it for a plain KenLM model, which has
     no flag of its own (a package's flag is what Coqui built it with, and stands)."""
 
-    def __init__(self, path: str, alphabet, alpha: float | None = None, beta: float | None = None,
-                 char_based: bool | None = None):
+    def __init__(
+        self, path: str, alphabet, alpha: float | None = None, beta: float | None = None, char_based: bool | None = None
+    ):
         try:
             with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
                 # mapped, not read: a release scorer is about a gigabyte, and only its tail is parsed here
@@ -68,12 +68,16 @@ class Scorer:
         try:
             self.lm = kenlm.Model(path)
         except (OSError, RuntimeError) as e:
-            what = ("its language model" if self.next_state is not None
-                    else "it: neither a Coqui scorer package nor a KenLM model")
+            what = (
+                "its language model"
+                if self.next_state is not None
+                else "it: neither a Coqui scorer package nor a KenLM model"
+            )
             raise ScorerError(f"{path}: KenLM cannot read {what} ({str(e).splitlines()[0]})") from None
         if self.alpha is None or self.beta is None:
-            raise ScorerError(f"{path}: a plain KenLM model has no default alpha and beta; "
-                              "give --lm_alpha and --lm_beta")
+            raise ScorerError(
+                f"{path}: a plain KenLM model has no default alpha and beta; give --lm_alpha and --lm_beta"
+            )
         self.order = self.lm.order
         self._kenlm = kenlm
         if self.utf8_mode:
@@ -87,11 +91,14 @@ class Scorer:
             # Coqui builds a UTF-8-mode vocabulary in bytes and a word vocabulary in an alphabet's labels:
             # read with the other kind of model, its FST would spell nonsense
             if self.utf8_mode and not alphabet.is_bytes:
-                raise ScorerError(f"{path}: a UTF-8-mode scorer is for --bytes_output_mode models; "
-                                  "this model has an alphabet file")
+                raise ScorerError(
+                    f"{path}: a UTF-8-mode scorer is for --bytes_output_mode models; this model has an alphabet file"
+                )
             if not self.utf8_mode and alphabet.is_bytes:
-                raise ScorerError(f"{path}: a word scorer package spells its vocabulary in an alphabet file's "
-                                  "labels; a --bytes_output_mode model needs a UTF-8-mode scorer")
+                raise ScorerError(
+                    f"{path}: a word scorer package spells its vocabulary in an alphabet file's "
+                    "labels; a --bytes_output_mode model needs a UTF-8-mode scorer"
+                )
         else:  # a plain KenLM model (.arpa or .binary): any spelling is allowed
             self.utf8_mode, default_alpha, default_beta = bool(char_based), None, None
         self.alpha = default_alpha if alpha is None else alpha
@@ -179,8 +186,9 @@ class _CharStates:
             self.keys.append(key)
             if found == len(self.kind):
                 self.log_prob, self.kind, self.end_log_prob, self.end_beta = (
-                    np.concatenate([a, np.zeros_like(a)]) for a in (self.log_prob, self.kind, self.end_log_prob,
-                                                                     self.end_beta))
+                    np.concatenate([a, np.zeros_like(a)])
+                    for a in (self.log_prob, self.kind, self.end_log_prob, self.end_beta)
+                )
             self.log_prob[found], self.kind[found], self.end_log_prob[found], self.end_beta[found] = self._row(*key)
         return found
 
@@ -204,8 +212,7 @@ class _CharStates:
         scorer, size = self.scorer, self.scorer.alphabet.size
         log_prob, kind = np.zeros(size), np.zeros(size, np.int8)
         state = scorer._context(context, bos=len(context) < scorer.order - 1)
-        score = (lambda unit: OOV_SCORE) if state is None else (
-            lambda unit: scorer._next_log_probability(state, unit))
+        score = (lambda unit: OOV_SCORE) if state is None else (lambda unit: scorer._next_log_probability(state, unit))
         for label in range(size):
             if label == scorer.space:
                 kind[label] = self.INVALID if pending else self.SCORED
@@ -238,8 +245,9 @@ class _CharStates:
 
     def scores(self, states: np.ndarray, alpha: float, beta: float) -> np.ndarray:
         kind = self.kind[states]
-        return np.where(kind == self.SCORED, alpha * self.log_prob[states] + beta,
-                        np.where(kind == self.WAITING, 0.0, -np.inf))
+        return np.where(
+            kind == self.SCORED, alpha * self.log_prob[states] + beta, np.where(kind == self.WAITING, 0.0, -np.inf)
+        )
 
     def end_scores(self, states: np.ndarray, alpha: float, beta: float) -> np.ndarray:
         return alpha * self.end_log_prob[states] + beta * self.end_beta[states]
@@ -270,7 +278,7 @@ def _find_header(data: bytes) -> int | None:
 
 def _read_string(data, offset: int) -> tuple[str, int]:
     (length,) = struct.unpack_from("<i", data, offset)
-    return bytes(data[offset + 4:offset + 4 + length]).decode("ascii", "replace"), offset + 4 + length
+    return bytes(data[offset + 4 : offset + 4 + length]).decode("ascii", "replace"), offset + 4 + length
 
 
 def _read_const_fst(data: bytes, offset: int, n_labels: int, path: str):
@@ -286,7 +294,7 @@ def _read_const_fst(data: bytes, offset: int, n_labels: int, path: str):
         offset += 40
         if fst_type != "const" or arc_type != "standard" or flags & 3:  # no symbol tables expected
             raise ValueError(f"unexpected FST ({fst_type}, {arc_type}, flags {flags})")
-        align = lambda o: o + (-o % 16) if flags & 4 or version == 1 else o  # noqa: E731
+        align = lambda o: o + (-o % 16) if flags & 4 or version == 1 else o
         offset = align(offset)
         # copies, not views: the file's mapping is closed once the table is built
         states = np.frombuffer(data, FST_STATE, n_states, offset).copy()

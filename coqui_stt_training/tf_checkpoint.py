@@ -85,7 +85,7 @@ def crc32c(data: bytes, crc: int = 0) -> int:
     while len(view) - done >= _LANES * 16:  # below this the plain loop is as quick as setting up numpy
         # in segments: the numpy path makes a transposed copy of what it is given, and a release
         # model's LSTM kernel is 128 MiB
-        segment = view[done:done + _SEGMENT]
+        segment = view[done : done + _SEGMENT]
         reg = _crc_register_lanes(reg, segment)
         done += len(segment) // _LANES * _LANES
     return _crc_register_bytewise(reg, view[done:]) ^ _MASK32
@@ -508,9 +508,7 @@ def write_file_atomically(path: str, data: bytes | str) -> None:
     write_atomically(path, lambda p: _write_bytes(p, [payload]))
 
 
-def write_tf_checkpoint(
-    prefix: str, tensors: dict[str, np.ndarray], *, block_size: int = TF_TABLE_BLOCK_SIZE
-) -> None:
+def write_tf_checkpoint(prefix: str, tensors: dict[str, np.ndarray], *, block_size: int = TF_TABLE_BLOCK_SIZE) -> None:
     """Write tensors as a single-shard V2 checkpoint that TF 1.15 (and Coqui STT 1.4) can restore.
 
     Tensors go into the data file in sorted name order, as TF's Saver writes them, so the output

@@ -34,12 +34,20 @@ from .export import export, export_paths
 from .model import DeepSpeech, ctc_loss
 from .optimizer import TFAdam
 from .run_state import Interrupted, Progress, StopSignals, rng_state, set_rng_state
-from .summary import SummaryWriter
 from .scorer import ScorerError
+from .summary import SummaryWriter
 from .tf_checkpoint import TFCheckpointError
 
-USER_ERRORS = (ConfigError, DataError, AlphabetError, AudioError, CheckpointError, TFCheckpointError, ScorerError,
-               NotImplementedError)
+USER_ERRORS = (
+    ConfigError,
+    DataError,
+    AlphabetError,
+    AudioError,
+    CheckpointError,
+    TFCheckpointError,
+    ScorerError,
+    NotImplementedError,
+)
 
 
 def run_cli(job, argv, prog: str) -> None:
@@ -52,8 +60,10 @@ def run_cli(job, argv, prog: str) -> None:
         if refused:
             raise NotImplementedError(f"{', '.join(refused)}: not supported yet by this implementation")
         if config.train_cudnn or config.load_cudnn:
-            log.info("--train_cudnn/--load_cudnn are not needed: any checkpoint loads on CPU or GPU, and the "
-                     "LSTM uses cuDNN whenever it runs on a CUDA device")
+            log.info(
+                "--train_cudnn/--load_cudnn are not needed: any checkpoint loads on CPU or GPU, and the "
+                "LSTM uses cuDNN whenever it runs on a CUDA device"
+            )
         job(config)
     except USER_ERRORS as e:
         log.error(str(e))
@@ -83,17 +93,25 @@ def resolve_alphabet(config: Config):
         log.info("Generating the alphabet from the transcripts of the train, dev and test sets")
         return alphabet_from_transcripts(s.transcript for files in sets for p in files for s in read_csv(p))
     if config.load_checkpoint_dir and not os.path.isdir(config.load_checkpoint_dir):
-        raise ConfigError(f"Missing checkpoint directory {config.load_checkpoint_dir!r} "
-                          "(--checkpoint_dir or --load_checkpoint_dir)")
-    raise ConfigError("Missing --alphabet_config_path flag. Couldn't find an alphabet file alongside checkpoint, "
-                      "and input datasets are not fully specified (--train_files, --dev_files, --test_files), so "
-                      "can't generate an alphabet.")
+        raise ConfigError(
+            f"Missing checkpoint directory {config.load_checkpoint_dir!r} (--checkpoint_dir or --load_checkpoint_dir)"
+        )
+    raise ConfigError(
+        "Missing --alphabet_config_path flag. Couldn't find an alphabet file alongside checkpoint, "
+        "and input datasets are not fully specified (--train_files, --dev_files, --test_files), so "
+        "can't generate an alphabet."
+    )
 
 
 def build_model(config: Config, alphabet, device: torch.device) -> tuple[DeepSpeech, TFAdam]:
     torch.manual_seed(config.random_seed)
-    model = DeepSpeech(config.n_hidden, alphabet.size + 1, config.relu_clip, config.layer_norm,
-                       (config.dropout_rate, config.dropout_rate2, config.dropout_rate3, config.dropout_rate6))
+    model = DeepSpeech(
+        config.n_hidden,
+        alphabet.size + 1,
+        config.relu_clip,
+        config.layer_norm,
+        (config.dropout_rate, config.dropout_rate2, config.dropout_rate3, config.dropout_rate6),
+    )
     model.reset_parameters(torch.Generator().manual_seed(config.random_seed))
     model.to(device)
     # One parameter group per layer, so that transfer learning can train kept layers at another rate.
@@ -107,7 +125,9 @@ def find_to_load(directory: str, method: str, quiet: bool = False) -> tuple[str 
     order = {"auto": ["best", "last"], "best": ["best"], "last": ["last"], "init": []}[method]
     tried = []
     for which in order:
-        prefix = checkpoint.find_checkpoint(directory, "best_dev" if which == "best" else "train") if directory else None
+        prefix = (
+            checkpoint.find_checkpoint(directory, "best_dev" if which == "best" else "train") if directory else None
+        )
         what = "best validating" if which == "best" else "most recent"
         if prefix:
             if not quiet:
@@ -186,13 +206,20 @@ class Trainer:
         state = checkpoint.read_run_state(prefix) if prefix else {}
         if exact:
             p = Progress.from_json(state["progress"])
-            log.info(f"Resuming the interrupted run from {prefix}: epoch {p.epoch}, "
-                     + (f"batch {p.batch} of {p.batches_in_epoch}" if p.stage == "train" else f"stage {p.stage}")
-                     + f", until --epochs {config.epochs}")
+            log.info(
+                f"Resuming the interrupted run from {prefix}: epoch {p.epoch}, "
+                + (f"batch {p.batch} of {p.batches_in_epoch}" if p.stage == "train" else f"stage {p.stage}")
+                + f", until --epochs {config.epochs}"
+            )
         elif resuming:
-            log.info(f"Resuming from {prefix}, this run's own checkpoint in the save directory"
-                     + (f"; --drop_source_layers {config.drop_source_layers} is not applied again"
-                        if config.drop_source_layers else "; the source checkpoint is not loaded again"))
+            log.info(
+                f"Resuming from {prefix}, this run's own checkpoint in the save directory"
+                + (
+                    f"; --drop_source_layers {config.drop_source_layers} is not applied again"
+                    if config.drop_source_layers
+                    else "; the source checkpoint is not loaded again"
+                )
+            )
         else:
             prefix, tried = find_to_load(load_dir, config.load_train)
             state = checkpoint.read_run_state(prefix) if prefix else {}
@@ -201,15 +228,23 @@ class Trainer:
                 raise CheckpointError(f"All initialization methods failed ({tried}): no checkpoint in {load_dir}")
             log.info("Initializing all variables.")
             if config.drop_source_layers:
-                log.warn(f"--drop_source_layers {config.drop_source_layers} has no effect: "
-                         "no checkpoint to transfer from")
+                log.warn(
+                    f"--drop_source_layers {config.drop_source_layers} has no effect: no checkpoint to transfer from"
+                )
             return
         drop = 0 if resuming else config.drop_source_layers
         if not drop:
             checkpoint.check_alphabet(prefix, self.alphabet)
         columns = self.shared_columns(prefix) if drop and config.keep_shared_symbols else None
-        report = checkpoint.load_into(prefix, self.model, self.optimizer, config.learning_rate,
-                                      config.force_initialize_learning_rate, drop, columns)
+        report = checkpoint.load_into(
+            prefix,
+            self.model,
+            self.optimizer,
+            config.learning_rate,
+            config.force_initialize_learning_rate,
+            drop,
+            columns,
+        )
         self.global_step = report.global_step
         if resuming:
             self.transfer, self.epochs_done = state.get("transfer"), state.get("epochs_done", 0)
@@ -222,11 +257,16 @@ class Trainer:
             if self.scaler and state.get("grad_scaler"):
                 self.scaler.load_state_dict(state["grad_scaler"])
         elif drop:
-            self.transfer = {"source": prefix, "drop_source_layers": drop, "alphabet": alphabet_record(self.alphabet),
-                             "keep_shared_symbols": columns is not None}
+            self.transfer = {
+                "source": prefix,
+                "drop_source_layers": drop,
+                "alphabet": alphabet_record(self.alphabet),
+                "keep_shared_symbols": columns is not None,
+            }
         if self.transfer:
             self.source_layers = set(checkpoint.LAYER_SCOPES) - checkpoint.dropped_layers(
-                self.transfer["drop_source_layers"])
+                self.transfer["drop_source_layers"]
+            )
             if config.source_layers_lr_scale != 1.0:
                 for scope in self.source_layers:
                     self.optimizer.set_lr_scale(scope, config.source_layers_lr_scale)
@@ -268,8 +308,10 @@ class Trainer:
         source = load_alphabet(path)
         columns = checkpoint.shared_output_columns(source.labels, self.alphabet.labels)
         shared = [label for label, column in zip(self.alphabet.labels, columns) if column is not None]
-        log.info(f"Keeping the output-layer weights of {len(shared)} symbol(s) shared with the source alphabet "
-                 f"({path}, {source.size} labels) and of the blank: {''.join(shared)!r}")
+        log.info(
+            f"Keeping the output-layer weights of {len(shared)} symbol(s) shared with the source alphabet "
+            f"({path}, {source.size} labels) and of the blank: {''.join(shared)!r}"
+        )
         return columns
 
     def frozen_epochs_left(self) -> bool:
@@ -286,7 +328,8 @@ class Trainer:
     def wrap(self) -> None:
         if self.world.distributed:
             self.network = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
 
     def save(self, kind: str) -> str | None:
         """Every rank calls it at the same point (it gathers their RNG states); rank 0 writes."""
@@ -296,10 +339,15 @@ class Trainer:
             return None
         tensors = checkpoint.to_tensors(self.model, self.optimizer, self.global_step)
         keep = self.config.max_to_keep if kind == "train" else 1
-        state = {"best_dev_loss": self.best_dev_loss, "epochs_done": self.epochs_done,
-                 "save_serial": self.save_serial, "alphabet": alphabet_record(self.alphabet),
-                 "progress": self.progress.to_json(),
-                 "learning_rate": self.optimizer.lr, "rng": rng[0] if len(rng) == 1 else rng}
+        state = {
+            "best_dev_loss": self.best_dev_loss,
+            "epochs_done": self.epochs_done,
+            "save_serial": self.save_serial,
+            "alphabet": alphabet_record(self.alphabet),
+            "progress": self.progress.to_json(),
+            "learning_rate": self.optimizer.lr,
+            "rng": rng[0] if len(rng) == 1 else rng,
+        }
         if self.scaler:
             state["grad_scaler"] = self.scaler.state_dict()
         if self.transfer:
@@ -339,17 +387,23 @@ class Trainer:
         return ctc_loss(logits, batch.feature_lengths, batch.labels, batch.label_lengths)
 
     def progress_bar(self, loader, epoch: int, title: str, initial: int = 0):
-        return tqdm(loader, desc=f"Epoch {epoch:3d} | {title:>10}",
-                    disable=not (self.config.show_progressbar and self.world.is_main),
-                    file=sys.stdout, dynamic_ncols=True, initial=initial)
+        return tqdm(
+            loader,
+            desc=f"Epoch {epoch:3d} | {title:>10}",
+            disable=not (self.config.show_progressbar and self.world.is_main),
+            file=sys.stdout,
+            dynamic_ncols=True,
+            initial=initial,
+        )
 
     def train_epoch(self, samples) -> None:
         """The rest of the current epoch's training, from the batch the progress records."""
         config, p = self.config, self.progress
         if not config.show_progressbar:
             log.info(f"Training epoch {p.epoch}...")
-        loader = data_loader(samples, config.train_batch_size, config, train=True, epoch=p.epoch, skip=p.batch,
-                             world=self.world)
+        loader = data_loader(
+            samples, config.train_batch_size, config, train=True, epoch=p.epoch, skip=p.batch, world=self.world
+        )
         bar = self.progress_bar(loader, p.epoch, "Training", initial=p.batch)
         self.model.train()
         last_save = time.time()
@@ -404,9 +458,11 @@ class Trainer:
     def check_largest_batch(self, samples) -> None:
         """Coqui's dummy run, reduced to what it is for: fail now, not hours in, if the largest batch does not fit."""
         log.info("Performing dummy training to check for memory problems.")
-        log.info("If the following process crashes, you likely have batch sizes that are too big for your available "
-                 "system memory (or GPU memory).")
-        loader = data_loader(samples[-self.config.train_batch_size:], self.config.train_batch_size, self.config, True)
+        log.info(
+            "If the following process crashes, you likely have batch sizes that are too big for your available "
+            "system memory (or GPU memory)."
+        )
+        loader = data_loader(samples[-self.config.train_batch_size :], self.config.train_batch_size, self.config, True)
         self.model.train()
         with self.network.no_sync() if self.world.distributed else contextlib.nullcontext():  # local, no all-reduce
             for batch in loader:
@@ -424,12 +480,16 @@ class Trainer:
             if len(states) == self.world.size:
                 set_rng_state(states[self.world.rank])
             else:
-                log.warn(f"The interrupted run had {len(states)} process(es), this one {self.world.size}: dropout "
-                         "draws differ from the interrupted run's")
+                log.warn(
+                    f"The interrupted run had {len(states)} process(es), this one {self.world.size}: dropout "
+                    "draws differ from the interrupted run's"
+                )
         batches = len(make_batches(len(train_set), config.train_batch_size * self.world.size, drop_last=True))
         if p.stage == "train" and p.batch and p.batches_in_epoch != batches:
-            log.warn(f"The training set or batch size changed since the interruption ({p.batches_in_epoch} batches "
-                     f"per epoch then, {batches} now): epoch {p.epoch} starts again from its first batch")
+            log.warn(
+                f"The training set or batch size changed since the interruption ({p.batches_in_epoch} batches "
+                f"per epoch then, {batches} now): epoch {p.epoch} starts again from its first batch"
+            )
             p.batch, p.loss_sum, p.steps = 0, 0.0, 0
         p.batches_in_epoch = batches
         log.info("STARTING Optimization")
@@ -450,8 +510,11 @@ class Trainer:
         if p.stage == "train":
             frozen = self.frozen_epochs_left()
             if self.source_layers and frozen != any(not q.requires_grad for q in self.model.trainable_parameters()):
-                log.info(("Freezing" if frozen else "Unfreezing") + " the layers loaded from the source checkpoint: "
-                         + ", ".join(sorted(self.source_layers)))
+                log.info(
+                    ("Freezing" if frozen else "Unfreezing")
+                    + " the layers loaded from the source checkpoint: "
+                    + ", ".join(sorted(self.source_layers))
+                )
                 self.set_frozen(frozen)
             self.train_epoch(train_set)
             self.epochs_done += 1
@@ -484,16 +547,20 @@ class Trainer:
         if config.early_stop and p.epochs_without_improvement == config.es_epochs:
             log.info(f"Early stop triggered as the loss did not improve the last {config.es_epochs} epochs")
             return True
-        if (config.reduce_lr_on_plateau and p.epochs_without_improvement > 0
-                and p.epochs_without_improvement % config.plateau_epochs == 0):
+        if (
+            config.reduce_lr_on_plateau
+            and p.epochs_without_improvement > 0
+            and p.epochs_without_improvement % config.plateau_epochs == 0
+        ):
             self.reduce_learning_rate()
         return False
 
     def report_metrics(self, epoch: int, path: str, samples) -> None:
         """Coqui reports only the loss of a --metrics_files set; greedy WER and CER are added so that a set
         from the source domain shows what fine-tuning forgets. They never affect best-dev selection."""
-        results = evaluate_samples(self.model, samples, self.config, self.greedy, self.device,
-                                   self.config.dev_batch_size, self.world)
+        results = evaluate_samples(
+            self.model, samples, self.config, self.greedy, self.device, self.config.dev_batch_size, self.world
+        )
         wer, cer, loss = totals(results)
         log.info(f"Finished metrics for epoch {epoch} on {path} - loss: {loss:f} - greedy WER: {wer:f}, CER: {cer:f}")
         if self.summaries:
@@ -540,14 +607,18 @@ def train_and_test(config: Config, world: World) -> None:
     test_sets = [(p, load_data_set([p], alphabet, config, "test")) for p in config.test_files or []]
     global_batch = config.train_batch_size * world.size
     if config.train_files and len(train_set) < global_batch:
-        raise DataError(f"--train_files has {len(train_set)} samples, fewer than one batch of "
-                        f"--train_batch_size {config.train_batch_size}"
-                        + (f" times {world.size} processes" if world.distributed else ""))
+        raise DataError(
+            f"--train_files has {len(train_set)} samples, fewer than one batch of "
+            f"--train_batch_size {config.train_batch_size}"
+            + (f" times {world.size} processes" if world.distributed else "")
+        )
     # Coqui's train also exports with --export_dir: its target is checked now, not after the training.
     export_targets = export_paths(config) if config.export_dir and world.is_main else None
     if world.distributed:
-        log.info(f"Distributed training: {world.size} processes, global batch {global_batch} "
-                 f"(--train_batch_size {config.train_batch_size} each)")
+        log.info(
+            f"Distributed training: {world.size} processes, global batch {global_batch} "
+            f"(--train_batch_size {config.train_batch_size} each)"
+        )
     if config.train_files:
         save_dir = config.save_checkpoint_dir
         trainer = Trainer(config, alphabet, world)
@@ -561,17 +632,20 @@ def train_and_test(config: Config, world: World) -> None:
             trainer.train(train_set, dev_sets, metrics_sets)
         except Interrupted as stop:
             name, prefix = stop.args
-            log.info(f"Stopped on {name} at epoch {trainer.progress.epoch}"
-                     + (f", batch {trainer.progress.batch}" if trainer.progress.stage == "train" else "")
-                     + (f"; checkpoint saved to {prefix}" if prefix else "; nothing was trained yet")
-                     + ". Run the same command again to resume.")
+            log.info(
+                f"Stopped on {name} at epoch {trainer.progress.epoch}"
+                + (f", batch {trainer.progress.batch}" if trainer.progress.stage == "train" else "")
+                + (f"; checkpoint saved to {prefix}" if prefix else "; nothing was trained yet")
+                + ". Run the same command again to resume."
+            )
             return
     if config.test_files or config.export_dir or config.one_shot_infer:
         # Test, export and transcribe what this run produced (its save directory), never the checkpoint it
         # started from; the model is loaded once for all three.
         world.barrier()  # after rank 0's last write
-        model, alphabet, device = setup_evaluation(config, config.save_checkpoint_dir or config.load_checkpoint_dir,
-                                                   world)
+        model, alphabet, device = setup_evaluation(
+            config, config.save_checkpoint_dir or config.load_checkpoint_dir, world
+        )
         if config.test_files:
             test(model, config, alphabet, device, test_sets, world)
         if export_targets:

@@ -1,6 +1,6 @@
 """Coqui's one-file transcription from a checkpoint (spec §1):
 
-    python -m coqui_stt_training.training_graph_inference --checkpoint_dir ckpt/ --one_shot_infer speech.wav
+python -m coqui_stt_training.training_graph_inference --checkpoint_dir ckpt/ --one_shot_infer speech.wav
 """
 
 from __future__ import annotations

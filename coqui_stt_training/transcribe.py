@@ -45,7 +45,7 @@ def speech_segments(samples: np.ndarray, rate: int, aggressiveness: int = 3) -> 
     if n_frames == 0:
         return [(0, len(samples))] if len(samples) else []
     frames = samples[: n_frames * frame].reshape(n_frames, frame).astype(np.float64)
-    level = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-10)
+    level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-10)
     floor = np.percentile(level, 10)
     speech = level > max(floor + 6 + 3 * min(max(aggressiveness, 0), 3), -60.0)
     segments, window, start = [], deque(maxlen=PADDING_FRAMES), None
@@ -54,8 +54,11 @@ def speech_segments(samples: np.ndarray, rate: int, aggressiveness: int = 3) -> 
         if start is None and sum(window) >= TRIGGER * PADDING_FRAMES:
             start = max(i - len(window) + 1, 0)
             window.clear()
-        elif start is not None and len(window) == PADDING_FRAMES and \
-                PADDING_FRAMES - sum(window) >= TRIGGER * PADDING_FRAMES:
+        elif (
+            start is not None
+            and len(window) == PADDING_FRAMES
+            and PADDING_FRAMES - sum(window) >= TRIGGER * PADDING_FRAMES
+        ):
             segments.append((start * frame, (i + 1) * frame))
             start = None
             window.clear()
@@ -77,19 +80,23 @@ def transcribe_file(path: str, model, alphabet, config: Config, scorer, device) 
     pieces.sort(key=lambda p: p[1] - p[0])
     normal = [p for p in pieces if p[1] - p[0] <= outlier]
     long = [p for p in pieces if p[1] - p[0] > outlier]
-    batches = [normal[i:i + config.batch_size] for i in range(0, len(normal), config.batch_size)]
-    batches += [long[i:i + config.outlier_batch_size] for i in range(0, len(long), config.outlier_batch_size)]
+    batches = [normal[i : i + config.batch_size] for i in range(0, len(normal), config.batch_size)]
+    batches += [long[i : i + config.outlier_batch_size] for i in range(0, len(long), config.outlier_batch_size)]
     results = []
     model.eval()
     for batch in batches:
-        features, feature_lengths = mfcc_of_signals([samples[a:b] for a, b in batch], rate, config.feature_win_len,
-                                                    config.feature_win_step)
+        features, feature_lengths = mfcc_of_signals(
+            [samples[a:b] for a, b in batch], rate, config.feature_win_len, config.feature_win_step
+        )
         with torch.no_grad():
             logits = model(features.to(device))
-        texts = beam_search_decode(logits, feature_lengths, alphabet, config.beam_width, config.cutoff_prob,
-                                   config.cutoff_top_n, scorer)
-        results += [{"start": a * 1000 // rate, "end": b * 1000 // rate, "transcript": text}
-                    for (a, b), text in zip(batch, texts)]
+        texts = beam_search_decode(
+            logits, feature_lengths, alphabet, config.beam_width, config.cutoff_prob, config.cutoff_top_n, scorer
+        )
+        results += [
+            {"start": a * 1000 // rate, "end": b * 1000 // rate, "transcript": text}
+            for (a, b), text in zip(batch, texts)
+        ]
     return sorted(results, key=lambda r: r["start"])
 
 
@@ -119,8 +126,10 @@ def tasks(config: Config) -> list[tuple[str, str]]:
     """(audio, .tlog) pairs, checked before any work."""
     src = config.src
     if not src or not os.path.exists(src):
-        raise ConfigError("You have to specify which audio file, catalog file or directory to transcribe with the "
-                          "--src flag" + (f" ({src} does not exist)" if src else ""))
+        raise ConfigError(
+            "You have to specify which audio file, catalog file or directory to transcribe with the "
+            "--src flag" + (f" ({src} does not exist)" if src else "")
+        )
     is_catalog = os.path.isfile(src) and src.endswith(".catalog")
     if is_catalog:
         if config.dst:
@@ -128,11 +137,16 @@ def tasks(config: Config) -> list[tuple[str, str]]:
         pairs = catalog_tasks(src)
     elif os.path.isdir(src):
         if config.dst:
-            raise ConfigError("--dst is for a single --src file; a directory's .tlog files are written beside "
-                              "its audio")
+            raise ConfigError(
+                "--dst is for a single --src file; a directory's .tlog files are written beside its audio"
+            )
         walk = os.walk(src) if config.recursive else [(src, [], os.listdir(src))]
-        audio = sorted(os.path.join(d, n) for d, _, names in walk for n in names
-                       if os.path.splitext(n)[1].lower() in AUDIO_EXTENSIONS)
+        audio = sorted(
+            os.path.join(d, n)
+            for d, _, names in walk
+            for n in names
+            if os.path.splitext(n)[1].lower() in AUDIO_EXTENSIONS
+        )
         pairs = [(a, os.path.splitext(a)[0] + ".tlog") for a in audio]
     else:
         pairs = [(src, config.dst or os.path.splitext(src)[0] + ".tlog")]

@@ -27,11 +27,13 @@ def around(function):
         result = function(*args, **kwargs)
         event()
         return result
+
     return wrapped
 
 
 def writer(function, path_argument: int):
     """Writes the file, then (as one more event) leaves it half-written and dies, if that is the moment."""
+
     def wrapped(*args, **kwargs):
         path = args[path_argument]
         event()
@@ -40,6 +42,7 @@ def writer(function, path_argument: int):
             with open(path, "rb+") as f:
                 f.truncate(os.path.getsize(path) // 2)
         event()
+
     return wrapped
 
 

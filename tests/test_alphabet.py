@@ -1,7 +1,13 @@
 import pytest
 
-from coqui_stt_training.alphabet import (Alphabet, AlphabetError, UTF8Alphabet, alphabet_from_transcripts,
-                                         load_alphabet, parse_alphabet)
+from coqui_stt_training.alphabet import (
+    Alphabet,
+    AlphabetError,
+    UTF8Alphabet,
+    alphabet_from_transcripts,
+    load_alphabet,
+    parse_alphabet,
+)
 
 
 @pytest.mark.parametrize("name", ["macos", "unix", "windows"])
@@ -69,13 +75,19 @@ def test_generated_alphabet_is_sorted_set():
 
 # ---- fuzzing: random bytes give AlphabetError or an alphabet, never a crash --------------------------
 
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st
 
 
 @settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(content=st.one_of(st.binary(max_size=300),
-                         st.lists(st.sampled_from(["a", "#", "\\#", "\n", "\r\n", "\r", " ", "é", "\ufeff", "\x00",
-                                                   "ab"]), max_size=40).map(lambda parts: "".join(parts).encode())))
+@given(
+    content=st.one_of(
+        st.binary(max_size=300),
+        st.lists(
+            st.sampled_from(["a", "#", "\\#", "\n", "\r\n", "\r", " ", "é", "\ufeff", "\x00", "ab"]), max_size=40
+        ).map(lambda parts: "".join(parts).encode()),
+    )
+)
 def test_fuzz_alphabet_reader(tmp_path, content):
     path = tmp_path / "alphabet.txt"
     path.write_bytes(content)

@@ -1,5 +1,4 @@
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ SMOKE = os.path.join(os.path.dirname(__file__), "..", "data", "smoke_test")
 def test_int16_wav_is_scaled_by_32767():
     samples, rate = read_audio(os.path.join(SMOKE, "LDC93S1.wav"))
     import soundfile
+
     ints, _ = soundfile.read(os.path.join(SMOKE, "LDC93S1.wav"), dtype="int16")
     assert rate == 16000 and samples.dtype == np.float32
     np.testing.assert_array_equal(samples, ints.astype(np.float32) / np.float32(32767))
@@ -19,15 +19,22 @@ def test_int16_wav_is_scaled_by_32767():
 
 def test_every_container_decodes_to_the_same_speech():
     reference = load_audio(os.path.join(SMOKE, "LDC93S1.wav"), 16000)
-    for name in ("LDC93S1.flac", "LDC93S1.ogg", "LDC93S1.opus", "LDC93S1_pcms16le_2_44100.wav",
-                 "LDC93S1_pcms16le_1_8000.wav"):
+    for name in (
+        "LDC93S1.flac",
+        "LDC93S1.ogg",
+        "LDC93S1.opus",
+        "LDC93S1_pcms16le_2_44100.wav",
+        "LDC93S1_pcms16le_1_8000.wav",
+    ):
         samples = load_audio(os.path.join(SMOKE, name), 16000)
         assert abs(len(samples) - len(reference)) <= 1, name
         n = min(len(samples), len(reference))
         # Lossy codecs and resampling change samples, not the signal: strongly correlated with the original.
         # Opus may be delayed by its pre-skip, so compare the best alignment within 20 ms.
-        best = max(np.corrcoef(samples[max(0, s):n + min(0, s)], reference[max(0, -s):n - max(0, s)])[0, 1]
-                   for s in range(-320, 321, 4))
+        best = max(
+            np.corrcoef(samples[max(0, s) : n + min(0, s)], reference[max(0, -s) : n - max(0, s)])[0, 1]
+            for s in range(-320, 321, 4)
+        )
         assert best > 0.9, (name, best)
 
 
@@ -42,6 +49,7 @@ def test_bad_audio_is_a_clear_error(tmp_path):
     with pytest.raises(AudioError, match="unreadable audio .*broken.wav"):
         read_audio(str(broken))
     import soundfile
+
     empty = tmp_path / "empty.wav"
     soundfile.write(str(empty), np.zeros(0, np.int16), 16000, subtype="PCM_16")
     with pytest.raises(AudioError, match="empty audio .*empty.wav"):
@@ -50,10 +58,13 @@ def test_bad_audio_is_a_clear_error(tmp_path):
 
 # ---- fuzzing: random and damaged files give AudioError or samples, never a crash or a hang ------------
 
-from hypothesis import example, given, settings, strategies as st  # noqa: E402
+from hypothesis import example, given, settings  # noqa: E402
+from hypothesis import strategies as st
 
-SOURCES = {name: open(os.path.join(SMOKE, name), "rb").read()
-           for name in ("LDC93S1.wav", "LDC93S1.flac", "LDC93S1.ogg", "LDC93S1.opus")}
+SOURCES = {
+    name: open(os.path.join(SMOKE, name), "rb").read()
+    for name in ("LDC93S1.wav", "LDC93S1.flac", "LDC93S1.ogg", "LDC93S1.opus")
+}
 
 
 def read_or_refuse(path):
@@ -74,8 +85,11 @@ def test_fuzz_audio_reader_random_bytes(tmp_path_factory, content, suffix):
 
 
 @settings(max_examples=150, deadline=5000)
-@given(name=st.sampled_from(sorted(SOURCES)), cut=st.integers(0, 100),
-       damage=st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 255)), max_size=8))
+@given(
+    name=st.sampled_from(sorted(SOURCES)),
+    cut=st.integers(0, 100),
+    damage=st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 255)), max_size=8),
+)
 @example(name="LDC93S1.flac", cut=17, damage=[(21, 115)])  # a header claiming 12.9 billion frames (24 GiB)
 def test_fuzz_audio_reader_damaged_files(tmp_path_factory, name, cut, damage):
     """Real files with bytes changed near the head (where the headers are) and cut short."""

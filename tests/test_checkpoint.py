@@ -38,7 +38,8 @@ def test_coqui_checkpoint_gives_coquis_logits_and_loss(folder, n_classes):
         np.testing.assert_allclose(logits.numpy(), ref[f"logits_{i}"], rtol=1e-4, atol=1e-4)
         length = torch.tensor([logits.shape[0]])
         assert greedy_decode(logits[:, None], length, alphabet) == greedy_decode(
-            torch.from_numpy(ref[f"logits_{i}"])[:, None], length, alphabet)
+            torch.from_numpy(ref[f"logits_{i}"])[:, None], length, alphabet
+        )
     expected = json.load(open(os.path.join(FIXTURES, folder, "test_output.json"), encoding="utf-8"))[0]
     with torch.no_grad():
         logits = model(torch.from_numpy(ref["features_0" if folder.startswith("ldc") else "features_1"])[None])
@@ -50,10 +51,18 @@ def test_coqui_checkpoint_gives_coquis_logits_and_loss(folder, n_classes):
 def test_cudnn_style_checkpoint_loads_with_zero_lstm_moments():
     model, optimizer = fresh_model()
     plain, _ = fresh_model()
-    load_into(find_checkpoint(os.path.join(FIXTURES, "ldc93s1-h100-e20-cudnn", "checkpoint"), "best_dev"), model,
-              optimizer, 0.001)
-    load_into(find_checkpoint(os.path.join(FIXTURES, "ldc93s1-h100-e20", "checkpoint"), "best_dev"), plain,
-              TFAdam(plain.trainable_parameters()), 0.001)
+    load_into(
+        find_checkpoint(os.path.join(FIXTURES, "ldc93s1-h100-e20-cudnn", "checkpoint"), "best_dev"),
+        model,
+        optimizer,
+        0.001,
+    )
+    load_into(
+        find_checkpoint(os.path.join(FIXTURES, "ldc93s1-h100-e20", "checkpoint"), "best_dev"),
+        plain,
+        TFAdam(plain.trainable_parameters()),
+        0.001,
+    )
     for a, b in zip(model.parameters(), plain.parameters()):
         assert torch.equal(a, b)
     m, v = optimizer.slots(model.lstm.weight_ih_l0)
@@ -92,8 +101,12 @@ def test_mismatched_alphabet_suggests_drop_source_layers():
     model, optimizer = fresh_model(n_classes=35)
     before = [p.clone() for p in model.parameters()]
     with pytest.raises(CheckpointError, match="--drop_source_layers 1"):
-        load_into(find_checkpoint(os.path.join(FIXTURES, "ldc93s1-h100-e20", "checkpoint"), "best_dev"), model,
-                  optimizer, 0.001)
+        load_into(
+            find_checkpoint(os.path.join(FIXTURES, "ldc93s1-h100-e20", "checkpoint"), "best_dev"),
+            model,
+            optimizer,
+            0.001,
+        )
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # nothing half-loaded
 
 
@@ -131,8 +144,12 @@ def test_drop_source_layers_changes_exactly_the_documented_tensors(n):
 def test_drop_source_layers_zero_with_other_alphabet_is_refused_with_the_flag_to_use():
     model, optimizer = fresh_model(n_classes=35)
     with pytest.raises(CheckpointError, match="28 labels and the alphabet has 34.*--drop_source_layers 1"):
-        load_into(find_checkpoint(os.path.join(FIXTURES, "ldc93s1-h100-e20", "checkpoint"), "best_dev"), model,
-                  optimizer, 0.001)
+        load_into(
+            find_checkpoint(os.path.join(FIXTURES, "ldc93s1-h100-e20", "checkpoint"), "best_dev"),
+            model,
+            optimizer,
+            0.001,
+        )
 
 
 def test_shared_symbols_keep_their_output_columns_and_the_blank():
@@ -158,16 +175,24 @@ def test_truncated_or_foreign_safetensors_files_are_named_errors(tmp_path):
     model, optimizer = fresh_model()
     prefix = save(str(tmp_path), "train", to_tensors(model, optimizer, 1), {}, max_to_keep=1)
     data = open(prefix + ".safetensors", "rb").read()
-    cases = {"truncated": data[: len(data) - 100], "empty": b"", "pickle": b"\x80\x04\x95" + bytes(64),
-             "torch zip": b"PK\x03\x04" + bytes(64), "bad header": len(data).to_bytes(8, "little") + b"{not json"}
+    cases = {
+        "truncated": data[: len(data) - 100],
+        "empty": b"",
+        "pickle": b"\x80\x04\x95" + bytes(64),
+        "torch zip": b"PK\x03\x04" + bytes(64),
+        "bad header": len(data).to_bytes(8, "little") + b"{not json",
+    }
     for label, content in cases.items():
         broken = str(tmp_path / label.replace(" ", "_"))
         open(broken + ".safetensors", "wb").write(content)
-        with pytest.raises(CheckpointError, match=f"{broken}.safetensors: (truncated|not a safetensors file|"
-                                                  "a Python pickle .*refusing to load it)"):
+        with pytest.raises(
+            CheckpointError,
+            match=f"{broken}.safetensors: (truncated|not a safetensors file|a Python pickle .*refusing to load it)",
+        ):
             load_into(broken, model, optimizer, 0.001)
     # the intact file reads back exactly what safetensors wrote
     import safetensors.numpy
+
     reference = safetensors.numpy.load_file(prefix + ".safetensors")
     ours = checkpoint.open_checkpoint(prefix)
     assert ours.names() == sorted(reference)
@@ -179,13 +204,19 @@ def test_truncated_or_foreign_safetensors_files_are_named_errors(tmp_path):
 def test_other_n_hidden_or_variable_set_is_a_clear_error(tmp_path):
     coqui = find_checkpoint(os.path.join(FIXTURES, "ldc93s1-h100-e20", "checkpoint"), "best_dev")
     model, optimizer = fresh_model(n_hidden=64)
-    with pytest.raises(CheckpointError, match=r"layer_1/weights has shape \[494, 100\] but the model needs "
-                                              r"\[494, 64\].*pass --n_hidden 100"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"layer_1/weights has shape \[494, 100\] but the model needs "
+        r"\[494, 64\].*pass --n_hidden 100",
+    ):
         load_into(coqui, model, optimizer, 0.001)
     # a checkpoint of something else entirely: names we do not know, none we need
     from coqui_stt_training.tf_checkpoint import write_tf_checkpoint
-    write_tf_checkpoint(str(tmp_path / "other-1"), {"encoder/conv1/kernel": np.zeros((3, 3), np.float32),
-                                                    "global_step": np.array(1, np.int64)})
+
+    write_tf_checkpoint(
+        str(tmp_path / "other-1"),
+        {"encoder/conv1/kernel": np.zeros((3, 3), np.float32), "global_step": np.array(1, np.int64)},
+    )
     model, optimizer = fresh_model()
     with pytest.raises(CheckpointError, match="checkpoint lacks layer_1/weights, .*not a DeepSpeech checkpoint"):
         load_into(str(tmp_path / "other-1"), model, optimizer, 0.001)
@@ -193,21 +224,32 @@ def test_other_n_hidden_or_variable_set_is_a_clear_error(tmp_path):
 
 # ---- fuzzing: a stranger's safetensors header gives CheckpointError, never a crash -------------------
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers(-(1 << 70), 1 << 70) | st.text(max_size=8),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                    max_leaves=12)
-ENTRY = st.fixed_dictionaries({"dtype": st.sampled_from(["F32", "F64", "I64", "U8", "BF16", "X"]) | JSON,
-                               "shape": st.lists(st.integers(-2, 1 << 40), max_size=3) | JSON,
-                               "data_offsets": st.lists(st.integers(-8, 1 << 40), max_size=3) | JSON})
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(1 << 70), 1 << 70) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+ENTRY = st.fixed_dictionaries(
+    {
+        "dtype": st.sampled_from(["F32", "F64", "I64", "U8", "BF16", "X"]) | JSON,
+        "shape": st.lists(st.integers(-2, 1 << 40), max_size=3) | JSON,
+        "data_offsets": st.lists(st.integers(-8, 1 << 40), max_size=3) | JSON,
+    }
+)
 
 
 @settings(max_examples=300, deadline=2000)
-@given(header=st.dictionaries(st.text(max_size=6), ENTRY | JSON, max_size=4) | JSON,
-       data=st.binary(max_size=64), size_delta=st.integers(-3, 3))
+@given(
+    header=st.dictionaries(st.text(max_size=6), ENTRY | JSON, max_size=4) | JSON,
+    data=st.binary(max_size=64),
+    size_delta=st.integers(-3, 3),
+)
 def test_fuzz_safetensors_reader(tmp_path_factory, header, data, size_delta):
     import json
+
     text = json.dumps(header).encode()
     prefix = str(tmp_path_factory.mktemp("fuzz") / "train-1")
     open(prefix + ".safetensors", "wb").write((len(text) + size_delta).to_bytes(8, "little", signed=True) + text + data)
@@ -238,8 +280,11 @@ def test_pruning_keeps_the_newest_and_never_touches_best_dev(tmp_path):
     for step in range(1, 6):
         save(str(tmp_path), "train", to_tensors(model, optimizer, step), {}, max_to_keep=2)
     files = sorted(os.listdir(tmp_path))
-    assert [f for f in files if f.endswith(".safetensors")] == ["best_dev-2.safetensors", "train-4.safetensors",
-                                                                 "train-5.safetensors"]
+    assert [f for f in files if f.endswith(".safetensors")] == [
+        "best_dev-2.safetensors",
+        "train-4.safetensors",
+        "train-5.safetensors",
+    ]
     assert find_checkpoint(str(tmp_path), "train").endswith("train-5")
     save(str(tmp_path), "train", to_tensors(model, optimizer, 6), {}, max_to_keep=0)  # 0 still keeps the newest
     assert find_checkpoint(str(tmp_path), "train").endswith("train-6") and os.path.isfile(tmp_path / "train-6.json")

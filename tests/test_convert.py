@@ -5,8 +5,8 @@ import os
 
 import numpy as np
 import pytest
-
 from cli import run, sha256
+
 from coqui_stt_training import convert
 from coqui_stt_training.checkpoint import find_checkpoint, open_checkpoint
 from coqui_stt_training.config import COQUI_FLAG_COUNT
@@ -20,8 +20,11 @@ def test_coqui_to_ours_and_back_gives_coquis_files_byte_for_byte(folder, tmp_pat
     coqui = os.path.join(FIXTURES, folder, "checkpoint")
     ours, back = str(tmp_path / "ours"), str(tmp_path / "back")
     assert run(convert.main, ["--load_checkpoint_dir", coqui, "--save_checkpoint_dir", ours], capsys)[0] == 0
-    status, log = run(convert.main, ["--load_checkpoint_dir", ours, "--save_checkpoint_dir", back,
-                                     "--checkpoint_format", "tf"], capsys)
+    status, log = run(
+        convert.main,
+        ["--load_checkpoint_dir", ours, "--save_checkpoint_dir", back, "--checkpoint_format", "tf"],
+        capsys,
+    )
     assert status == 0, log
     source = find_checkpoint(coqui, "best_dev")
     converted = find_checkpoint(ours, "best_dev")
@@ -37,15 +40,42 @@ def test_coqui_to_ours_and_back_gives_coquis_files_byte_for_byte(folder, tmp_pat
 
 def test_our_training_checkpoint_round_trips_through_tf_bit_exact(tmp_path, capsys):
     from coqui_stt_training import train
+
     ours = str(tmp_path / "ours")
     smoke = os.path.join(os.path.dirname(__file__), "..", "data", "smoke_test", "ldc93s1.csv")
     alphabet = os.path.join(os.path.dirname(__file__), "..", "data", "alphabet.txt")
-    assert run(train.main, ["--alphabet_config_path", alphabet, "--n_hidden", "16", "--train_files", smoke,
-                            "--dev_files", smoke, "--epochs", "2", "--checkpoint_dir", ours,
-                            "--show_progressbar", "false"], capsys)[0] == 0
+    assert (
+        run(
+            train.main,
+            [
+                "--alphabet_config_path",
+                alphabet,
+                "--n_hidden",
+                "16",
+                "--train_files",
+                smoke,
+                "--dev_files",
+                smoke,
+                "--epochs",
+                "2",
+                "--checkpoint_dir",
+                ours,
+                "--show_progressbar",
+                "false",
+            ],
+            capsys,
+        )[0]
+        == 0
+    )
     tf_dir, back = str(tmp_path / "tf"), str(tmp_path / "back")
-    assert run(convert.main, ["--load_checkpoint_dir", ours, "--save_checkpoint_dir", tf_dir,
-                              "--checkpoint_format", "tf"], capsys)[0] == 0
+    assert (
+        run(
+            convert.main,
+            ["--load_checkpoint_dir", ours, "--save_checkpoint_dir", tf_dir, "--checkpoint_format", "tf"],
+            capsys,
+        )[0]
+        == 0
+    )
     assert run(convert.main, ["--load_checkpoint_dir", tf_dir, "--save_checkpoint_dir", back], capsys)[0] == 0
     for kind in ("train", "best_dev"):
         a, b = open_checkpoint(find_checkpoint(ours, kind)), open_checkpoint(find_checkpoint(back, kind))

@@ -6,8 +6,15 @@ import soundfile
 
 from coqui_stt_training.alphabet import load_alphabet
 from coqui_stt_training.config import Config
-from coqui_stt_training.data import (DataError, check_samples, ctc_min_frames, data_loader, load_data_set,
-                                     make_batches, read_csv)
+from coqui_stt_training.data import (
+    DataError,
+    check_samples,
+    ctc_min_frames,
+    data_loader,
+    load_data_set,
+    make_batches,
+    read_csv,
+)
 
 SMOKE = "data/smoke_test"
 ALPHABET = load_alphabet("data/alphabet.txt")
@@ -32,6 +39,7 @@ def config(**kwargs):
 def test_paths_resolve_against_the_csv_folder(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # the CSV is found by its own folder, not the working directory
     import os
+
     samples = read_csv(os.path.join(os.path.dirname(__file__), "..", SMOKE, "ldc93s1.csv"))
     assert len(samples) == 1 and os.path.isfile(samples[0].audio_path) and samples[0].filesize == 93638
     assert samples[0].transcript == "she had your dark suit in greasy wash water all year"
@@ -49,31 +57,63 @@ def test_wav_filesize_optional_and_orders_rows(folder):
 # listed under their kind; file problems stop at once.
 BAD_INPUTS = [
     (["missing.wav,1,hello"], None, "audio file not found", "{csv}, row 2: audio file not found: {dir}/missing.wav"),
-    (["a.wav,1,"], None, "empty transcript",
-     "{csv}, row 2: Found an empty transcript for a.wav! You must include a transcript for all data."),
-    (["a.wav,1,hé!"], None, "characters not in the alphabet",
-     '{csv}, row 2: Alphabet cannot encode transcript "hé!" of a.wav; missing characters are: [\'!\', \'é\']. '
-     "Check that your alphabet contains all characters in the corpus."),
-    (["a.wav,1," + "ab" * 150], None, "transcript too long for its audio",
-     "{csv}, row 2: transcript too long for its audio: {dir}/a.wav gives 145 feature frames but its 300 labels "
-     "need at least 300 for CTC"),
-    (["a.wav,1," + "a" * 100], None, "transcript too long for its audio",
-     "{csv}, row 2: transcript too long for its audio: {dir}/a.wav gives 145 feature frames but its 100 labels "
-     "need at least 199 for CTC"),
+    (
+        ["a.wav,1,"],
+        None,
+        "empty transcript",
+        "{csv}, row 2: Found an empty transcript for a.wav! You must include a transcript for all data.",
+    ),
+    (
+        ["a.wav,1,hé!"],
+        None,
+        "characters not in the alphabet",
+        "{csv}, row 2: Alphabet cannot encode transcript \"hé!\" of a.wav; missing characters are: ['!', 'é']. "
+        "Check that your alphabet contains all characters in the corpus.",
+    ),
+    (
+        ["a.wav,1," + "ab" * 150],
+        None,
+        "transcript too long for its audio",
+        "{csv}, row 2: transcript too long for its audio: {dir}/a.wav gives 145 feature frames but its 300 labels "
+        "need at least 300 for CTC",
+    ),
+    (
+        ["a.wav,1," + "a" * 100],
+        None,
+        "transcript too long for its audio",
+        "{csv}, row 2: transcript too long for its audio: {dir}/a.wav gives 145 feature frames but its 100 labels "
+        "need at least 199 for CTC",
+    ),
     (["a.mp3,1,hello"], None, "unknown audio type", '{csv}, row 2: Unknown audio type extension ".mp3" (a.mp3)'),
     ([",1,hello"], None, "empty wav_filename", "{csv}, row 2: empty wav_filename"),
     (["a.wav,big,hello"], None, "bad wav_filesize", "{csv}, row 2: wav_filesize is not an integer: 'big'"),
-    (["garbage.wav,1,hello"], None, "unreadable audio",
-     "{csv}, row 2: unreadable audio {dir}/garbage.wav (Error opening '{dir}/garbage.wav': Format not recognised.)"),
+    (
+        ["garbage.wav,1,hello"],
+        None,
+        "unreadable audio",
+        "{csv}, row 2: unreadable audio {dir}/garbage.wav (Error opening '{dir}/garbage.wav': Format not recognised.)",
+    ),
     (["silent.wav,1,hello"], None, "empty audio", "{csv}, row 2: empty audio {dir}/silent.wav"),
-    (["8k.wav,1,hello"], None, "wrong sample rate",
-     "{csv}, row 2: {dir}/8k.wav has sample rate 8000 but --audio_sample_rate is 16000 and --normalize_sample_rate "
-     "is false"),
-    (["a.wav,hello"], "wav_filename,text", None,
-     "{csv}: missing CSV column 'transcript' (header is: wav_filename,text)"),
+    (
+        ["8k.wav,1,hello"],
+        None,
+        "wrong sample rate",
+        "{csv}, row 2: {dir}/8k.wav has sample rate 8000 but --audio_sample_rate is 16000 and --normalize_sample_rate "
+        "is false",
+    ),
+    (
+        ["a.wav,hello"],
+        "wav_filename,text",
+        None,
+        "{csv}: missing CSV column 'transcript' (header is: wav_filename,text)",
+    ),
     ([], "", None, "{csv}: missing CSV column 'wav_filename' (header is: empty)"),
-    (['a.wav,1,"' + "x" * 200000 + '"'], None, None,
-     "{csv}, row 2: malformed CSV (field larger than field limit (131072))"),
+    (
+        ['a.wav,1,"' + "x" * 200000 + '"'],
+        None,
+        None,
+        "{csv}, row 2: malformed CSV (field larger than field limit (131072))",
+    ),
 ]
 
 
@@ -90,8 +130,11 @@ def test_each_bad_input_has_its_exact_message(folder, rows, header, kind, messag
     if kind is None:
         assert lines == [expected]
     else:
-        assert lines == ["1 invalid sample(s) in --train_files (--skip_invalid_samples true leaves them out):",
-                         f"  {kind}: 1 row(s)", f"    {expected}"]
+        assert lines == [
+            "1 invalid sample(s) in --train_files (--skip_invalid_samples true leaves them out):",
+            f"  {kind}: 1 row(s)",
+            f"    {expected}",
+        ]
 
 
 def test_every_bad_row_is_reported_at_once_grouped_by_kind(folder):
@@ -105,8 +148,11 @@ def test_every_bad_row_is_reported_at_once_grouped_by_kind(folder):
     lines = str(error.value).splitlines()
     assert lines[0] == "16 invalid sample(s) in --dev_files (--skip_invalid_samples true leaves them out):"
     headings = [line for line in lines if line.startswith("  ") and not line.startswith("    ")]
-    assert headings == ["  audio file not found: 13 row(s)", "  unreadable audio: 2 row(s)",
-                        "  characters not in the alphabet: 1 row(s)"]
+    assert headings == [
+        "  audio file not found: 13 row(s)",
+        "  unreadable audio: 2 row(s)",
+        "  characters not in the alphabet: 1 row(s)",
+    ]
     assert lines[1 + 1 + 10] == "    ... and 3 more"  # at most 10 rows listed per kind
     assert [line.split(":")[0].strip() for line in lines[14:16]] == [f"{path}, row {n}" for n in (4, 5)]
 
@@ -158,8 +204,9 @@ def test_batch_holds_padded_features_and_labels(folder):
 def test_other_rates_and_formats_are_resampled(folder):
     for name in ("LDC93S1_pcms16le_2_44100.wav", "LDC93S1.ogg", "LDC93S1.flac", "LDC93S1.opus"):
         shutil.copy(f"{SMOKE}/{name}", folder / name)
-    path = write_csv(folder, [f"{n},1,abc" for n in ("LDC93S1_pcms16le_2_44100.wav", "LDC93S1.ogg",
-                                                      "LDC93S1.flac", "LDC93S1.opus")])
+    path = write_csv(
+        folder, [f"{n},1,abc" for n in ("LDC93S1_pcms16le_2_44100.wav", "LDC93S1.ogg", "LDC93S1.flac", "LDC93S1.opus")]
+    )
     samples = load_data_set([path], ALPHABET, config(), "test")
     batch = next(iter(data_loader(samples, 4, config(), train=False)))
     assert batch.feature_lengths.tolist() == [145, 145, 145, 145]
@@ -167,7 +214,8 @@ def test_other_rates_and_formats_are_resampled(folder):
 
 # ---- fuzzing: random bytes give our errors, never a crash or a hang --------------------------------
 
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st
 
 FUZZ = settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 HEADER = b"wav_filename,wav_filesize,transcript\n"
@@ -192,8 +240,34 @@ def test_fuzz_csv_reader_random_bytes(folder, content):
 
 
 @FUZZ
-@given(rows=st.lists(st.lists(st.sampled_from(["a.wav", "a", ",", '"', "\n", "\r", "\x00", "/", "é", " ", "\\",
-                                                "\ufeff", "0", "-1", "99999999999999999999", "../a.wav", "a.mp3"]),
-                             max_size=12), max_size=8))
+@given(
+    rows=st.lists(
+        st.lists(
+            st.sampled_from(
+                [
+                    "a.wav",
+                    "a",
+                    ",",
+                    '"',
+                    "\n",
+                    "\r",
+                    "\x00",
+                    "/",
+                    "é",
+                    " ",
+                    "\\",
+                    "\ufeff",
+                    "0",
+                    "-1",
+                    "99999999999999999999",
+                    "../a.wav",
+                    "a.mp3",
+                ]
+            ),
+            max_size=12,
+        ),
+        max_size=8,
+    )
+)
 def test_fuzz_csv_reader_csv_like_text(folder, rows):
     check_random_csv(folder, HEADER + "\n".join("".join(row) for row in rows).encode("utf-8"))

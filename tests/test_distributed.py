@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import numpy as np
-
 from cli import run
+
 from coqui_stt_training import checkpoint, train
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
@@ -20,10 +20,18 @@ SENTENCE = "she had your dark suit in greasy wash water all year"
 def data_set(tmp_path):
     """Eight different samples (other containers, rates and transcripts), so that a rank that trained on
     the wrong slice of a global batch would change the gradients."""
-    files = ["LDC93S1.wav", "LDC93S1.flac", "LDC93S1.ogg", "LDC93S1_pcms16le_1_8000.wav",
-             "LDC93S1_pcms16le_2_44100.wav", "LDC93S1.opus", "LDC93S1.wav", "LDC93S1.flac"]
+    files = [
+        "LDC93S1.wav",
+        "LDC93S1.flac",
+        "LDC93S1.ogg",
+        "LDC93S1_pcms16le_1_8000.wav",
+        "LDC93S1_pcms16le_2_44100.wav",
+        "LDC93S1.opus",
+        "LDC93S1.wav",
+        "LDC93S1.flac",
+    ]
     words = SENTENCE.split()
-    rows = [f"{SMOKE}/{name},{1000 + i},{' '.join(words[:3 + i])}" for i, name in enumerate(files)]
+    rows = [f"{SMOKE}/{name},{1000 + i},{' '.join(words[: 3 + i])}" for i, name in enumerate(files)]
     train_csv, dev_csv = tmp_path / "train.csv", tmp_path / "dev.csv"
     train_csv.write_text("wav_filename,wav_filesize,transcript\n" + "\n".join(rows) + "\n")
     dev_csv.write_text("wav_filename,wav_filesize,transcript\n" + "\n".join(rows[:3]) + "\n")
@@ -31,12 +39,40 @@ def data_set(tmp_path):
 
 
 def flags(train_csv, dev_csv, ckpt, batch):
-    return ["--alphabet_config_path", ALPHABET, "--n_hidden", "32", "--show_progressbar", "false",
-            "--train_files", train_csv, "--dev_files", dev_csv, "--test_files", dev_csv, "--epochs", "3",
-            "--train_batch_size", str(batch), "--dev_batch_size", "1", "--test_batch_size", "1",
-            "--dropout_rate", "0", "--learning_rate", "0.002", "--checkpoint_dir", ckpt, "--log_level", "0",
-            "--test_output_file", os.path.join(ckpt, "..", os.path.basename(ckpt) + ".json"),
-            "--export_beam_width", "8"]
+    return [
+        "--alphabet_config_path",
+        ALPHABET,
+        "--n_hidden",
+        "32",
+        "--show_progressbar",
+        "false",
+        "--train_files",
+        train_csv,
+        "--dev_files",
+        dev_csv,
+        "--test_files",
+        dev_csv,
+        "--epochs",
+        "3",
+        "--train_batch_size",
+        str(batch),
+        "--dev_batch_size",
+        "1",
+        "--test_batch_size",
+        "1",
+        "--dropout_rate",
+        "0",
+        "--learning_rate",
+        "0.002",
+        "--checkpoint_dir",
+        ckpt,
+        "--log_level",
+        "0",
+        "--test_output_file",
+        os.path.join(ckpt, "..", os.path.basename(ckpt) + ".json"),
+        "--export_beam_width",
+        "8",
+    ]
 
 
 def step_losses(log):
@@ -52,9 +88,23 @@ def test_two_processes_follow_one_process_with_the_same_global_batch(tmp_path, c
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     status, single = run(train.main, flags(train_csv, dev_csv, one, batch=4), capsys)
     assert status == 0, single
-    launched = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                               "-m", "coqui_stt_training.train"] + flags(train_csv, dev_csv, two, batch=2),
-                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+    launched = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "coqui_stt_training.train",
+        ]
+        + flags(train_csv, dev_csv, two, batch=2),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     double = launched.stdout + launched.stderr
     assert launched.returncode == 0, double
     assert "Distributed training: 2 processes, global batch 4 (--train_batch_size 2 each)" in double

@@ -11,8 +11,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
-
 from cli import run
+
 from coqui_stt_training import evaluate, export
 from coqui_stt_training.audio import load_audio
 from coqui_stt_training.config import Config
@@ -48,12 +48,19 @@ def test_the_model_keeps_coquis_interface_and_says_what_it_needs(english):
     proto = onnx.load(english)
     inputs = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in proto.graph.input}
     outputs = [o.name for o in proto.graph.output]
-    assert inputs == {"input_node": ["batch", "steps", 19, 26], "previous_state_c": ["batch", 100],
-                      "previous_state_h": ["batch", 100]}
+    assert inputs == {
+        "input_node": ["batch", "steps", 19, 26],
+        "previous_state_c": ["batch", 100],
+        "previous_state_h": ["batch", 100],
+    }
     assert outputs == ["logits", "new_state_c", "new_state_h"]
     meta = {p.key: p.value for p in proto.metadata_props}
-    assert (meta["sample_rate"], meta["feature_win_len"], meta["feature_win_step"], meta["n_steps"]) == \
-        ("16000", "32", "20", "16")
+    assert (meta["sample_rate"], meta["feature_win_len"], meta["feature_win_step"], meta["n_steps"]) == (
+        "16000",
+        "32",
+        "20",
+        "16",
+    )
     labels = json.loads(meta["alphabet"])
     assert labels[0] == " " and labels[1:27] == list("abcdefghijklmnopqrstuvwxyz") and len(labels) == 28
     packed = base64.b64decode(meta["coqui_alphabet"])  # Coqui's Alphabet::Serialize, as its graphs embed it
@@ -84,9 +91,11 @@ def test_inference_without_torch_transcribes_as_the_checkpoint_does(tmp_path, ca
     status, log = run(evaluate.main, ["--checkpoint_dir", RUSSIAN, "--test_files", RU_CSV], capsys)
     expected = log.split(' - res: "')[1].split('"')[0]
     assert status == 0 and expected.strip() and not expected.isascii()  # a real Cyrillic transcript
-    script = ("import sys; sys.modules['torch'] = None  # any import of torch now fails\n"
-              "from coqui_stt_training.inference import main\n"
-              f"main(['--model', {os.path.join(directory, 'output_graph.onnx')!r}, '--audio', {RU_WAV!r}])")
+    script = (
+        "import sys; sys.modules['torch'] = None  # any import of torch now fails\n"
+        "from coqui_stt_training.inference import main\n"
+        f"main(['--model', {os.path.join(directory, 'output_graph.onnx')!r}, '--audio', {RU_WAV!r}])"
+    )
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"{RU_WAV}: {expected}\n"
@@ -98,8 +107,14 @@ def test_an_existing_export_is_never_overwritten(tmp_path, capsys):
     (directory / "output_graph.onnx").write_bytes(b"the user's own file")
     argv = ["--checkpoint_dir", ENGLISH, "--export_dir", str(directory)]
     status, log = run(export.main, argv, capsys)
-    assert status == 1 and (f"E {directory}/output_graph.onnx exists; choose another --export_dir or "
-                            "--export_file_name, or pass --remove_export true") in log
+    assert (
+        status == 1
+        and (
+            f"E {directory}/output_graph.onnx exists; choose another --export_dir or "
+            "--export_file_name, or pass --remove_export true"
+        )
+        in log
+    )
     assert "Loading" not in log  # refused before any work
     assert (directory / "output_graph.onnx").read_bytes() == b"the user's own file"
     assert run_export(argv + ["--remove_export", "true"]) == 0
@@ -109,17 +124,47 @@ def test_an_existing_export_is_never_overwritten(tmp_path, capsys):
 def test_inference_names_a_file_it_cannot_use(tmp_path):
     bad = tmp_path / "model.onnx"
     bad.write_bytes(b"not a model")
-    done = subprocess.run([sys.executable, "-m", "coqui_stt_training.inference", "--model", str(bad), "--audio",
-                           os.path.join(SMOKE, "LDC93S1.wav")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "coqui_stt_training.inference",
+            "--model",
+            str(bad),
+            "--audio",
+            os.path.join(SMOKE, "LDC93S1.wav"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1 and done.stderr.startswith(f"E {bad}: cannot load the model (")
 
 
 def test_training_with_export_dir_exports_its_result(tmp_path, capsys):
     from coqui_stt_training import train
+
     ckpt, out = str(tmp_path / "ckpt"), str(tmp_path / "model")
-    status, log = run(train.main, ["--alphabet_config_path", os.path.join(ROOT, "data", "alphabet.txt"),
-                                   "--n_hidden", "24", "--show_progressbar", "false", "--epochs", "1",
-                                   "--train_files", os.path.join(SMOKE, "ldc93s1.csv"), "--checkpoint_dir", ckpt,
-                                   "--export_dir", out], capsys)
+    status, log = run(
+        train.main,
+        [
+            "--alphabet_config_path",
+            os.path.join(ROOT, "data", "alphabet.txt"),
+            "--n_hidden",
+            "24",
+            "--show_progressbar",
+            "false",
+            "--epochs",
+            "1",
+            "--train_files",
+            os.path.join(SMOKE, "ldc93s1.csv"),
+            "--checkpoint_dir",
+            ckpt,
+            "--export_dir",
+            out,
+        ],
+        capsys,
+    )
     assert status == 0 and f"Models exported at {out}: output_graph.onnx" in log, log
     assert OnnxModel(os.path.join(out, "output_graph.onnx")).n_hidden == 24

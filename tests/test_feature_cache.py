@@ -3,8 +3,8 @@ import shutil
 
 import numpy as np
 import torch
-
 from cli import run
+
 from coqui_stt_training import data, train
 from coqui_stt_training.alphabet import load_alphabet
 from coqui_stt_training.config import Config
@@ -20,9 +20,13 @@ def samples_in(folder):
     for name in ("LDC93S1.wav", "LDC93S1.flac", "LDC93S1_pcms16le_1_8000.wav"):
         shutil.copy(os.path.join(SMOKE, name), folder / name)
     csv_path = folder / "set.csv"
-    csv_path.write_text("wav_filename,wav_filesize,transcript\n" + "".join(
-        f"{name},{i},she had your dark suit\n" for i, name in
-        enumerate(("LDC93S1.wav", "LDC93S1.flac", "LDC93S1_pcms16le_1_8000.wav"))))
+    csv_path.write_text(
+        "wav_filename,wav_filesize,transcript\n"
+        + "".join(
+            f"{name},{i},she had your dark suit\n"
+            for i, name in enumerate(("LDC93S1.wav", "LDC93S1.flac", "LDC93S1_pcms16le_1_8000.wav"))
+        )
+    )
     return str(csv_path)
 
 
@@ -63,7 +67,8 @@ def test_cached_features_are_the_computed_ones_and_are_reused(tmp_path, monkeypa
     assert computed[-1] == "LDC93S1.flac" and len(computed) == 10
     # a damaged cache file is recomputed, not trusted (the entry in use: the edited file's old one is not)
     entry = FeatureCache(cache, cached.audio_sample_rate, cached.feature_win_len, cached.feature_win_step).path(
-        str(tmp_path / "LDC93S1.wav"))
+        str(tmp_path / "LDC93S1.wav")
+    )
     assert os.path.isfile(entry)
     open(entry, "wb").write(b"\x93NUMPY garbage")
     again = one_batch(samples, cached)
@@ -82,14 +87,37 @@ def test_cache_for_epochs_starts_a_new_generation(tmp_path, monkeypatch):
 
 def test_training_with_the_cache_and_a_worker_gives_the_same_losses(tmp_path, capsys):
     csv_path = samples_in(tmp_path)
-    base = ["--alphabet_config_path", ALPHABET, "--n_hidden", "24", "--show_progressbar", "false",
-            "--train_files", csv_path, "--dev_files", csv_path, "--epochs", "3", "--train_batch_size", "2"]
+    base = [
+        "--alphabet_config_path",
+        ALPHABET,
+        "--n_hidden",
+        "24",
+        "--show_progressbar",
+        "false",
+        "--train_files",
+        csv_path,
+        "--dev_files",
+        csv_path,
+        "--epochs",
+        "3",
+        "--train_batch_size",
+        "2",
+    ]
     logs = []
     for extra in (["--data_workers", "0"], ["--data_workers", "1", "--feature_cache", str(tmp_path / "cache")]):
         status, log = run(train.main, base + extra + ["--checkpoint_dir", str(tmp_path / extra[1])], capsys)
         assert status == 0, log
         logs.append([line.split(" - loss: ")[1] for line in log.splitlines() if " - loss: " in line])
     assert len(logs[0]) == 6 and logs[0] == logs[1]
-    assert len([f for d in os.listdir(tmp_path / "cache") for f in os.listdir(tmp_path / "cache" / d)
-                if f.endswith(".npy")]) == 3
+    assert (
+        len(
+            [
+                f
+                for d in os.listdir(tmp_path / "cache")
+                for f in os.listdir(tmp_path / "cache" / d)
+                if f.endswith(".npy")
+            ]
+        )
+        == 3
+    )
     assert np.isfinite([float(x) for x in logs[0]]).all()

@@ -26,7 +26,7 @@ def spec_mfcc(samples: np.ndarray, rate: int) -> np.ndarray:
     bins = range(int(1.5 + 20.0 / hz_per_bin), int((rate / 2) / hz_per_bin) + 1)
     out = []
     for start in range(0, len(samples) - window + 1, stride):
-        power = np.abs(np.fft.rfft(samples[start:start + window] * hann, fft)) ** 2
+        power = np.abs(np.fft.rfft(samples[start : start + window] * hann, fft)) ** 2
         magnitude = np.sqrt(power.astype(np.float32).astype(np.float64))
         channels = np.zeros(40)
         for c in range(40):
@@ -38,8 +38,12 @@ def spec_mfcc(samples: np.ndarray, rate: int) -> np.ndarray:
                 elif centres[c] < m <= centres[c + 1]:
                     channels[c] += magnitude[b] * (centres[c + 1] - m) / (centres[c + 1] - centres[c])
         logs = np.log(np.maximum(channels, 1e-12))
-        out.append([math.sqrt(2 / 40) * sum(logs[j] * math.cos(math.pi * k * (j + 0.5) / 40) for j in range(40))
-                    for k in range(26)])
+        out.append(
+            [
+                math.sqrt(2 / 40) * sum(logs[j] * math.cos(math.pi * k * (j + 0.5) / 40) for j in range(40))
+                for k in range(26)
+            ]
+        )
     return np.array(out, dtype=np.float32)
 
 
@@ -52,11 +56,14 @@ def test_mfcc_matches_the_spec_written_out(name, rate):
     np.testing.assert_allclose(ours.numpy(), expected, rtol=1e-5, atol=2e-5)
 
 
-@pytest.mark.parametrize("reference,index,name", [
-    ("reference_16k.npz", 0, "LDC93S1.wav"),
-    ("reference_16k.npz", 1, "russian_sample_data/ru.wav"),
-    ("reference_8k.npz", 0, "LDC93S1_pcms16le_1_8000.wav"),
-])
+@pytest.mark.parametrize(
+    "reference,index,name",
+    [
+        ("reference_16k.npz", 0, "LDC93S1.wav"),
+        ("reference_16k.npz", 1, "russian_sample_data/ru.wav"),
+        ("reference_8k.npz", 0, "LDC93S1_pcms16le_1_8000.wav"),
+    ],
+)
 def test_audio_and_mfcc_match_tensorflow(reference, index, name):
     ref = np.load(os.path.join(REFERENCE, reference))
     rate = int(ref[f"rate_{index}"])
@@ -73,12 +80,12 @@ def test_batched_features_equal_single_ones_then_zeros():
     long = audio.load_audio(os.path.join(DATA, "smoke_test", "LDC93S1.wav"), 16000)
     short = long[:20000]
     batch = torch.zeros(2, len(long))
-    batch[0], batch[1, :len(short)] = torch.from_numpy(long), torch.from_numpy(short)
+    batch[0], batch[1, : len(short)] = torch.from_numpy(long), torch.from_numpy(short)
     features, lengths = mfcc(batch, torch.tensor([len(long), len(short)]), 16000)
     alone, n = mfcc(torch.from_numpy(short), None, 16000)
     assert lengths.tolist() == [145, int(n)] and int(n) == frame_count(20000, 16000)
     torch.testing.assert_close(features[1, : int(n)], alone)
-    assert features[1, int(n):].abs().max() == 0
+    assert features[1, int(n) :].abs().max() == 0
 
 
 def test_frame_count_has_no_padding():
@@ -100,10 +107,14 @@ def test_filterbank_excludes_dc_and_splits_each_bin_in_two():
 def test_resampled_stereo_gives_the_features_of_the_16k_recording():
     # The 44.1 kHz stereo LDC93S1 is the same recording: averaged and resampled, its MFCC must be
     # nearly those of the 16 kHz file (a wrong channel layout or rate would wreck the correlation).
-    mono = mfcc(torch.from_numpy(audio.load_audio(os.path.join(DATA, "smoke_test", "LDC93S1.wav"), 16000)), None,
-                16000)[0].numpy()
-    stereo = mfcc(torch.from_numpy(audio.load_audio(os.path.join(DATA, "smoke_test", "LDC93S1_pcms16le_2_44100.wav"),
-                                                    16000)), None, 16000)[0].numpy()
+    mono = mfcc(
+        torch.from_numpy(audio.load_audio(os.path.join(DATA, "smoke_test", "LDC93S1.wav"), 16000)), None, 16000
+    )[0].numpy()
+    stereo = mfcc(
+        torch.from_numpy(audio.load_audio(os.path.join(DATA, "smoke_test", "LDC93S1_pcms16le_2_44100.wav"), 16000)),
+        None,
+        16000,
+    )[0].numpy()
     assert stereo.shape == mono.shape == (145, 26)
     assert np.corrcoef(mono.ravel(), stereo.ravel())[0, 1] > 0.99
     assert np.abs(mono - stereo).mean() < 0.2 * np.abs(mono).mean()

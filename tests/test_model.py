@@ -36,8 +36,9 @@ def test_lstm_loaded_from_tf_layout_computes_tf_cell():
             var = by_name[name]
             var.load_tf(var.params, torch.from_numpy(value))
         # and the conversion back gives the TF tensors again
-        assert np.array_equal(by_name[f"{LSTM_SCOPE}/kernel"].to_tf(by_name[f"{LSTM_SCOPE}/kernel"].params).numpy(),
-                              kernel)
+        assert np.array_equal(
+            by_name[f"{LSTM_SCOPE}/kernel"].to_tf(by_name[f"{LSTM_SCOPE}/kernel"].params).numpy(), kernel
+        )
     x = rng.normal(size=(6, 2, 8)).astype(np.float32)
     ours, _ = model.lstm(torch.from_numpy(x))
     np.testing.assert_allclose(ours.detach().numpy(), tf_lstm_reference(x, kernel, bias), atol=1e-5)
@@ -73,6 +74,7 @@ def test_clipped_relu_and_dropout_placement():
     assert torch.allclose(logits, torch.tensor([1.0, 2.0, 3.0]).expand(7, 1, 3))
     x = torch.tensor([[-5.0, 3.0, 50.0]])
     from coqui_stt_training.model import Dense
+
     dense = Dense(3, 3)
     with torch.no_grad():
         dense.weights.copy_(torch.eye(3))
@@ -84,7 +86,9 @@ def test_glorot_uniform_limits():
     model.reset_parameters(torch.Generator().manual_seed(0))
     limit = np.sqrt(6 / (494 + 64))
     w = model.layer_1.weights.detach()
-    assert w.abs().max() <= limit and w.abs().max() > 0.95 * limit and float(model.layer_1.bias.detach().abs().max()) == 0
+    assert (
+        w.abs().max() <= limit and w.abs().max() > 0.95 * limit and float(model.layer_1.bias.detach().abs().max()) == 0
+    )
     lstm_limit = np.sqrt(6 / (128 + 256))
     assert model.lstm.weight_hh_l0.detach().abs().max() <= lstm_limit and float(model.lstm.bias_hh_l0.abs().max()) == 0
 
@@ -93,4 +97,4 @@ def test_ctc_loss_is_per_utterance_sum_with_blank_last():
     logits = torch.zeros(4, 1, 3)  # uniform over {a, b, blank}
     loss = ctc_loss(logits, torch.tensor([4]), torch.tensor([0]), torch.tensor([1]))
     # paths of length 4 emitting exactly "a": blanks and a's with one contiguous run of a -> 10 paths
-    assert torch.allclose(loss, torch.tensor([-np.log(10 / 3 ** 4)], dtype=torch.float32))
+    assert torch.allclose(loss, torch.tensor([-np.log(10 / 3**4)], dtype=torch.float32))

@@ -36,7 +36,9 @@ def test_matches_tensorflow_update_rule():
     for p, e in zip(params, expected):
         np.testing.assert_allclose(p.detach().numpy(), e, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(optimizer.slots(params[0])[1].numpy(), v[0], rtol=1e-4)
-    assert abs(float(optimizer.beta1_power) - b1p) < 1e-6 and abs(float(optimizer.beta2_power) - b2p) < 1e-6  # float32, as in TF
+    assert (
+        abs(float(optimizer.beta1_power) - b1p) < 1e-6 and abs(float(optimizer.beta2_power) - b2p) < 1e-6
+    )  # float32, as in TF
 
     torch_params = [torch.nn.Parameter(torch.from_numpy(p.copy())) for p in start]
     torch_adam = torch.optim.Adam(torch_params, lr=0.01, eps=1e-8)

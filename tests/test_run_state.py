@@ -12,8 +12,8 @@ import sys
 import time
 
 import pytest
-
 from cli import run, sha256
+
 from coqui_stt_training import checkpoint, train
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
@@ -33,16 +33,44 @@ def repeated_csv(tmp_path, copies=5):
 
 def command(train_csv, ckpt, epochs=4):
     # Dropout, shuffled batches and a plateau every epoch: every piece of state a resume must restore.
-    return ["--alphabet_config_path", ALPHABET, "--n_hidden", "24", "--show_progressbar", "false",
-            "--train_files", train_csv, "--dev_files", LDC, "--epochs", str(epochs), "--checkpoint_dir", ckpt,
-            "--dropout_rate", "0.3", "--shuffle_batches", "true", "--learning_rate", "0.002",
-            "--reduce_lr_on_plateau", "true", "--plateau_epochs", "1", "--es_min_delta", "1000", "--max_to_keep", "2"]
+    return [
+        "--alphabet_config_path",
+        ALPHABET,
+        "--n_hidden",
+        "24",
+        "--show_progressbar",
+        "false",
+        "--train_files",
+        train_csv,
+        "--dev_files",
+        LDC,
+        "--epochs",
+        str(epochs),
+        "--checkpoint_dir",
+        ckpt,
+        "--dropout_rate",
+        "0.3",
+        "--shuffle_batches",
+        "true",
+        "--learning_rate",
+        "0.002",
+        "--reduce_lr_on_plateau",
+        "true",
+        "--plateau_epochs",
+        "1",
+        "--es_min_delta",
+        "1000",
+        "--max_to_keep",
+        "2",
+    ]
 
 
 def losses(log, what):
     """{epoch: loss} from 'Finished training/validating epoch N ... - loss: X' lines."""
-    return {int(m.group(1)): float(m.group(2))
-            for m in re.finditer(rf"Finished {what} epoch (\d+)[^\n]* - loss: ([0-9.]+)", log)}
+    return {
+        int(m.group(1)): float(m.group(2))
+        for m in re.finditer(rf"Finished {what} epoch (\d+)[^\n]* - loss: ([0-9.]+)", log)
+    }
 
 
 def final_tensors(ckpt):
@@ -74,14 +102,18 @@ def signal_at(monkeypatch, method, call):
     monkeypatch.setattr(train.Trainer, method, wrapped)
 
 
-@pytest.mark.parametrize("method, call, stopped_at", [
-    ("step", 3, "epoch 0, batch 3"),  # inside an epoch
-    ("step", 10, "epoch 1, batch 5"),  # on the last batch of an epoch
-    ("dev_loss", 2, "epoch 1;"),  # during validation: the epoch's checkpoint is already saved
-    ("report_metrics", 3, "epoch 2;"),  # between epochs
-])
-def test_sigterm_saves_and_the_same_command_resumes_exactly(method, call, stopped_at, uninterrupted, tmp_path,
-                                                            monkeypatch, capsys):
+@pytest.mark.parametrize(
+    "method, call, stopped_at",
+    [
+        ("step", 3, "epoch 0, batch 3"),  # inside an epoch
+        ("step", 10, "epoch 1, batch 5"),  # on the last batch of an epoch
+        ("dev_loss", 2, "epoch 1;"),  # during validation: the epoch's checkpoint is already saved
+        ("report_metrics", 3, "epoch 2;"),  # between epochs
+    ],
+)
+def test_sigterm_saves_and_the_same_command_resumes_exactly(
+    method, call, stopped_at, uninterrupted, tmp_path, monkeypatch, capsys
+):
     csv_path, full_log, full_tensors = uninterrupted
     ckpt = str(tmp_path / "ckpt")
     argv = command(csv_path, ckpt)
@@ -118,8 +150,13 @@ def test_a_finished_run_starts_a_new_count_of_epochs_as_coqui_does(uninterrupted
 
 def test_sigterm_to_a_real_process_saves_and_exits_zero(tmp_path):
     csv_path, ckpt = repeated_csv(tmp_path, copies=40), str(tmp_path / "ckpt")
-    child = subprocess.Popen([sys.executable, "-m", "coqui_stt_training.train"] + command(csv_path, ckpt, epochs=100),
-                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "coqui_stt_training.train"] + command(csv_path, ckpt, epochs=100),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines = []
     for line in child.stdout:  # wait until training runs
         lines.append(line)
@@ -137,8 +174,13 @@ def test_sigterm_to_a_real_process_saves_and_exits_zero(tmp_path):
 
 
 def start_training(argv, kill_at=0):
-    return subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "killable_train.py"), str(kill_at)] + argv,
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "tests", "killable_train.py"), str(kill_at)] + argv,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def wait_for(child, text):

@@ -9,8 +9,8 @@ import shutil
 import kenlm
 import numpy as np
 import pytest
-
 from cli import run
+
 from coqui_stt_training import evaluate, lm_optimize, train, training_graph_inference, transcribe
 from coqui_stt_training.alphabet import UTF8Alphabet, load_alphabet
 from coqui_stt_training.decode import beam_search
@@ -53,8 +53,9 @@ def test_the_package_is_read_as_coqui_wrote_it(scorer):
     expected = model.score("she had", bos=True, eos=False) - model.score("she", bos=True, eos=False)
     assert scorer.log_probability(["she", "had"], bos=True) == pytest.approx(expected / math.log10(math.e), abs=1e-5)
     assert scorer.log_probability(["she", "qqqq"], bos=True) == OOV_SCORE
-    assert scorer.word_score(("she", "had")) == pytest.approx(0.75 * scorer.log_probability(
-        ["she", "had"], bos=True) + scorer.beta)
+    assert scorer.word_score(("she", "had")) == pytest.approx(
+        0.75 * scorer.log_probability(["she", "had"], bos=True) + scorer.beta
+    )
 
 
 def frames_for(text, confusion=None, ambiguity=0.45, alphabet=ALPHABET):
@@ -111,8 +112,11 @@ def test_a_plain_kenlm_model_scores_words_without_a_vocabulary_constraint(tmp_pa
     with pytest.raises(ScorerError, match="a plain KenLM model has no default alpha and beta"):
         Scorer(str(path), ALPHABET)
     scorer = Scorer(str(path), ALPHABET, alpha=1.0, beta=0.5)
-    assert scorer.next_state is None and scorer.log_probability(["greasy"], bos=True) == pytest.approx(
-        -0.7 / math.log10(math.e)) and scorer.log_probability(["greesy"], bos=True) == OOV_SCORE
+    assert (
+        scorer.next_state is None
+        and scorer.log_probability(["greasy"], bos=True) == pytest.approx(-0.7 / math.log10(math.e))
+        and scorer.log_probability(["greesy"], bos=True) == OOV_SCORE
+    )
     log_probs = frames_for("greasy wash", confusion={3: ALPHABET.encode("e")[0]})
     assert ALPHABET.decode(beam_search(log_probs, 32)) == "greesy wash"
     assert ALPHABET.decode(beam_search(log_probs, 32, scorer=scorer)) == "greasy wash"
@@ -121,7 +125,11 @@ def test_a_plain_kenlm_model_scores_words_without_a_vocabulary_constraint(tmp_pa
 def test_a_utf8_mode_package_scores_each_character_and_each_word_end():
     scorer = Scorer(BYTES_SCORER, BYTES)
     assert (round(scorer.alpha, 6), round(scorer.beta, 6), scorer.order, scorer.utf8_mode) == (
-        0.931289, 1.183414, 2, True)
+        0.931289,
+        1.183414,
+        2,
+        True,
+    )
     # the vocabulary: the 26 letters and the apostrophe, each a whole "word"; no space
     start_arcs = np.flatnonzero(scorer.next_state[scorer.start] >= 0)
     assert bytes(int(label) + 1 for label in start_arcs) == b"'abcdefghijklmnopqrstuvwxyz"
@@ -202,18 +210,27 @@ def test_multibyte_characters_are_scored_once_complete_and_bytes_that_are_not_ut
 
 
 def test_a_scorer_for_the_other_kind_of_model_is_refused():
-    with pytest.raises(ScorerError, match=r"pruned_lm.bytes.scorer: a UTF-8-mode scorer is for --bytes_output_mode "
-                                          r"models; this model has an alphabet file"):
+    with pytest.raises(
+        ScorerError,
+        match=r"pruned_lm.bytes.scorer: a UTF-8-mode scorer is for --bytes_output_mode "
+        r"models; this model has an alphabet file",
+    ):
         Scorer(BYTES_SCORER, ALPHABET)
-    with pytest.raises(ScorerError, match=r"pruned_lm.scorer: a word scorer package spells its vocabulary in an "
-                                          r"alphabet file's labels; a --bytes_output_mode model needs a UTF-8-mode"):
+    with pytest.raises(
+        ScorerError,
+        match=r"pruned_lm.scorer: a word scorer package spells its vocabulary in an "
+        r"alphabet file's labels; a --bytes_output_mode model needs a UTF-8-mode",
+    ):
         Scorer(SCORER, BYTES)
 
 
 def test_bad_scorer_files_are_named(tmp_path):
     (tmp_path / "fake.scorer").write_bytes(b"just some bytes" * 10)
-    with pytest.raises(ScorerError, match=r"fake.scorer: KenLM cannot read it: neither a Coqui scorer package nor a "
-                                          r"KenLM model"):
+    with pytest.raises(
+        ScorerError,
+        match=r"fake.scorer: KenLM cannot read it: neither a Coqui scorer package nor a "
+        r"KenLM model",
+    ):
         Scorer(str(tmp_path / "fake.scorer"), ALPHABET, 1.0, 1.0)
     data = open(SCORER, "rb").read()
     (tmp_path / "cut.scorer").write_bytes(data[: len(data) - 5000])
@@ -227,15 +244,39 @@ def test_an_ldc93s1_model_decodes_exactly_with_and_without_the_scorer(kind, tmp_
     pruned_lm.scorer, through transcribe, and through the exported ONNX model. The same for a bytes model
     with pruned_lm.bytes.scorer (its 256 classes need more epochs to leave the all-blank plateau)."""
     if kind == "characters":
-        model_flags, scorer_path, metric = ["--alphabet_config_path", ALPHABET_PATH, "--epochs", "300",
-                                            "--learning_rate", "0.001"], SCORER, "WER"
+        model_flags, scorer_path, metric = (
+            ["--alphabet_config_path", ALPHABET_PATH, "--epochs", "300", "--learning_rate", "0.001"],
+            SCORER,
+            "WER",
+        )
     else:
-        model_flags, scorer_path, metric = ["--bytes_output_mode", "true", "--epochs", "1000",
-                                            "--learning_rate", "0.002"], BYTES_SCORER, "CER"
+        model_flags, scorer_path, metric = (
+            ["--bytes_output_mode", "true", "--epochs", "1000", "--learning_rate", "0.002"],
+            BYTES_SCORER,
+            "CER",
+        )
     ckpt, out = str(tmp_path / "ckpt"), str(tmp_path / "model")
-    status, log = run(train.main, model_flags + ["--train_files", LDC, "--dev_files", LDC, "--n_hidden", "100",
-                                                 "--dropout_rate", "0.05", "--checkpoint_dir", ckpt,
-                                                 "--show_progressbar", "false", "--export_dir", out], capsys)
+    status, log = run(
+        train.main,
+        model_flags
+        + [
+            "--train_files",
+            LDC,
+            "--dev_files",
+            LDC,
+            "--n_hidden",
+            "100",
+            "--dropout_rate",
+            "0.05",
+            "--checkpoint_dir",
+            ckpt,
+            "--show_progressbar",
+            "false",
+            "--export_dir",
+            out,
+        ],
+        capsys,
+    )
     assert status == 0, log
     # evaluate, transcribe and lm_optimize find the alphabet, or bytes mode, in the checkpoint directory
     for scorer_flags in ([], ["--scorer_path", scorer_path]):
@@ -243,17 +284,49 @@ def test_an_ldc93s1_model_decodes_exactly_with_and_without_the_scorer(kind, tmp_
         assert status == 0 and f' - res: "{SENTENCE}"' in log and "WER: 0.000000, CER: 0.000000" in log, log
     shutil.copy(os.path.join(SMOKE, "LDC93S1.wav"), tmp_path / "ldc.wav")
     for scorer_flags in ([], ["--scorer_path", scorer_path]):
-        status, log = run(transcribe.main, ["--checkpoint_dir", ckpt, "--src", str(tmp_path / "ldc.wav"),
-                                            "--force", "true", "--beam_width", "500"] + scorer_flags, capsys)
+        status, log = run(
+            transcribe.main,
+            ["--checkpoint_dir", ckpt, "--src", str(tmp_path / "ldc.wav"), "--force", "true", "--beam_width", "500"]
+            + scorer_flags,
+            capsys,
+        )
         assert status == 0 and [e["transcript"] for e in json.load(open(tmp_path / "ldc.tlog"))] == [SENTENCE], log
-    status, log = run(training_graph_inference.main, ["--checkpoint_dir", ckpt, "--one_shot_infer",
-                                                      os.path.join(SMOKE, "LDC93S1.wav"), "--beam_width", "500",
-                                                      "--scorer_path", scorer_path], capsys)
+    status, log = run(
+        training_graph_inference.main,
+        [
+            "--checkpoint_dir",
+            ckpt,
+            "--one_shot_infer",
+            os.path.join(SMOKE, "LDC93S1.wav"),
+            "--beam_width",
+            "500",
+            "--scorer_path",
+            scorer_path,
+        ],
+        capsys,
+    )
     assert status == 0 and SENTENCE in log.splitlines(), log
-    status, log = run(lm_optimize.main, ["--checkpoint_dir", ckpt, "--test_files", LDC, "--scorer_path", scorer_path,
-                                         "--n_trials", "4", "--lm_alpha_max", "1", "--lm_beta_max", "1"], capsys)
-    assert status == 0 and re.search(rf"Best params: lm_alpha=[0-9.]+ and lm_beta=[0-9.]+ with {metric}=0\.0\n",
-                                     log), log
+    status, log = run(
+        lm_optimize.main,
+        [
+            "--checkpoint_dir",
+            ckpt,
+            "--test_files",
+            LDC,
+            "--scorer_path",
+            scorer_path,
+            "--n_trials",
+            "4",
+            "--lm_alpha_max",
+            "1",
+            "--lm_beta_max",
+            "1",
+        ],
+        capsys,
+    )
+    assert status == 0 and re.search(rf"Best params: lm_alpha=[0-9.]+ and lm_beta=[0-9.]+ with {metric}=0\.0\n", log), (
+        log
+    )
     onnx_model = OnnxModel(os.path.join(out, "output_graph.onnx"))
     assert onnx_model.alphabet.is_bytes == (kind == "bytes")
     for scorer in (None, Scorer(scorer_path, onnx_model.alphabet)):  # the package's own alpha and beta, as a client

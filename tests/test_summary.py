@@ -12,10 +12,10 @@ def read_records(path):
     while data:
         (length,) = struct.unpack("<Q", data[:8])
         assert struct.unpack("<I", data[8:12])[0] == masked_crc32c(data[:8])
-        body = data[12:12 + length]
-        assert struct.unpack("<I", data[12 + length:16 + length])[0] == masked_crc32c(body)
+        body = data[12 : 12 + length]
+        assert struct.unpack("<I", data[12 + length : 16 + length])[0] == masked_crc32c(body)
         records.append(body)
-        data = data[16 + length:]
+        data = data[16 + length :]
     return records
 
 

@@ -64,6 +64,7 @@ def test_crc32c_numpy_path_matches_bytewise_and_continues():
 
 def test_crc32c_of_data_longer_than_one_numpy_segment():
     from coqui_stt_training.tf_checkpoint import _SEGMENT
+
     data = np.random.default_rng(1).integers(0, 256, 2 * _SEGMENT + 8192 * 20 + 5, dtype=np.uint8).tobytes()
     piecewise = 0
     for i in range(0, len(data), 1 << 20):  # each piece fits one segment
@@ -286,7 +287,8 @@ def test_state_file_extras_and_errors(tmp_path):
 
 # ---- fuzzing: a damaged index or data file gives TFCheckpointError, never a crash or a hang ----------
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st
 
 INDEX_BYTES = open(LDC + ".index", "rb").read()
 

@@ -6,8 +6,8 @@ import shutil
 
 import numpy as np
 import soundfile
-
 from cli import run
+
 from coqui_stt_training import transcribe
 from coqui_stt_training.audio import load_audio
 from coqui_stt_training.transcribe import speech_segments
@@ -38,8 +38,9 @@ def test_tlog_files_for_a_file_and_a_directory_and_nothing_overwritten(tmp_path,
     two_utterances(tmp_path / "two.wav")
     shutil.copy(os.path.join(SMOKE, "LDC93S1.flac"), tmp_path / "one.flac")
     base = ["--checkpoint_dir", RUSSIAN, "--beam_width", "16"]
-    status, log = run(transcribe.main, base + ["--src", str(tmp_path / "two.wav"), "--dst",
-                                               str(tmp_path / "out.tlog")], capsys)
+    status, log = run(
+        transcribe.main, base + ["--src", str(tmp_path / "two.wav"), "--dst", str(tmp_path / "out.tlog")], capsys
+    )
     assert status == 0 and f'[1]: "{tmp_path}/two.wav" -> "{tmp_path}/out.tlog"' in log, log
     entries = json.load(open(tmp_path / "out.tlog", encoding="utf-8"))
     assert [sorted(e) for e in entries] == [["end", "start", "transcript"]] * 2
@@ -47,12 +48,16 @@ def test_tlog_files_for_a_file_and_a_directory_and_nothing_overwritten(tmp_path,
     assert all(isinstance(e["start"], int) and isinstance(e["transcript"], str) for e in entries)
 
     before = open(tmp_path / "out.tlog", "rb").read()
-    status, log = run(transcribe.main, base + ["--src", str(tmp_path / "two.wav"), "--dst",
-                                               str(tmp_path / "out.tlog")], capsys)
+    status, log = run(
+        transcribe.main, base + ["--src", str(tmp_path / "two.wav"), "--dst", str(tmp_path / "out.tlog")], capsys
+    )
     assert status == 1 and f'E Destination file "{tmp_path}/out.tlog" already exists - use --force' in log
     assert open(tmp_path / "out.tlog", "rb").read() == before
-    status, log = run(transcribe.main, base + ["--src", str(tmp_path / "two.wav"), "--dst",
-                                               str(tmp_path / "out.tlog"), "--force", "true"], capsys)
+    status, log = run(
+        transcribe.main,
+        base + ["--src", str(tmp_path / "two.wav"), "--dst", str(tmp_path / "out.tlog"), "--force", "true"],
+        capsys,
+    )
     assert status == 0
 
     status, log = run(transcribe.main, base + ["--src", str(tmp_path)], capsys)  # every audio file, .tlog beside it
@@ -67,8 +72,14 @@ def test_a_dsalign_catalog_names_each_audio_file_and_its_tlog(tmp_path, capsys):
     two_utterances(tmp_path / "two.wav")
     catalog = tmp_path / "book.catalog"
     # relative paths are the catalog's folder's; an absolute one stays; a missing .tlog folder is made
-    catalog.write_text(json.dumps([{"audio": "audio/one.flac", "tlog": "logs/one.tlog", "text": "ignored"},
-                                   {"audio": str(tmp_path / "two.wav"), "tlog": str(tmp_path / "two.tlog")}]))
+    catalog.write_text(
+        json.dumps(
+            [
+                {"audio": "audio/one.flac", "tlog": "logs/one.tlog", "text": "ignored"},
+                {"audio": str(tmp_path / "two.wav"), "tlog": str(tmp_path / "two.tlog")},
+            ]
+        )
+    )
     base = ["--checkpoint_dir", RUSSIAN, "--beam_width", "16", "--src", str(catalog)]
     status, log = run(transcribe.main, base, capsys)
     assert status == 0, log
