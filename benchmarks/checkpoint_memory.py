@@ -7,7 +7,8 @@ layers with Adam moments, the canonical LSTM kernel and bias (no moments) and th
 with its moments. Then, in a fresh process for each format, builds the model and optimiser and loads
 the checkpoint into them, printing load time and memory from the kernel's own accounting
 (/proc/self/status: VmRSS before, VmHWM peak after). The same tensors saved in our safetensors format
-are measured too. Target: peak RSS below 1.5x the checkpoint's size.
+are measured too, read by our reader and by the safetensors package's safe_open. Target: peak RSS below
+1.5x the checkpoint's size.
 """
 
 from __future__ import annotations
@@ -30,14 +31,41 @@ def rss_mib(field: str) -> float:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def measure(prefix: str, n_hidden: int) -> None:
+class SafeOpenReader:
+    """The safetensors package's own reader (safetensors.safe_open), behind the reader interface that
+    load_into uses, to compare it with ours."""
+
+    def __init__(self, prefix: str):
+        import safetensors
+
+        self.file = safetensors.safe_open(prefix + ".safetensors", "numpy")
+        self.keys = set(self.file.keys())
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.keys
+
+    def names(self) -> list[str]:
+        return sorted(self.keys)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.file.get_slice(name).get_shape())
+
+    def dtype(self, name: str) -> np.dtype:
+        return np.dtype({"F32": np.float32, "I64": np.int64}[self.file.get_slice(name).get_dtype()])
+
+    def get(self, name: str) -> np.ndarray:
+        return self.file.get_tensor(name)
+
+
+def measure(prefix: str, n_hidden: int, reader: str) -> None:
     """Child process: import, build, load; print one JSON line."""
     import torch
 
-    from coqui_stt_training import checkpoint
     from coqui_stt_training.alphabet import load_alphabet
+    from coqui_stt_training.checkpoint import open_checkpoint
     from coqui_stt_training.config import Config
-    from coqui_stt_training.train import build_model
+    from coqui_stt_training.load import load_into
+    from coqui_stt_training.training import build_model
 
     baseline = rss_mib("VmRSS")
     config = Config(n_hidden=n_hidden)
@@ -46,7 +74,8 @@ def measure(prefix: str, n_hidden: int) -> None:
         optimizer.slots(p)  # the moments exist in any training run; allocate them before loading
     built = rss_mib("VmRSS")
     started = time.perf_counter()
-    checkpoint.load_into(prefix, model, optimizer, config.learning_rate)
+    opened = SafeOpenReader(prefix) if reader == "safe_open" else open_checkpoint(prefix)
+    load_into(prefix, model, optimizer, config.learning_rate, reader=opened)
     seconds = time.perf_counter() - started
     print(json.dumps({"baseline_mib": baseline, "built_mib": built, "peak_mib": rss_mib("VmHWM"), "load_s": seconds}))
 
@@ -56,12 +85,12 @@ def synthesise(directory: str, n_hidden: int) -> tuple[str, str]:
     import safetensors.numpy
     import torch
 
-    from coqui_stt_training.checkpoint import to_tensors
-    from coqui_stt_training.model import DeepSpeech
+    from coqui_stt_training.formats.tf_bundle import write_tf_checkpoint
+    from coqui_stt_training.layout import to_tensors
+    from coqui_stt_training.model import DeepSpeech, ModelDimensions
     from coqui_stt_training.optimizer import TFAdam
-    from coqui_stt_training.tf_checkpoint import write_tf_checkpoint
 
-    model = DeepSpeech(n_hidden, 29)
+    model = DeepSpeech(ModelDimensions(n_hidden, 29))
     optimizer = TFAdam(model.trainable_parameters())
     rng = np.random.default_rng(0)
     for p in model.trainable_parameters():
@@ -71,7 +100,7 @@ def synthesise(directory: str, n_hidden: int) -> tuple[str, str]:
     del model, optimizer
     lstm = "cudnn_lstm/rnn/multi_rnn_cell/cell_0/cudnn_compatible_lstm_cell"
     for name in (f"{lstm}/kernel/Adam", f"{lstm}/kernel/Adam_1", f"{lstm}/bias/Adam", f"{lstm}/bias/Adam_1"):
-        del tensors[name]  # CuDNN training leaves the canonical LSTM without moments (spec §2.1)
+        del tensors[name]  # CuDNN training leaves the canonical LSTM without moments
     opaque = 4 * n_hidden * n_hidden * 2 + 8 * n_hidden
     for name in ("cudnn_lstm/opaque_kernel", "cudnn_lstm/opaque_kernel/Adam", "cudnn_lstm/opaque_kernel/Adam_1"):
         tensors[name] = rng.random(opaque, dtype=np.float32)
@@ -89,19 +118,21 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/checkpoint-memory-bench")
     parser.add_argument("--n_hidden", type=int, default=2048)
     parser.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--reader", default="ours", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        return measure(args.measure, args.n_hidden)
+        return measure(args.measure, args.n_hidden, args.reader)
     started = time.perf_counter()
     tf_prefix, st_prefix = synthesise(args.work, args.n_hidden)
     print(f"synthesised in {time.perf_counter() - started:.1f} s", flush=True)
-    for label, prefix, files in (
-        ("Coqui/TF V2", tf_prefix, [".index", ".data-00000-of-00001"]),
-        ("safetensors", st_prefix, [".safetensors"]),
+    for label, prefix, files, reader in (
+        ("Coqui/TF V2", tf_prefix, [".index", ".data-00000-of-00001"], "ours"),
+        ("safetensors", st_prefix, [".safetensors"], "ours"),
+        ("safetensors read by safetensors.safe_open", st_prefix, [".safetensors"], "safe_open"),
     ):
         size = sum(os.path.getsize(prefix + ext) for ext in files) / 2**20
         out = subprocess.run(
-            [sys.executable, __file__, "--measure", prefix, "--n_hidden", str(args.n_hidden)],
+            [sys.executable, __file__, "--measure", prefix, "--n_hidden", str(args.n_hidden), "--reader", reader],
             capture_output=True,
             text=True,
             check=True,

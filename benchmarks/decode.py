@@ -14,12 +14,12 @@ import time
 
 import torch
 
+from coqui_stt_training.checkpoint import read_flags_file
 from coqui_stt_training.config import Config
-from coqui_stt_training.data import load_data_set
-from coqui_stt_training.decode import beam_search
-from coqui_stt_training.evaluate import log_probabilities
+from coqui_stt_training.decode import DecodeOptions, beam_search
+from coqui_stt_training.report import log_probabilities
+from coqui_stt_training.resolve import data_set, loader_settings, model_for
 from coqui_stt_training.scorer import Scorer
-from coqui_stt_training.train import setup_evaluation
 
 
 def main() -> None:
@@ -30,12 +30,12 @@ def main() -> None:
     parser.add_argument("--audio_sample_rate", type=int, default=16000)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    config = Config(
-        checkpoint_dir=args.checkpoint_dir, audio_sample_rate=args.audio_sample_rate, data_workers=0
-    ).finalize()
-    model, alphabet, device = setup_evaluation(config, args.checkpoint_dir)
-    samples = load_data_set([args.test_files], alphabet, config, "test")
-    outputs = [lp for _, lp in log_probabilities(model, samples, config, device, 1)]
+    config = Config(checkpoint_dir=args.checkpoint_dir, audio_sample_rate=args.audio_sample_rate, data_workers=0)
+    config.finalize().adopt_source_flags(read_flags_file(args.checkpoint_dir))
+    loaded = model_for(config, args.checkpoint_dir)
+    alphabet = loaded.alphabet
+    samples = data_set(config, [args.test_files], alphabet, "test")
+    outputs = [lp for _, lp in log_probabilities(loaded.model, samples, loaded.device, 1, loader_settings(config))]
     seconds = sum(s.duration for s in samples)
     scorer = Scorer(args.scorer_path, alphabet, config.lm_alpha, config.lm_beta)
     print(f"{len(outputs)} file(s), {seconds:.1f} s of audio, one core; seconds of decoding per audio second:")
@@ -43,9 +43,8 @@ def main() -> None:
         timings = {}
         for name, lm in (("no scorer", None), ("with scorer", scorer)):
             start = time.perf_counter()
-            texts = [
-                alphabet.decode(beam_search(lp, width, config.cutoff_prob, config.cutoff_top_n, lm)) for lp in outputs
-            ]
+            options = DecodeOptions(width, config.cutoff_prob, config.cutoff_top_n)
+            texts = [alphabet.decode(beam_search(lp, options, lm)) for lp in outputs]
             timings[name] = (time.perf_counter() - start) / seconds
         print(
             f"  width {width:3d}: no scorer {timings['no scorer']:.4f}, with scorer {timings['with scorer']:.4f} "

@@ -20,12 +20,11 @@ import numpy as np
 import torch
 
 from coqui_stt_training.alphabet import load_alphabet
-from coqui_stt_training.config import Config
-from coqui_stt_training.decode import beam_search
-from coqui_stt_training.export import StreamingDeepSpeech, export, export_paths
-from coqui_stt_training.filterbank import mfcc_numpy
-from coqui_stt_training.inference import OnnxModel, context_windows
-from coqui_stt_training.model import DeepSpeech
+from coqui_stt_training.decode import DecodeOptions, beam_search
+from coqui_stt_training.export_onnx import ExportSettings, StreamingDeepSpeech, export, export_paths
+from coqui_stt_training.features import FeatureSettings, context_windows, mfcc
+from coqui_stt_training.inference import OnnxModel
+from coqui_stt_training.model import DeepSpeech, ModelDimensions
 
 
 def main() -> None:
@@ -35,17 +34,17 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     alphabet = load_alphabet("data/alphabet.txt")
-    model = DeepSpeech(args.hidden, alphabet.size + 1).eval()
+    model = DeepSpeech(ModelDimensions(args.hidden, alphabet.size + 1)).eval()
     model.reset_parameters(torch.Generator().manual_seed(0))
     directory = tempfile.mkdtemp(prefix="onnx-bench-")
-    config = Config(export_dir=directory, n_hidden=args.hidden)
-    path = export(config, model, alphabet, export_paths(config))
+    settings = ExportSettings(directory)
+    path = export(settings, model, alphabet, export_paths(settings))
     onnx_model = OnnxModel(path, threads=1)
 
     rate = 16000
     audio = (np.random.default_rng(0).standard_normal(int(args.seconds * rate)) * 0.1).astype(np.float32)
     start = time.perf_counter()
-    features = mfcc_numpy(audio, rate)
+    features = mfcc(audio, FeatureSettings(rate))
     feature_time = time.perf_counter() - start
 
     onnx_model.probabilities(features[:32])  # warm-up
@@ -54,7 +53,7 @@ def main() -> None:
     onnx_time = time.perf_counter() - start
 
     streaming = StreamingDeepSpeech(model)
-    windows = torch.from_numpy(np.ascontiguousarray(context_windows(features, 9)))[None]
+    windows = context_windows(torch.from_numpy(features)[None])
     state = (torch.zeros(1, args.hidden), torch.zeros(1, args.hidden))
     with torch.no_grad():
         streaming(windows[:, :16], *state)  # warm-up
@@ -65,7 +64,7 @@ def main() -> None:
         torch_time = time.perf_counter() - start
 
     start = time.perf_counter()
-    beam_search(np.log(np.maximum(probs, 1e-30)), 500)
+    beam_search(np.log(np.maximum(probs, 1e-30)), DecodeOptions(500))
     beam_time = time.perf_counter() - start
 
     size = os.path.getsize(path) / 2**20

@@ -3,10 +3,11 @@
     python benchmarks/throughput.py [--hidden 2048 512] [--batch 16] [--seconds 4] [--steps 3]
 
 Prints, in one run: (0) this machine's fp32 matrix-multiply peak (the best of large square GEMMs),
-(1) MFCC extraction alone, batched, (2) the whole input pipeline (decode + resample + MFCC) on real
-files, and (3) a full training step (forward, CTC, backward, TF-Adam) at each n_hidden, in audio
-seconds per wall-clock second and as a fraction of the peak: the step's matrix-multiply work
-(forward 2 FLOPs per weight per frame, backward twice that) over its time.
+(1) MFCC extraction, alone and beside training steps, against a BLAS product for the filterbank,
+(2) the whole input pipeline (decode + resample + MFCC) on real files, (3) how long real training
+waits for its batches, and (4) a full training step (forward, CTC, backward, TF-Adam) at each
+n_hidden, in audio seconds per wall-clock second and as a fraction of the peak: the step's
+matrix-multiply work (forward 2 FLOPs per weight per frame, backward twice that) over its time.
 """
 
 from __future__ import annotations
@@ -21,11 +22,19 @@ import numpy as np
 import torch
 
 from coqui_stt_training.alphabet import load_alphabet
-from coqui_stt_training.config import Config
-from coqui_stt_training.data import data_loader, load_data_set
-from coqui_stt_training.features import mfcc
-from coqui_stt_training.filterbank import dct_matrix, mel_filterbank
-from coqui_stt_training.model import DeepSpeech, ctc_loss
+from coqui_stt_training.batches import LoaderSettings, data_loader
+from coqui_stt_training.dataset import load_data_set
+from coqui_stt_training.features import (
+    LOG_FLOOR,
+    MEL_CHANNELS,
+    N_INPUT,
+    FeatureSettings,
+    dct_matrix,
+    mel_filterbank,
+    mfcc,
+    power_spectrogram,
+)
+from coqui_stt_training.model import DeepSpeech, ModelDimensions, ctc_loss
 from coqui_stt_training.optimizer import TFAdam
 
 RATE = 16000
@@ -39,14 +48,13 @@ def timed(fn, repeats: int) -> float:
     return (time.perf_counter() - start) / repeats
 
 
-def numpy_mfcc(audio: np.ndarray) -> np.ndarray:
-    """Reference: the same pipeline one signal at a time in plain vectorised numpy (float64 throughout)."""
-    window, stride = 512, 320
-    frames = np.lib.stride_tricks.sliding_window_view(audio, window)[::stride]
-    hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(window) / window)
-    magnitude = np.abs(np.fft.rfft(frames * hann, 512))
-    mel = magnitude @ mel_filterbank(257, RATE, RATE / 2)
-    return np.log(np.maximum(mel, 1e-12)) @ dct_matrix(40, 26)
+def mfcc_with_blas(samples: np.ndarray, settings: FeatureSettings) -> np.ndarray:
+    """The control arm: features.mfcc with the filterbank applied as a dense BLAS matrix product."""
+    power = power_spectrogram(samples, settings)
+    mel = np.sqrt(power.astype(np.float64)) @ mel_filterbank(
+        power.shape[-1], settings.sample_rate, settings.sample_rate / 2
+    )
+    return (np.log(np.maximum(mel, LOG_FLOOR)) @ dct_matrix(MEL_CHANNELS, N_INPUT)).astype(np.float32)
 
 
 def matmul_peak() -> float:
@@ -54,7 +62,7 @@ def matmul_peak() -> float:
     best = 0.0
     for n in (1024, 2048, 4096):
         a, b = torch.randn(n, n), torch.randn(n, n)
-        best = max(best, 2 * n**3 / timed(lambda: a @ b, 3) / 1e9)
+        best = max(best, 2 * n**3 / timed(lambda a=a, b=b: a @ b, 3) / 1e9)
     print(f"peak      fp32 matrix multiply: {best:6.1f} GFLOP/s")
     return best
 
@@ -67,32 +75,53 @@ def training_flops(model: DeepSpeech, frames: int) -> float:
 
 
 def bench_features(batch: int, seconds: float) -> None:
-    audio = torch.randn(batch, int(seconds * RATE)) * 0.1
-    per_call = timed(lambda: mfcc(audio, None, RATE), 10)
-    signals = audio.double().numpy()
-    reference = timed(lambda: [numpy_mfcc(x) for x in signals], 10)
-    print(
-        f"features  MFCC batch {batch} x {seconds:.0f} s: {per_call * 1000:8.1f} ms/batch, "
-        f"{batch * seconds / per_call:10.0f} audio s/s ({reference / per_call:.1f}x the numpy reference's "
-        f"{batch * seconds / reference:.0f} audio s/s)"
-    )
+    """MFCC alone, and beside a small model's training steps in the same process (as for a data set of
+    fewer than 8 batches, or with --data_workers 0): the BLAS product's threads keep spinning on the
+    cores torch then needs."""
+    settings = FeatureSettings(RATE)
+    signals = [
+        np.random.default_rng(i).standard_normal(int(seconds * RATE)).astype(np.float32) * 0.1 for i in range(batch)
+    ]
+    torch.manual_seed(0)
+    model = DeepSpeech(ModelDimensions(100, 29))
+    optimizer = TFAdam(model.trainable_parameters())
+    features = torch.randn(1, 145, 26) * 10
+
+    def step():
+        loss = ctc_loss(model(features), torch.tensor([145]), torch.arange(40) % 28, torch.tensor([40])).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    alone = timed(step, 20)
+    for label, compute in (
+        ("features.mfcc (sparse filterbank)", mfcc),
+        ("a BLAS product for the filterbank", mfcc_with_blas),
+    ):
+        per_batch = timed(lambda compute=compute: [compute(x, settings) for x in signals], 10)
+        beside = timed(lambda compute=compute: (compute(signals[0][: 3 * RATE], settings), step()), 20)
+        print(
+            f"features  {label:34s}: batch {batch} x {seconds:.0f} s in {per_batch * 1000:6.1f} ms, "
+            f"{batch * seconds / per_batch:6.0f} audio s/s; a 3 s file then an n_hidden 100 step: "
+            f"{beside * 1000:5.1f} ms (the step alone {alone * 1000:.1f} ms)"
+        )
 
 
 def bench_pipeline(csv_path: str, batch: int) -> None:
-    config = Config(audio_sample_rate=8000 if "asterisk" in csv_path else RATE, data_workers=0)
-    samples = load_data_set([csv_path], load_alphabet("data/alphabet.txt"), config, "dev")
+    settings = LoaderSettings(FeatureSettings(8000 if "asterisk" in csv_path else RATE), data_workers=0)
+    samples = load_data_set([csv_path], load_alphabet("data/alphabet.txt"), settings.features, "dev")
     start = time.perf_counter()
-    audio_seconds = sum(b.audio_seconds for b in data_loader(samples, batch, config, train=False))
+    batches = list(data_loader(samples, batch, settings, train=False))
     elapsed = time.perf_counter() - start
-    print(
-        f"pipeline  decode+resample+MFCC on {csv_path} ({len(samples)} files): {audio_seconds / elapsed:10.0f} audio s/s"
-    )
+    audio_seconds = sum(s.duration for b in batches for s in b.samples)
+    rate = audio_seconds / elapsed
+    print(f"pipeline  decode+resample+MFCC on {csv_path} ({len(samples)} files): {rate:10.0f} audio s/s")
 
 
 def bench_training(hidden: int, batch: int, seconds: float, steps: int, peak: float) -> None:
     frames = 1 + (int(seconds * RATE) - 512) // 320
     torch.manual_seed(0)
-    model = DeepSpeech(hidden, 29, dropout=(0.05, 0.05, 0.05, 0.05))
+    model = DeepSpeech(ModelDimensions(hidden, 29), dropout=(0.05, 0.05, 0.05, 0.05))
     model.reset_parameters()
     optimizer = TFAdam(model.trainable_parameters())
     features = torch.randn(batch, frames, 26) * 10
@@ -122,7 +151,7 @@ def bench_input_wait(csv_path: str, hidden: int, batch: int, batches: int) -> No
     with features computed in the training process, in one data worker, and read from the cache."""
     alphabet = load_alphabet("data/alphabet.txt")
     rate = 8000 if "asterisk" in csv_path else RATE
-    samples = load_data_set([csv_path], alphabet, Config(audio_sample_rate=rate), "train")[-batch * batches :]
+    samples = load_data_set([csv_path], alphabet, FeatureSettings(rate), "train")[-batch * batches :]
     cache = tempfile.mkdtemp(prefix="feature-cache-")
     for label, workers, cached in (
         ("in the training process", 0, False),
@@ -130,16 +159,16 @@ def bench_input_wait(csv_path: str, hidden: int, batch: int, batches: int) -> No
         ("in the training process, cached", 0, True),
         ("1 data worker, cached", 1, True),
     ):
-        config = Config(audio_sample_rate=rate, data_workers=workers, feature_cache=cache if cached else "")
+        settings = LoaderSettings(FeatureSettings(rate), cache if cached else "", data_workers=workers)
         if cached:  # fill the cache first, as a first epoch does
-            for _ in data_loader(samples, batch, config, train=True):
+            for _ in data_loader(samples, batch, settings, train=True):
                 pass
         torch.manual_seed(0)
-        model = DeepSpeech(hidden, alphabet.size + 1, dropout=(0.05,) * 4)
+        model = DeepSpeech(ModelDimensions(hidden, alphabet.size + 1), dropout=(0.05,) * 4)
         optimizer = TFAdam(model.trainable_parameters())
         model.train()
         waited, audio_seconds, start = 0.0, 0.0, time.perf_counter()
-        loader = iter(data_loader(samples, batch, config, train=True))
+        loader = iter(data_loader(samples, batch, settings, train=True))
         while True:
             asked = time.perf_counter()
             try:
@@ -151,7 +180,7 @@ def bench_input_wait(csv_path: str, hidden: int, batch: int, batches: int) -> No
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            audio_seconds += b.audio_seconds
+            audio_seconds += sum(s.duration for s in b.samples)
         total = time.perf_counter() - start
         print(
             f"input     n_hidden {hidden}, batch {batch}, {label:32s}: {audio_seconds / total:7.1f} audio s/s, "

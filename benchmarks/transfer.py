@@ -63,7 +63,8 @@ def train(name: str, work: str, flags: list[str]) -> list[float]:
         log.write(" ".join(command) + "\n")
         log.flush()
         status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
-    text = open(log_path, encoding="utf-8").read()
+    with open(log_path, encoding="utf-8") as f:
+        text = f.read()
     if status != 0:
         sys.exit(f"{name} failed (exit {status}); see {log_path}")
     cers = [float(x) for x in re.findall(r"Finished metrics for epoch \d+ on \S*test\.csv .*?, CER: ([0-9.]+)", text)]

@@ -1,16 +1,18 @@
 """Alphabets: the label set of the output layer (blank excluded; it is the last class).
 
-File format as Coqui's native Alphabet (spec §5.1): one label per line, taken literally (no trimming),
-lines split on LF, CRLF or CR, `#` starts a comment, a line of exactly `\\#` is the label "#", empty
-lines are skipped. Bytes mode (spec §5.5) maps label n to UTF-8 byte n+1.
+File format as Coqui's native Alphabet (docs/compatibility.md, "Alphabets"): one label per line, taken
+literally (no trimming), lines split on LF, CRLF or CR, `#` starts a comment, a line of exactly `\\#` is
+the label "#", empty lines are skipped. Bytes mode maps label n to UTF-8 byte n+1.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from . import log
+from .errors import UserError
 
 _HEADER = (
     "# Each line in this file represents the Unicode codepoint (UTF-8 encoded)\n"
@@ -21,7 +23,7 @@ _HEADER = (
 _FOOTER = "# The last (non-comment) line needs to end with a newline.\n"
 
 
-class AlphabetError(ValueError):
+class AlphabetError(UserError):
     pass
 
 
@@ -50,9 +52,6 @@ class Alphabet:
     def missing_characters(self, text: str) -> list[str]:
         return sorted({c for c in text if c not in self._index})
 
-    def can_encode(self, text: str) -> bool:
-        return all(c in self._index for c in text)
-
     def encode(self, text: str) -> list[int]:
         missing = self.missing_characters(text)
         if missing:
@@ -73,13 +72,10 @@ class UTF8Alphabet:
     is_bytes = True
     size = 255
     space_index = ord(" ") - 1
-    labels = [bytes([i + 1]).decode("latin-1") for i in range(255)]
+    labels: ClassVar[list[str]] = [bytes([i + 1]).decode("latin-1") for i in range(255)]
 
     def missing_characters(self, text: str) -> list[str]:
         return ["\\x00"] if "\0" in text else []
-
-    def can_encode(self, text: str) -> bool:
-        return "\0" not in text
 
     def encode(self, text: str) -> list[int]:
         return [b - 1 for b in text.encode("utf-8")]
@@ -91,7 +87,10 @@ class UTF8Alphabet:
         raise AlphabetError("a bytes-mode alphabet has no alphabet.txt")
 
 
-def alphabet_record(alphabet) -> str | list[str]:
+AnyAlphabet = Alphabet | UTF8Alphabet
+
+
+def alphabet_record(alphabet: AnyAlphabet) -> str | list[str]:
     """How a run state records an alphabet, to recognise it later."""
     return "UTF-8 bytes" if alphabet.is_bytes else list(alphabet.labels)
 

@@ -1,4 +1,4 @@
-"""Audio files to float32 mono samples at the model's rate (spec §3 steps 1-3).
+"""Audio files to float32 mono samples at the model's rate (docs/compatibility.md, "Audio").
 
 WAV, FLAC, Ogg Vorbis and Ogg Opus are decoded by libsndfile (through soundfile). Integer PCM is read
 as int16 and scaled by 1/32767 as Coqui does (TensorFlow's decode_wav would use 1/32768); other
@@ -12,11 +12,13 @@ import numpy as np
 import soundfile
 import soxr
 
+from .errors import UserError
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus")
 INT16_MAX = np.float32(np.iinfo(np.int16).max)  # Coqui divides by 32767
 
 
-class AudioError(ValueError):
+class AudioError(UserError):
     pass
 
 
@@ -60,7 +62,7 @@ def resampled_length(n_samples: int, from_rate: int, to_rate: int) -> int:
     """How many samples `resample` returns, known without decoding (for the CTC feasibility check)."""
     if from_rate == to_rate:
         return n_samples
-    return int(round(n_samples * to_rate / from_rate))
+    return round(n_samples * to_rate / from_rate)
 
 
 def load_audio(path: str, sample_rate: int) -> np.ndarray:

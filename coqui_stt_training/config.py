@@ -1,8 +1,11 @@
 """Every command-line flag of Coqui STT 1.4, in one dataclass, parsed the way Coqui parses it.
 
-Field order follows Coqui's flags.txt so that the JSON we write reads like theirs.
-`Config.from_args()` parses argv; `finalize()` applies Coqui's derived rules (checkpoint
-directories, dropout fall-backs, n_hidden from the source checkpoint, sanity checks).
+Field order follows Coqui's flags.txt so that the JSON we write reads like theirs; flags of our own
+follow Coqui's 96. `Config.from_args()` parses argv; `finalize()` applies Coqui's derived rules
+(checkpoint directories, dropout fall-backs, contradictions) without touching any file, and
+`adopt_source_flags()` takes what Coqui takes from the source checkpoint's flags.txt. The sets at the
+end say which tool uses which flag: its --help lists those, and Coqui's other flags are accepted
+silently, as Coqui accepts them.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import log
+from .errors import UnsupportedFlagError, UserError
 
 
 def _flag(default, help: str, **extra):
@@ -25,7 +30,7 @@ def _flag(default, help: str, **extra):
 
 NO_EFFECT = "Accepted for compatibility; has no effect in this PyTorch implementation."
 
-# Coqui's export-card defaults are the help texts themselves (spec §1.3).
+# Coqui's export-card defaults are the help texts themselves.
 _CONTACT = (
     "<public contact information of the author. Can be an email address, or a link to a contact form, "
     "issue tracker, or discussion forum. Must provide a way to reach the model authors>"
@@ -62,8 +67,8 @@ class Config:
         "extra CSV files reported after validation each epoch (loss, greedy "
         "WER and CER); they do not affect best-dev selection",
     )
-    auto_input_dataset: str = _flag("", "one CSV to split into train/dev/test (not supported yet)")
-    vocab_file: str = _flag("", "flashlight vocabulary (not supported)")
+    auto_input_dataset: str = _flag("", "one CSV to split into train/dev/test (not supported yet: refused)")
+    vocab_file: str = _flag("", "flashlight vocabulary (not supported: refused)")
     read_buffer: int = _flag(1 << 20, "read buffer size, with K/M/G/T suffix. " + NO_EFFECT, size=True)
     feature_cache: str = _flag(
         "",
@@ -79,7 +84,7 @@ class Config:
     feature_win_step: int = _flag(20, "feature extraction window step in milliseconds")
     audio_sample_rate: int = _flag(16000, "sample rate the model expects; audio is resampled to it")
     normalize_sample_rate: bool = _flag(True, "resample training audio to --audio_sample_rate")
-    augment: list[str] | None = _flag([], "augmentations (not supported yet)")
+    augment: list[str] | None = _flag([], "augmentations (not supported yet: refused)")
     # optimisation
     epochs: int = _flag(75, "number of epochs to train in this run")
     dropout_rate: float = _flag(0.05, "dropout of layer 1, and default for layers 2, 3 and 6")
@@ -96,7 +101,7 @@ class Config:
     train_batch_size: int = _flag(1, "training batch size")
     dev_batch_size: int = _flag(1, "validation batch size")
     test_batch_size: int = _flag(1, "test batch size")
-    export_batch_size: int = _flag(1, "export batch size")
+    export_batch_size: int = _flag(1, "batch size of the exported model; the ONNX export takes any batch size")
     skip_batch_test: bool = _flag(False, "skip the initial forward/backward pass on the largest batch")
     inter_op_parallelism_threads: int = _flag(0, "torch inter-op threads (0: torch's default)")
     intra_op_parallelism_threads: int = _flag(0, "torch intra-op threads (0: torch's default)")
@@ -128,11 +133,11 @@ class Config:
     # export
     export_dir: str = _flag("", "export directory: an ONNX model and its model card are written there")
     remove_export: bool = _flag(False, "delete the export directory first")
-    export_tflite: bool = _flag(True, "export TFLite")
-    export_quantize: bool = _flag(True, "quantise the export")
-    export_savedmodel: bool = _flag(False, "export a SavedModel")
+    export_tflite: bool = _flag(True, "Coqui's TFLite export (needs TensorFlow): the export is ONNX instead")
+    export_quantize: bool = _flag(True, "int8 weights in Coqui's TFLite export; the ONNX export is float32")
+    export_savedmodel: bool = _flag(False, "a TensorFlow SavedModel (needs TensorFlow): the export is ONNX instead")
     n_steps: int = _flag(16, "time steps per call of the exported model")
-    export_zip: bool = _flag(False, "zip the export")
+    export_zip: bool = _flag(False, "zip the export (not supported yet: refused)")
     export_file_name: str = _flag("output_graph", "export base file name")
     export_beam_width: int = _flag(500, "beam width of exported models; also the width evaluation uses")
     export_author_id: str = _flag("author", "model card: author")
@@ -217,10 +222,26 @@ class Config:
     # ---- parsing ---------------------------------------------------------------------------
 
     @classmethod
-    def parser(cls, prog: str | None = None) -> argparse.ArgumentParser:
-        parser = _OneLineErrorParser(prog=prog, allow_abbrev=True)
-        for f in dataclasses.fields(cls):
-            kwargs = {"dest": f.name, "help": f.metadata["help"], "default": f.default}
+    def parser(cls, prog: str | None = None, uses: frozenset[str] | None = None) -> argparse.ArgumentParser:
+        """The flags of a tool that uses `uses` (None: all of them, shown). Coqui's flags are accepted by
+        every tool, as in Coqui, but --help shows only those the tool uses; flags of ours that the tool
+        does not use are not accepted."""
+        parser = _OneLineErrorParser(
+            prog=prog,
+            allow_abbrev=True,
+            epilog=None
+            if uses is None
+            else "Coqui STT's other flags are accepted too, as Coqui accepts them; they do not affect this tool.",
+        )
+        for i, f in enumerate(dataclasses.fields(cls)):
+            used = uses is None or f.name in uses
+            if not used and i >= COQUI_FLAG_COUNT:
+                continue
+            kwargs: dict[str, Any] = {
+                "dest": f.name,
+                "help": f.metadata["help"] if used else argparse.SUPPRESS,
+                "default": f.default,
+            }
             if f.metadata.get("list"):
                 kwargs.update(nargs="*", metavar="FILE" if f.name.endswith("files") else "VALUE")
             elif f.type in ("bool", bool):
@@ -238,8 +259,10 @@ class Config:
         return parser
 
     @classmethod
-    def from_args(cls, argv: list[str] | None = None, prog: str | None = None) -> Config:
-        return cls(**vars(cls.parser(prog).parse_args(argv)))
+    def from_args(
+        cls, argv: list[str] | None = None, prog: str | None = None, uses: frozenset[str] | None = None
+    ) -> Config:
+        return cls(**vars(cls.parser(prog, uses).parse_args(argv)))
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -247,7 +270,8 @@ class Config:
     # ---- derived values ----------------------------------------------------------------------
 
     def finalize(self) -> Config:
-        """Apply Coqui's rules that turn the flags into the values the run uses; raise ConfigError."""
+        """Apply Coqui's rules that turn the flags into the values the run uses; raise ConfigError.
+        Reads no file and changes nothing outside this object."""
         if self.checkpoint_dir:
             self.load_checkpoint_dir = self.save_checkpoint_dir = self.checkpoint_dir
         for name in ("dropout_rate2", "dropout_rate3", "dropout_rate6"):
@@ -288,24 +312,16 @@ class Config:
             )
         if self.source_layers_lr_scale < 0:
             raise ConfigError(f"--source_layers_lr_scale must be 0 or more, got {self.source_layers_lr_scale}")
-        self._take_model_shape_from_source()
         if not self.summary_dir and self.save_checkpoint_dir:
             self.summary_dir = os.path.join(self.save_checkpoint_dir, "summaries")
-        self._apply_threads()
         return self
 
-    def _take_model_shape_from_source(self) -> None:
+    def adopt_source_flags(self, source_flags: dict[str, Any] | None) -> Config:
         """n_hidden from the source checkpoint's flags.txt, as Coqui does; and, beyond Coqui, its bytes output
         mode when no alphabet is given (a bytes model leaves no alphabet.txt to find)."""
-        flags_path = os.path.join(self.load_checkpoint_dir, "flags.txt") if self.load_checkpoint_dir else ""
-        if not flags_path or not os.path.isfile(flags_path):
-            return
-        try:
-            with open(flags_path, encoding="utf-8") as f:
-                source_flags = json.load(f)
-            source_n_hidden = source_flags.get("n_hidden")
-        except (ValueError, AttributeError, UnicodeDecodeError):
-            return  # old checkpoints have non-JSON flags files; Coqui ignores them too
+        if not source_flags:
+            return self
+        source_n_hidden = source_flags.get("n_hidden")
         if isinstance(source_n_hidden, int) and source_n_hidden != self.n_hidden:
             log.warn(
                 f"WARNING: --n_hidden value ({self.n_hidden}) is different from value found in checkpoint "
@@ -324,33 +340,21 @@ class Config:
         ):
             log.info("The checkpoint was trained with --bytes_output_mode: using UTF-8 bytes output")
             self.bytes_output_mode = True
+        return self
 
-    def _apply_threads(self) -> None:
-        import torch
-
-        if self.intra_op_parallelism_threads > 0:
-            torch.set_num_threads(self.intra_op_parallelism_threads)
-        if self.inter_op_parallelism_threads > 0:
-            try:
-                torch.set_num_interop_threads(self.inter_op_parallelism_threads)
-            except RuntimeError:
-                pass  # torch allows this only once per process, before any parallel work
-
-    def unsupported_in_use(self) -> list[str]:
+    def refuse_unsupported(self) -> None:
         """Flags set to something this implementation cannot do yet: better refused than silently ignored."""
-        refused = []
-        for name in ("auto_input_dataset", "vocab_file"):
-            if getattr(self, name):
-                refused.append(f"--{name}")
-        if self.augment:
-            refused.append("--augment")
-        return refused
+        refused = [
+            f"--{name}" for name in ("auto_input_dataset", "vocab_file", "augment", "export_zip") if getattr(self, name)
+        ]
+        if refused:
+            raise UnsupportedFlagError(f"{', '.join(refused)}: not supported yet by this implementation")
 
 
 COQUI_FLAG_COUNT = 96  # Config's first fields are Coqui 1.4's flags, in flags.txt order; ours follow
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     pass
 
 
@@ -372,3 +376,63 @@ def parse_size(text: str) -> int:
     if not match:
         raise argparse.ArgumentTypeError(f"invalid size: {text!r} (e.g. 1MB, 512K)")
     return int(match[1]) * 1024 ** "_KMGT".index(match[2] or "_")
+
+
+# ---- which tool uses which flag --------------------------------------------------------------------
+
+
+def _names(text: str) -> frozenset[str]:
+    names = frozenset(text.split())
+    unknown = names - {f.name for f in dataclasses.fields(Config)}
+    assert not unknown, unknown  # a typo here would hide a flag from --help
+    return names
+
+
+PROCESS_FLAGS = _names("log_level inter_op_parallelism_threads intra_op_parallelism_threads")
+FEATURE_FLAGS = _names("audio_sample_rate feature_win_len feature_win_step")
+# what every tool that loads a trained model reads: where it is, its alphabet, how its input is made
+MODEL_FLAGS = (
+    PROCESS_FLAGS
+    | FEATURE_FLAGS
+    | _names("checkpoint_dir load_checkpoint_dir load_evaluate alphabet_config_path bytes_output_mode relu_clip")
+)
+SCORER_FLAGS = _names("scorer_path lm_alpha lm_beta cutoff_prob cutoff_top_n")
+TEST_SET_FLAGS = _names("test_files test_batch_size export_beam_width skip_invalid_samples feature_cache data_workers")
+TEST_FLAGS = TEST_SET_FLAGS | _names("limit_test reverse_test report_count test_output_file")
+EXPORT_FLAGS = _names(
+    "export_dir remove_export export_tflite export_quantize export_savedmodel n_steps export_zip export_file_name "
+    "export_beam_width export_batch_size export_author_id export_model_name export_model_version "
+    "export_contact_info export_license export_language export_min_stt_version export_max_stt_version "
+    "export_description"
+)
+TRAIN_FLAGS = (
+    MODEL_FLAGS
+    | SCORER_FLAGS
+    | TEST_FLAGS
+    | EXPORT_FLAGS
+    | _names(
+        "train_files dev_files metrics_files auto_input_dataset vocab_file read_buffer feature_cache cache_for_epochs "
+        "shuffle_batches shuffle_start shuffle_buffer normalize_sample_rate augment epochs dropout_rate "
+        "dropout_rate2 dropout_rate3 dropout_rate4 dropout_rate5 dropout_rate6 beta1 beta2 epsilon learning_rate "
+        "train_batch_size dev_batch_size skip_batch_test use_allow_growth load_cudnn train_cudnn "
+        "automatic_mixed_precision save_checkpoint_dir checkpoint_secs max_to_keep load_train drop_source_layers "
+        "show_progressbar log_placement summary_dir n_hidden layer_norm random_seed early_stop es_epochs "
+        "es_min_delta reduce_lr_on_plateau plateau_epochs plateau_reduction force_initialize_learning_rate "
+        "beam_width one_shot_infer keep_shared_symbols freeze_source_layers source_layers_lr_scale data_workers"
+    )
+)
+EVALUATE_FLAGS = MODEL_FLAGS | SCORER_FLAGS | TEST_FLAGS
+EXPORT_TOOL_FLAGS = MODEL_FLAGS | EXPORT_FLAGS
+TRANSCRIBE_FLAGS = (
+    MODEL_FLAGS
+    | SCORER_FLAGS
+    | _names("beam_width src dst recursive force vad_aggressiveness batch_size outlier_duration_ms outlier_batch_size")
+)
+ONE_SHOT_FLAGS = MODEL_FLAGS | SCORER_FLAGS | _names("beam_width one_shot_infer")
+LM_OPTIMIZE_FLAGS = (
+    MODEL_FLAGS
+    | SCORER_FLAGS
+    | TEST_SET_FLAGS
+    | _names("lm_alpha_max lm_beta_max n_trials random_seed show_progressbar")
+)
+CONVERT_FLAGS = PROCESS_FLAGS | _names("checkpoint_dir load_checkpoint_dir save_checkpoint_dir checkpoint_format")

@@ -22,15 +22,19 @@ import numpy as np
 import safetensors.numpy
 
 from . import log
-from .checkpoint import STATE_FILES, CheckpointError, open_checkpoint, write_text_once
-from .config import COQUI_FLAG_COUNT, Config, ConfigError
-from .tf_checkpoint import read_state_file, read_state_file_all, write_state_file, write_tf_checkpoint
+from .checkpoint import STATE_FILES, CheckpointError, open_checkpoint, read_flags_file
+from .cli import run_cli
+from .config import CONVERT_FLAGS, COQUI_FLAG_COUNT, Config, ConfigError
+from .files import write_atomically, write_text_once
+from .formats.tf_bundle import write_tf_checkpoint
+from .formats.tf_state_file import read_state_file, read_state_file_all, write_state_file
+from .layout import TensorReader
 
 
 class LazyTensors:
     """A read-only mapping over a checkpoint that reads each tensor only when the writer asks for it."""
 
-    def __init__(self, reader):
+    def __init__(self, reader: TensorReader):
         self.reader = reader
 
     def __iter__(self):
@@ -40,28 +44,32 @@ class LazyTensors:
         return self.reader.get(name)
 
 
-def convert_checkpoint(reader, source_prefix: str, target_prefix: str, checkpoint_format: str) -> int:
+def convert_checkpoint(reader: TensorReader, source_prefix: str, target_prefix: str, checkpoint_format: str) -> int:
     """Rewrite one checkpoint (`reader` is open on `source_prefix`); return its number of tensors."""
     if checkpoint_format == "tf":
-        write_tf_checkpoint(target_prefix, LazyTensors(reader))
+        write_tf_checkpoint(target_prefix, LazyTensors(reader))  # type: ignore[arg-type]
     else:  # safetensors serialises from one dict; a checkpoint is read whole once
         tensors = {name: np.require(reader.get(name), requirements="C") for name in reader.names()}
-        safetensors.numpy.save_file(tensors, target_prefix + ".safetensors")
-    if os.path.isfile(source_prefix + ".json"):
-        shutil.copyfile(source_prefix + ".json", target_prefix + ".json")
+        write_atomically(target_prefix + ".safetensors", lambda tmp: safetensors.numpy.save_file(tensors, tmp))
+    copy_atomically(source_prefix + ".json", target_prefix + ".json")
     return len(reader.names())
+
+
+def copy_atomically(source: str, target: str) -> None:
+    """Copy a small file if it exists (a run state, alphabet.txt, flags.txt), renamed into place once complete."""
+    if os.path.isfile(source):
+        write_atomically(target, lambda tmp: shutil.copyfile(source, tmp))
 
 
 def coqui_flags(source_dir: str, n_hidden: int) -> str:
     """flags.txt as Coqui writes it: its 96 flags in its order (ours come after them and are left out)."""
     path = os.path.join(source_dir, "flags.txt")
     flags = dataclasses.asdict(Config(n_hidden=n_hidden))
-    if os.path.isfile(path):
-        try:
-            with open(path, encoding="utf-8") as f:
-                flags.update(json.load(f))
-        except (ValueError, UnicodeDecodeError):
-            log.warn(f"{path} is not JSON (an old checkpoint?); writing default flags with n_hidden {n_hidden}")
+    source_flags = read_flags_file(source_dir)
+    if source_flags is not None:
+        flags.update(source_flags)
+    elif os.path.isfile(path):
+        log.warn(f"{path} is not JSON (an old checkpoint?); writing default flags with n_hidden {n_hidden}")
     names = [f.name for f in dataclasses.fields(Config)][:COQUI_FLAG_COUNT]
     return json.dumps({name: flags[name] for name in names}, indent=2)
 
@@ -108,14 +116,12 @@ def convert_directory(source_dir: str, target_dir: str, checkpoint_format: str) 
             write_state_file(
                 os.path.join(target_dir, STATE_FILES[kind]), os.path.join(target_dir, os.path.basename(latest)), targets
             )
-    alphabet = os.path.join(source_dir, "alphabet.txt")
-    if os.path.isfile(alphabet):
-        shutil.copyfile(alphabet, os.path.join(target_dir, "alphabet.txt"))
-    flags = os.path.join(source_dir, "flags.txt")
+    copy_atomically(os.path.join(source_dir, "alphabet.txt"), os.path.join(target_dir, "alphabet.txt"))
     if checkpoint_format == "tf":
+        assert n_hidden is not None  # there was a checkpoint to convert
         write_text_once(os.path.join(target_dir, "flags.txt"), coqui_flags(source_dir, n_hidden))
-    elif os.path.isfile(flags):
-        shutil.copyfile(flags, os.path.join(target_dir, "flags.txt"))
+    else:
+        copy_atomically(os.path.join(source_dir, "flags.txt"), os.path.join(target_dir, "flags.txt"))
     return written
 
 
@@ -129,9 +135,7 @@ def convert_job(config: Config) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .train import run_cli
-
-    run_cli(convert_job, argv, "python -m coqui_stt_training.convert")
+    run_cli(convert_job, argv, "python -m coqui_stt_training.convert", CONVERT_FLAGS)
 
 
 if __name__ == "__main__":

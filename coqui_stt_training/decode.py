@@ -1,4 +1,5 @@
-"""Turning the model's output into text: CTC prefix beam search, as Coqui's test phase decodes (spec §8).
+"""Turning the model's output into text: CTC prefix beam search, as Coqui's test phase decodes
+(docs/compatibility.md, "Testing").
 
 Coqui never decodes greedily: it runs its beam search over the softmax with `--export_beam_width`
 beams, pruning each frame to the top `--cutoff_top_n` classes (and to `--cutoff_prob` of the mass).
@@ -11,16 +12,32 @@ plus bookkeeping for the prefixes that survive.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-# (logits [T, B, C], lengths [B]) -> one transcript per batch item. Tensor methods only, no torch import:
-# the ONNX inference path runs the same beam search without torch installed.
-Decoder = Callable[["torch.Tensor", "torch.Tensor"], list[str]]  # noqa: F821
+if TYPE_CHECKING:  # tensor methods only at run time: the ONNX inference path decodes without torch installed
+    import torch
+
+    from .alphabet import AnyAlphabet
+    from .scorer import Scorer
+
+# (logits [T, B, C], lengths [B]) -> one transcript per batch item
+Decoder = Callable[["torch.Tensor", "torch.Tensor"], list[str]]
 NEG_INF = -np.inf
 
 
-def greedy_decode(logits: torch.Tensor, lengths: torch.Tensor, alphabet) -> list[str]:
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How the beam search runs (Coqui's decoder settings)."""
+
+    beam_width: int = 500  # prefixes kept after each frame
+    cutoff_prob: float = 1.0  # extend only with the most probable classes that reach this much of a frame's mass
+    cutoff_top_n: int = 300  # and at most this many of them
+
+
+def greedy_decode(logits: torch.Tensor, lengths: torch.Tensor, alphabet: AnyAlphabet) -> list[str]:
     """Best class per frame, repeats merged, blanks (the last class) removed. For quick looks only."""
     blank = logits.shape[-1] - 1
     best = logits.argmax(-1).t().cpu()  # [B, T]
@@ -53,8 +70,9 @@ class _Prefixes:
     word being spelled, and, once asked, the language-model score of ending that word with a space; with
     a character scorer, the number of its scoring state (scorer.char_next)."""
 
-    def __init__(self, scorer=None):
-        self.size, self.children, self.scorer = 1, {}, scorer
+    def __init__(self, scorer: Scorer | None = None):
+        self.size, self.scorer = 1, scorer
+        self.children: dict[tuple[int, int], int] = {}
         self.parent = np.full(1024, -1, np.int64)
         self.label = np.full(1024, -1, np.int64)
         self.state = np.zeros(1024, np.int64)
@@ -106,6 +124,7 @@ class _Prefixes:
         for i, node in enumerate(nodes):
             score = self.word_scores[node]
             if score != score:  # NaN: not asked yet
+                assert self.scorer is not None  # only word scorers ask
                 score = self.word_scores[node] = self.scorer.word_score(self.context[node] + (self.word[node],))
             out[i] = score
         return out
@@ -118,9 +137,7 @@ class _Prefixes:
         return out[::-1]
 
 
-def beam_search(
-    log_probs: np.ndarray, beam_width: int, cutoff_prob: float = 1.0, cutoff_top_n: int = 300, scorer=None
-) -> list[int]:
+def beam_search(log_probs: np.ndarray, options: DecodeOptions, scorer: Scorer | None = None) -> list[int]:
     """Most probable label sequence of [T, C] log-probabilities (blank last) by CTC prefix beam search.
 
     Each prefix carries two log-probabilities: of the frames so far ending in a blank (pb) and
@@ -135,7 +152,7 @@ def beam_search(
     nodes = np.array([0])
     pb, pnb = np.array([0.0]), np.array([NEG_INF])
     for frame in log_probs.astype(np.float64):
-        classes = pruned_classes(frame, cutoff_prob, cutoff_top_n)
+        classes = pruned_classes(frame, options.cutoff_prob, options.cutoff_top_n)
         labels = classes[classes != blank]
         total = np.logaddexp(pb, pnb)
         last = trie.label[nodes]
@@ -178,7 +195,7 @@ def beam_search(
         stay_nb[merge] = np.logaddexp(stay_nb[merge], extend[p[merge], j[merge]])
         extend[p[merge], j[merge]] = NEG_INF
         scores = np.concatenate([np.logaddexp(stay_b, stay_nb), extend.ravel()])
-        k = max(1, min(beam_width, int(np.isfinite(scores).sum())))
+        k = max(1, min(options.beam_width, int(np.isfinite(scores).sum())))
         best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
         best = best[np.isfinite(scores[best])]
         kept, grown = best[best < len(nodes)], best[best >= len(nodes)] - len(nodes)
@@ -206,24 +223,13 @@ def utterance_log_probs(logits: torch.Tensor, lengths: torch.Tensor) -> list[np.
 def beam_search_decode(
     logits: torch.Tensor,
     lengths: torch.Tensor,
-    alphabet,
-    beam_width: int,
-    cutoff_prob: float = 1.0,
-    cutoff_top_n: int = 300,
-    scorer=None,
+    alphabet: AnyAlphabet,
+    options: DecodeOptions,
+    scorer: Scorer | None = None,
 ) -> list[str]:
-    return [
-        alphabet.decode(beam_search(lp, beam_width, cutoff_prob, cutoff_top_n, scorer))
-        for lp in utterance_log_probs(logits, lengths)
-    ]
+    return [alphabet.decode(beam_search(lp, options, scorer)) for lp in utterance_log_probs(logits, lengths)]
 
 
-def make_decoder(config, alphabet) -> Decoder:
-    """The test-phase decoder: Coqui uses --export_beam_width here, not --beam_width (spec §8), with the
-    --scorer_path scorer ("" means none) weighted by --lm_alpha and --lm_beta."""
-    from .scorer import load_scorer
-
-    scorer = load_scorer(config, alphabet)
-    return lambda logits, lengths: beam_search_decode(
-        logits, lengths, alphabet, config.export_beam_width, config.cutoff_prob, config.cutoff_top_n, scorer
-    )
+def make_decoder(alphabet: AnyAlphabet, options: DecodeOptions, scorer: Scorer | None = None) -> Decoder:
+    """A decoder for the test phase, which Coqui runs with --export_beam_width (not --beam_width)."""
+    return lambda logits, lengths: beam_search_decode(logits, lengths, alphabet, options, scorer)

@@ -18,17 +18,17 @@ import os
 import numpy as np
 
 from . import log
-
-N_COEFFICIENTS = 26
+from .features import N_INPUT, FeatureSettings
+from .files import write_atomically, write_file_atomically
 
 
 class FeatureCache:
-    def __init__(self, directory: str, sample_rate: int, win_len_ms: int, win_step_ms: int, generation: int = 0):
+    def __init__(self, directory: str, features: FeatureSettings, generation: int = 0):
         settings = {
-            "sample_rate": sample_rate,
-            "win_len_ms": win_len_ms,
-            "win_step_ms": win_step_ms,
-            "coefficients": N_COEFFICIENTS,
+            "sample_rate": features.sample_rate,
+            "win_len_ms": features.win_len_ms,
+            "win_step_ms": features.win_step_ms,
+            "coefficients": N_INPUT,
             "generation": generation,
             "version": 1,
         }
@@ -37,8 +37,7 @@ class FeatureCache:
         self.writable = True
         if not os.path.isdir(self.directory):
             os.makedirs(self.directory, exist_ok=True)
-            with open(os.path.join(self.directory, "settings.json"), "w", encoding="utf-8") as f:
-                json.dump(settings, f, indent=2)
+            write_file_atomically(os.path.join(self.directory, "settings.json"), json.dumps(settings, indent=2))
             others = [d for d in os.listdir(directory) if d != name and os.path.isdir(os.path.join(directory, d))]
             if others:
                 log.info(
@@ -59,24 +58,25 @@ class FeatureCache:
             return None
         except (OSError, ValueError):  # damaged (a disk error): compute again and replace it
             return None
-        if features.dtype != np.float32 or features.ndim != 2 or features.shape[1] != N_COEFFICIENTS:
+        if features.dtype != np.float32 or features.ndim != 2 or features.shape[1] != N_INPUT:
             return None
         return features
 
     def put(self, audio_path: str, features: np.ndarray) -> None:
         if not self.writable:
             return
-        path = self.path(audio_path)
-        tmp = f"{path}.tmp-{os.getpid()}"
+        array = np.ascontiguousarray(features, dtype=np.float32)
         try:
-            with open(tmp, "wb") as f:
-                np.save(f, np.ascontiguousarray(features, dtype=np.float32), allow_pickle=False)
-            os.replace(tmp, path)
+            # not flushed to disk: an entry lost in a crash is computed again
+            write_atomically(self.path(audio_path), lambda tmp: _save(tmp, array), durable=False)
         except OSError as e:  # a full disk makes the cache useless, not the run
             log.warn(
                 f"cannot write to the feature cache {self.directory} ({e.strerror or e}); uncached features "
                 "are computed each time"
             )
             self.writable = False
-            if os.path.exists(tmp):
-                os.remove(tmp)
+
+
+def _save(path: str, array: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, array, allow_pickle=False)

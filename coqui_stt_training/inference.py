@@ -2,7 +2,7 @@
 
     python -m coqui_stt_training.inference --model model/output_graph.onnx --audio speech.wav
 
-The client side of Coqui's streaming interface (spec §9.4): audio decoded and resampled to the
+The client side of Coqui's streaming interface (docs/compatibility.md, "Export"): audio decoded and resampled to the
 model's rate, MFCC frames (numpy), 19-frame context windows with 9 zero frames before the first and
 after the last, fed --n_steps windows at a time while the LSTM state is carried from call to call,
 then the same CTC prefix beam search as the test phase.
@@ -16,17 +16,12 @@ import sys
 
 import numpy as np
 
-from .alphabet import Alphabet, UTF8Alphabet
-from .audio import AudioError, load_audio
-from .decode import beam_search
-from .filterbank import mfcc_numpy
-from .scorer import Scorer, ScorerError
-
-
-def context_windows(features: np.ndarray, n_context: int) -> np.ndarray:
-    """[T, 26] -> [T, 2 n_context + 1, 26]: frames t - n_context .. t + n_context, zeros beyond the ends."""
-    padded = np.pad(features, ((n_context, n_context), (0, 0)))
-    return np.lib.stride_tricks.sliding_window_view(padded, 2 * n_context + 1, axis=0).transpose(0, 2, 1)
+from .alphabet import Alphabet, AnyAlphabet, UTF8Alphabet
+from .audio import load_audio
+from .decode import DecodeOptions, beam_search
+from .errors import UserError
+from .features import N_CONTEXT, FeatureSettings, context_windows, mfcc
+from .scorer import Scorer
 
 
 class OnnxModel:
@@ -39,12 +34,18 @@ class OnnxModel:
             options.inter_op_num_threads = 1
         self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.sample_rate = int(meta["sample_rate"])
-        self.win_len, self.win_step = int(meta["feature_win_len"]), int(meta["feature_win_step"])
-        self.n_context, self.n_hidden = int(meta["n_context"]), int(meta["n_hidden"])
-        self.n_steps, self.beam_width = int(meta["n_steps"]), int(meta["beam_width"])
+        self.features = FeatureSettings(
+            int(meta["sample_rate"]), int(meta["feature_win_len"]), int(meta["feature_win_step"])
+        )
+        if int(meta["n_context"]) != N_CONTEXT:
+            raise ValueError(f"its windows have {meta['n_context']} frames of context, not {N_CONTEXT}")
+        self.n_hidden, self.n_steps, self.beam_width = (
+            int(meta["n_hidden"]),
+            int(meta["n_steps"]),
+            int(meta["beam_width"]),
+        )
         labels = json.loads(meta["alphabet"])
-        self.alphabet = UTF8Alphabet() if labels == "UTF-8 bytes" else Alphabet(labels)
+        self.alphabet: AnyAlphabet = UTF8Alphabet() if labels == "UTF-8 bytes" else Alphabet(labels)
 
     def zero_state(self, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros((batch, self.n_hidden), np.float32), np.zeros((batch, self.n_hidden), np.float32)
@@ -63,7 +64,7 @@ class OnnxModel:
 
     def probabilities(self, features: np.ndarray, n_steps: int | None = None) -> np.ndarray:
         """[T, classes] for one utterance's features, fed n_steps windows at a time (0: all at once)."""
-        windows = context_windows(features, self.n_context)[None]
+        windows = context_windows(features[None])
         chunk = (self.n_steps if n_steps is None else n_steps) or max(windows.shape[1], 1)
         state, out = self.zero_state(), []
         for start in range(0, windows.shape[1], chunk):
@@ -71,22 +72,14 @@ class OnnxModel:
             out.append(probs[:, 0])
         return np.concatenate(out) if out else np.zeros((0, self.alphabet.size + 1), np.float32)
 
-    def features(self, audio_path: str) -> np.ndarray:
-        samples = load_audio(audio_path, self.sample_rate)
-        return mfcc_numpy(samples, self.sample_rate, self.win_len, self.win_step)
+    def audio_features(self, audio_path: str) -> np.ndarray:
+        return mfcc(load_audio(audio_path, self.features.sample_rate), self.features)
 
-    def transcribe(
-        self,
-        audio_path: str,
-        beam_width: int | None = None,
-        cutoff_prob: float = 1.0,
-        cutoff_top_n: int = 300,
-        scorer: Scorer | None = None,
-    ) -> str:
-        probs = self.probabilities(self.features(audio_path))
+    def transcribe(self, audio_path: str, options: DecodeOptions | None = None, scorer: Scorer | None = None) -> str:
+        """The transcript of one file; `options` default to the model's beam width."""
+        probs = self.probabilities(self.audio_features(audio_path))
         log_probs = np.log(np.maximum(probs, np.finfo(np.float32).tiny))
-        labels = beam_search(log_probs, beam_width or self.beam_width, cutoff_prob, cutoff_top_n, scorer)
-        return self.alphabet.decode(labels)
+        return self.alphabet.decode(beam_search(log_probs, options or DecodeOptions(self.beam_width), scorer))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -105,9 +98,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"E {args.model}: cannot load the model ({str(e).splitlines()[0]})")
     try:
         scorer = Scorer(args.scorer_path, model.alphabet, args.lm_alpha, args.lm_beta) if args.scorer_path else None
+        options = DecodeOptions(args.beam_width or model.beam_width)
         for path in args.audio:
-            print(f"{path}: {model.transcribe(path, args.beam_width or None, scorer=scorer)}", flush=True)
-    except (AudioError, ScorerError) as e:
+            print(f"{path}: {model.transcribe(path, options, scorer)}", flush=True)
+    except UserError as e:
         sys.exit(f"E {e}")
 
 

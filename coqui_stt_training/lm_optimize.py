@@ -10,48 +10,40 @@ evaluation does) and measures WER (CER in bytes mode). The best pair is printed 
 from __future__ import annotations
 
 from . import log
-from .config import Config, ConfigError
-from .data import load_data_set
+from .cli import run_cli
+from .config import LM_OPTIMIZE_FLAGS, Config, ConfigError
 from .decode import beam_search
-from .evaluate import log_probabilities, score, totals
-from .scorer import load_scorer
+from .report import log_probabilities, score, totals
+from .resolve import data_set, decode_options, loader_settings, model_for, scorer_for
 
 
 def lm_optimize_job(config: Config) -> None:
-    from .train import setup_evaluation
-
     try:
-        import optuna
+        import optuna  # the lm_optimize extra: only this tool needs it
     except ImportError:
-        raise ConfigError("lm_optimize needs optuna: pip install 'coqui_stt_training[lm_optimize]'") from None
+        raise ConfigError("lm_optimize needs optuna: pip install 'coqui-stt-torch[lm_optimize]'") from None
     if not config.test_files:
         raise ConfigError("You need to specify what files to use for evaluation via the --test_files flag.")
     if not config.scorer_path:
         raise ConfigError("lm_optimize needs a scorer to tune (--scorer_path)")
-    model, alphabet, device = setup_evaluation(config, config.load_checkpoint_dir)
-    scorer = load_scorer(config, alphabet)
+    loaded = model_for(config, config.load_checkpoint_dir)
+    alphabet, scorer = loaded.alphabet, scorer_for(config, loaded.alphabet)
+    assert scorer is not None  # --scorer_path is set
+    loader, batch_size = loader_settings(config), config.test_batch_size
     outputs = [
         pair
         for path in config.test_files
         for pair in log_probabilities(
-            model, load_data_set([path], alphabet, config, "test"), config, device, config.test_batch_size
+            loaded.model, data_set(config, [path], alphabet, "test"), loaded.device, batch_size, loader
         )
     ]
+    options = decode_options(config, config.export_beam_width)
     metric = "CER" if scorer.utf8_mode else "WER"  # as Coqui: a character scorer is tuned on characters
 
     def objective(trial) -> float:
         scorer.alpha = trial.suggest_float("lm_alpha", 0, config.lm_alpha_max)
         scorer.beta = trial.suggest_float("lm_beta", 0, config.lm_beta_max)
-        results = [
-            score(
-                sample,
-                alphabet.decode(
-                    beam_search(lp, config.export_beam_width, config.cutoff_prob, config.cutoff_top_n, scorer)
-                ),
-                0.0,
-            )
-            for sample, lp in outputs
-        ]
+        results = [score(sample, alphabet.decode(beam_search(lp, options, scorer)), 0.0) for sample, lp in outputs]
         wer, cer, _ = totals(results)
         return cer if scorer.utf8_mode else wer
 
@@ -70,9 +62,7 @@ def lm_optimize_job(config: Config) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .train import run_cli
-
-    run_cli(lm_optimize_job, argv, "python -m coqui_stt_training.lm_optimize")
+    run_cli(lm_optimize_job, argv, "python -m coqui_stt_training.lm_optimize", LM_OPTIMIZE_FLAGS)
 
 
 if __name__ == "__main__":

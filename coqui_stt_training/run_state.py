@@ -1,22 +1,27 @@
-"""What a training run must remember to resume exactly, and how it stops cleanly on a signal.
+"""What a checkpoint records beside its tensors, so that a run resumes exactly where it stopped.
 
 Coqui saved only tensors: a restarted run began a new count of epochs, forgot its early-stopping and
 plateau history, and replayed the data from the start of an epoch with fresh random numbers. Every
 checkpoint here also records where the run is (epoch, batch within it, stage), those histories, the
-exact learning rate and the random-number generators, so that a run interrupted at any point and
-started again with the same command continues the very trajectory it was on.
+exact learning rate and every process's random-number generators, so that a run interrupted at any
+point and started again with the same command continues the very trajectory it was on. RunState is
+that record; to_json and from_json are its only serialisation (the checkpoint's `<prefix>.json`).
 """
 
 from __future__ import annotations
 
 import base64
-import signal
-from dataclasses import asdict, dataclass, fields
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 import numpy as np
 import torch
 
 from . import log
+
+FORMAT_VERSION = 1
+AlphabetRecord = str | list[str]  # "UTF-8 bytes", or the labels in order (alphabet.alphabet_record)
 
 
 @dataclass
@@ -36,12 +41,58 @@ class Progress:
         self.epoch, self.batch, self.stage, self.loss_sum, self.steps = self.epoch + 1, 0, "train", 0.0, 0
 
     @classmethod
-    def from_json(cls, record: dict) -> Progress:
+    def from_json(cls, record: dict[str, Any]) -> Progress:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in record.items() if k in known})
 
-    def to_json(self) -> dict:
-        return asdict(self)
+
+@dataclass
+class TransferRecord:
+    """How a run's model came from a source checkpoint (--drop_source_layers), kept over restarts."""
+
+    source: str  # the source checkpoint's prefix
+    drop_source_layers: int
+    alphabet: AlphabetRecord  # the target alphabet: recognises this transfer in a shared directory
+    keep_shared_symbols: bool = False
+
+
+@dataclass
+class RunState:
+    global_step: int = 0
+    best_dev_loss: float = math.inf
+    epochs_done: int = 0  # epochs since training from the source checkpoint began, over restarts
+    save_serial: int = 0  # orders a directory's checkpoints, train and best_dev alike: the highest is the newest
+    alphabet: AlphabetRecord | None = None
+    progress: Progress | None = None
+    learning_rate: float | None = None  # exactly; the checkpoint's tensor holds it rounded to float32
+    rng: list[dict[str, Any]] = field(default_factory=list)  # each process's generators, in rank order
+    grad_scaler: dict[str, Any] | None = None  # float16 loss scaling on CUDA
+    transfer: TransferRecord | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        record: dict[str, Any] = {"format_version": FORMAT_VERSION, **asdict(self)}
+        for optional in ("grad_scaler", "transfer"):
+            if record[optional] is None:
+                del record[optional]
+        return record
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> RunState:
+        """Also reads the states of earlier versions: fields they lack take their defaults, and a
+        one-process run's generators were stored as one object instead of a list of one."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in record.items() if k in known}
+        if isinstance(values.get("progress"), dict):
+            values["progress"] = Progress.from_json(values["progress"])
+        if isinstance(values.get("transfer"), dict):
+            transfer = values["transfer"]
+            values["transfer"] = TransferRecord(**{k: v for k, v in transfer.items() if k in _TRANSFER_FIELDS})
+        if isinstance(values.get("rng"), dict):
+            values["rng"] = [values["rng"]]
+        return cls(**values)
+
+
+_TRANSFER_FIELDS = {f.name for f in fields(TransferRecord)}
 
 
 # ---- random-number generators -------------------------------------------------------------------
@@ -55,16 +106,16 @@ def _decode(text: str) -> torch.Tensor:
     return torch.from_numpy(np.frombuffer(base64.b64decode(text), dtype=np.uint8).copy())
 
 
-def rng_state() -> dict:
+def rng_state() -> dict[str, Any]:
     """torch's generators (dropout draws from them); numpy's is not used in training (the batch
     shuffle has its own generator, seeded per epoch)."""
-    state = {"torch": _encode(torch.get_rng_state())}
+    state: dict[str, Any] = {"torch": _encode(torch.get_rng_state())}
     if torch.cuda.is_available():
         state["cuda"] = [_encode(s) for s in torch.cuda.get_rng_state_all()]
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(_decode(state["torch"]))
     if "cuda" in state and torch.cuda.is_available():
         cuda = [_decode(s) for s in state["cuda"]]
@@ -75,44 +126,3 @@ def set_rng_state(state: dict) -> None:
                 "the checkpoint's CUDA random state is for another number of GPUs; dropout draws differ "
                 "from the interrupted run"
             )
-
-
-# ---- stopping on a signal -----------------------------------------------------------------------
-
-
-class Interrupted(Exception):
-    """Raised out of the training loop once a stop signal has been honoured; args: (signal name, prefix)."""
-
-
-class StopSignals:
-    """SIGINT (Ctrl-C) and SIGTERM (cluster pre-emption) ask the run to stop at the next safe point: the
-    current step finishes, a checkpoint is saved and the process exits 0. A second signal stops at once."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.received: str | None = None
-        self._previous = {}
-
-    def __enter__(self) -> StopSignals:
-        for sig in self.SIGNALS:
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
-
-    def _handle(self, number, frame) -> None:
-        name = signal.Signals(number).name
-        if self.received:
-            log.warn(f"Received {name} again: stopping now, without saving")
-            self.__exit__()
-            signal.raise_signal(number)
-            return
-        self.received = name
-        log.info(
-            f"Received {name}: finishing the current step, then saving a checkpoint and stopping "
-            f"(send {name} again to stop at once, without saving)"
-        )

@@ -29,8 +29,12 @@ import math
 import mmap
 import os
 import struct
+from collections.abc import Sequence
 
 import numpy as np
+
+from .alphabet import AnyAlphabet
+from .errors import UserError
 
 MAGIC = b"EIRT"  # int32 'TRIE' in little-endian order
 VERSION = 6
@@ -43,7 +47,7 @@ FST_ARC = np.dtype([("ilabel", "<i4"), ("olabel", "<i4"), ("weight", "<f4"), ("n
 LOG10_E = math.log10(math.e)
 
 
-class ScorerError(ValueError):
+class ScorerError(UserError):
     pass
 
 
@@ -53,17 +57,27 @@ class Scorer:
     no flag of its own (a package's flag is what Coqui built it with, and stands)."""
 
     def __init__(
-        self, path: str, alphabet, alpha: float | None = None, beta: float | None = None, char_based: bool | None = None
+        self,
+        path: str,
+        alphabet: AnyAlphabet,
+        alpha: float | None = None,
+        beta: float | None = None,
+        char_based: bool | None = None,
     ):
         try:
             with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
                 # mapped, not read: a release scorer is about a gigabyte, and only its tail is parsed here
                 self._read_package(path, data, alphabet, alpha, beta, char_based)
+        except ScorerError:
+            raise
         except (OSError, ValueError) as e:
-            if isinstance(e, ScorerError):
-                raise
             raise ScorerError(f"{path}: cannot read scorer ({getattr(e, 'strerror', None) or e})") from None
-        import kenlm  # only scorers need it (a C++ build from PyPI)
+        try:
+            import kenlm  # only scorers need it (a C++ build from PyPI)
+        except ImportError:
+            raise ScorerError(
+                f"{path}: scorers need the kenlm package: pip install 'coqui-stt-torch[scorer]'"
+            ) from None
 
         try:
             self.lm = kenlm.Model(path)
@@ -119,7 +133,7 @@ class Scorer:
             ngram = tuple(word.encode("latin-1").decode("utf-8", "replace") for word in ngram)
         return self.alpha * self.log_probability(ngram, bos=len(ngram) < self.order) + self.beta
 
-    def log_probability(self, words: list[str], bos: bool) -> float:
+    def log_probability(self, words: Sequence[str], bos: bool) -> float:
         """Natural-log probability of the last word given the others, as Coqui's get_log_cond_prob."""
         state = self._context(words[:-1], bos)
         return OOV_SCORE if state is None else self._next_log_probability(state, words[-1])
@@ -229,13 +243,16 @@ class _CharStates:
         found = self.transitions.get((state, label))
         if found is None:
             context, begun, pending = self.keys[state]
+            key: tuple[tuple[str, ...], bool, bytes]
             if label == self.scorer.space:
                 key = ((), False, b"")
             else:
                 kind, unit = self._unit(pending, label)
                 if kind == self.WAITING:
+                    assert isinstance(unit, bytes)  # the character's bytes so far
                     key = (context, begun, unit)
                 elif kind == self.SCORED:
+                    assert isinstance(unit, str)  # the completed character
                     keep = self.scorer.order - 1
                     key = ((context + (unit,))[-keep:] if keep else (), True, b"")
                 else:  # never extended (its score is -inf)
@@ -312,11 +329,11 @@ def _read_const_fst(data: bytes, offset: int, n_labels: int, path: str):
     return next_state, final, int(start)
 
 
-def load_scorer(config, alphabet) -> Scorer | None:
-    """The scorer --scorer_path names, weighted by --lm_alpha and --lm_beta as Coqui's training tools do
-    (the package's own defaults are what Coqui's native client used)."""
-    if not config.scorer_path:
+def load_scorer(path: str, alphabet: AnyAlphabet, alpha: float | None, beta: float | None) -> Scorer | None:
+    """The scorer at --scorer_path ("": none), weighted by --lm_alpha and --lm_beta as Coqui's training tools
+    do (None: the package's own defaults, which Coqui's native client used)."""
+    if not path:
         return None
-    if not os.path.isfile(config.scorer_path):
-        raise ScorerError(f"{config.scorer_path}: scorer file not found (--scorer_path)")
-    return Scorer(config.scorer_path, alphabet, config.lm_alpha, config.lm_beta)
+    if not os.path.isfile(path):
+        raise ScorerError(f"{path}: scorer file not found (--scorer_path)")
+    return Scorer(path, alphabet, alpha, beta)

@@ -1,27 +1,27 @@
-"""Coqui's one-file transcription from a checkpoint (spec §1):
+"""Coqui's one-file transcription from a checkpoint:
 
 python -m coqui_stt_training.training_graph_inference --checkpoint_dir ckpt/ --one_shot_infer speech.wav
 """
 
 from __future__ import annotations
 
-from .config import ConfigError
-from .evaluate import one_shot_infer
+from .cli import run_cli
+from .config import ONE_SHOT_FLAGS, Config, ConfigError
+from .resolve import decode_options, feature_settings, model_for, scorer_for
+from .transcription import one_shot_infer
 
 
-def job(config) -> None:
-    from .train import setup_evaluation
-
+def one_shot_job(config: Config) -> None:
     if not config.one_shot_infer:
         raise ConfigError("Missing --one_shot_infer: the audio file to transcribe")
-    model, alphabet, device = setup_evaluation(config, config.load_checkpoint_dir)
-    one_shot_infer(config, model, alphabet, device)
+    loaded = model_for(config, config.load_checkpoint_dir)
+    options = decode_options(config, config.beam_width)
+    scorer = scorer_for(config, loaded.alphabet)
+    print(one_shot_infer(config.one_shot_infer, loaded, feature_settings(config), options, scorer), flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .train import run_cli
-
-    run_cli(job, argv, "python -m coqui_stt_training.training_graph_inference")
+    run_cli(one_shot_job, argv, "python -m coqui_stt_training.training_graph_inference", ONE_SHOT_FLAGS)
 
 
 if __name__ == "__main__":

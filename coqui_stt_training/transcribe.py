@@ -9,95 +9,21 @@ than --outlier_duration_ms in batches of --outlier_batch_size) with --beam_width
 --scorer_path, and a `.tlog` is written beside it (or to --dst, or where a DSAlign .catalog entry says):
 Coqui's JSON list of {"start": ms, "end": ms, "transcript": text}. Existing .tlog files are kept unless
 --force.
-
-Coqui split with WebRTC's VAD; ours is an energy detector with the same shape: 30 ms frames, a frame is
-speech when it is loud enough above the file's own noise floor (--vad_aggressiveness 0 to 3 asks for
-6 to 15 dB more), and a piece starts when 90 % of a 300 ms window is speech and ends when 90 % of it
-is silence; each piece keeps up to 300 ms more of the silence around it.
+The splitting and decoding are transcription.py's.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections import deque
-
-import numpy as np
-import torch
 
 from . import log
-from .audio import AUDIO_EXTENSIONS, AudioError, load_audio
-from .config import Config, ConfigError
-from .decode import beam_search_decode
-from .features import mfcc_of_signals
-from .scorer import load_scorer
-from .tf_checkpoint import write_file_atomically
-
-FRAME_MS = 30
-PADDING_FRAMES = 10
-TRIGGER = 0.9
-
-
-def speech_segments(samples: np.ndarray, rate: int, aggressiveness: int = 3) -> list[tuple[int, int]]:
-    """[start, end) sample ranges of the speech in `samples`, separated by silence."""
-    frame = rate * FRAME_MS // 1000
-    n_frames = len(samples) // frame
-    if n_frames == 0:
-        return [(0, len(samples))] if len(samples) else []
-    frames = samples[: n_frames * frame].reshape(n_frames, frame).astype(np.float64)
-    level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-10)
-    floor = np.percentile(level, 10)
-    speech = level > max(floor + 6 + 3 * min(max(aggressiveness, 0), 3), -60.0)
-    segments, window, start = [], deque(maxlen=PADDING_FRAMES), None
-    for i, voiced in enumerate(speech):
-        window.append(voiced)
-        if start is None and sum(window) >= TRIGGER * PADDING_FRAMES:
-            start = max(i - len(window) + 1, 0)
-            window.clear()
-        elif (
-            start is not None
-            and len(window) == PADDING_FRAMES
-            and PADDING_FRAMES - sum(window) >= TRIGGER * PADDING_FRAMES
-        ):
-            segments.append((start * frame, (i + 1) * frame))
-            start = None
-            window.clear()
-    if start is not None:
-        segments.append((start * frame, len(samples)))
-    # Models learn from utterances with some silence around them: give each piece up to one more window
-    # of it on both sides, without reaching into its neighbours.
-    pad = PADDING_FRAMES * frame
-    gaps = [(a_end + b_start) // 2 for (_, a_end), (b_start, _) in zip(segments, segments[1:])]
-    bounds = [0] + gaps + [len(samples)]
-    return [(max(bounds[i], a - pad), min(bounds[i + 1], b + pad)) for i, (a, b) in enumerate(segments)]
-
-
-def transcribe_file(path: str, model, alphabet, config: Config, scorer, device) -> list[dict]:
-    rate = config.audio_sample_rate
-    samples = load_audio(path, rate)
-    pieces = speech_segments(samples, rate, config.vad_aggressiveness)
-    outlier = config.outlier_duration_ms * rate // 1000
-    pieces.sort(key=lambda p: p[1] - p[0])
-    normal = [p for p in pieces if p[1] - p[0] <= outlier]
-    long = [p for p in pieces if p[1] - p[0] > outlier]
-    batches = [normal[i : i + config.batch_size] for i in range(0, len(normal), config.batch_size)]
-    batches += [long[i : i + config.outlier_batch_size] for i in range(0, len(long), config.outlier_batch_size)]
-    results = []
-    model.eval()
-    for batch in batches:
-        features, feature_lengths = mfcc_of_signals(
-            [samples[a:b] for a, b in batch], rate, config.feature_win_len, config.feature_win_step
-        )
-        with torch.no_grad():
-            logits = model(features.to(device))
-        texts = beam_search_decode(
-            logits, feature_lengths, alphabet, config.beam_width, config.cutoff_prob, config.cutoff_top_n, scorer
-        )
-        results += [
-            {"start": a * 1000 // rate, "end": b * 1000 // rate, "transcript": text}
-            for (a, b), text in zip(batch, texts)
-        ]
-    return sorted(results, key=lambda r: r["start"])
+from .audio import AUDIO_EXTENSIONS, AudioError
+from .cli import run_cli
+from .config import TRANSCRIBE_FLAGS, Config, ConfigError
+from .files import write_file_atomically
+from .resolve import decode_options, feature_settings, model_for, scorer_for, segmentation
+from .transcription import transcribe_file
 
 
 def catalog_tasks(path: str) -> list[tuple[str, str]]:
@@ -165,17 +91,20 @@ def tasks(config: Config) -> list[tuple[str, str]]:
 
 
 def transcribe_job(config: Config) -> None:
-    from .train import setup_evaluation
-
     pairs = tasks(config)
     if not pairs:
         log.warn(f"No audio files ({', '.join(AUDIO_EXTENSIONS)}) in {config.src}")
         return
-    model, alphabet, device = setup_evaluation(config, config.load_checkpoint_dir)
-    scorer = load_scorer(config, alphabet)
+    loaded = model_for(config, config.load_checkpoint_dir)
+    scorer = scorer_for(config, loaded.alphabet)
+    features, options, pieces = (
+        feature_settings(config),
+        decode_options(config, config.beam_width),
+        segmentation(config),
+    )
     for i, (src, dst) in enumerate(pairs, 1):
         try:
-            results = transcribe_file(src, model, alphabet, config, scorer, device)
+            results = transcribe_file(src, loaded, features, options, scorer, pieces)
         except AudioError as e:
             log.error(f"{e}; skipped")
             continue
@@ -184,9 +113,7 @@ def transcribe_job(config: Config) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .train import run_cli
-
-    run_cli(transcribe_job, argv, "python -m coqui_stt_training.transcribe")
+    run_cli(transcribe_job, argv, "python -m coqui_stt_training.transcribe", TRANSCRIBE_FLAGS)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import sys
 
 import safetensors.numpy
 
-from coqui_stt_training import tf_checkpoint, train
+from coqui_stt_training import files, train
 
 kill_at, events = int(sys.argv[1]), [0]
 
@@ -47,7 +47,7 @@ def writer(function, path_argument: int):
 
 
 safetensors.numpy.save_file = writer(safetensors.numpy.save_file, 1)
-tf_checkpoint._write_bytes = writer(tf_checkpoint._write_bytes, 0)
+files._write_bytes = writer(files._write_bytes, 0)
 for name in ("replace", "remove", "fsync"):
     setattr(os, name, around(getattr(os, name)))
 

@@ -2,23 +2,24 @@ import os
 
 import numpy as np
 import pytest
+import soundfile
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from coqui_stt_training.audio import AudioError, load_audio, read_audio, resampled_length
-
-SMOKE = os.path.join(os.path.dirname(__file__), "..", "data", "smoke_test")
+from tests.helpers import LDC_WAV, SMOKE
 
 
 def test_int16_wav_is_scaled_by_32767():
-    samples, rate = read_audio(os.path.join(SMOKE, "LDC93S1.wav"))
-    import soundfile
-
-    ints, _ = soundfile.read(os.path.join(SMOKE, "LDC93S1.wav"), dtype="int16")
-    assert rate == 16000 and samples.dtype == np.float32
+    samples, rate = read_audio(LDC_WAV)
+    ints, _ = soundfile.read(LDC_WAV, dtype="int16")
+    assert rate == 16000
+    assert samples.dtype == np.float32
     np.testing.assert_array_equal(samples, ints.astype(np.float32) / np.float32(32767))
 
 
 def test_every_container_decodes_to_the_same_speech():
-    reference = load_audio(os.path.join(SMOKE, "LDC93S1.wav"), 16000)
+    reference = load_audio(LDC_WAV, 16000)
     for name in (
         "LDC93S1.flac",
         "LDC93S1.ogg",
@@ -40,29 +41,42 @@ def test_every_container_decodes_to_the_same_speech():
 
 def test_stereo_is_averaged_and_resampled():
     samples = load_audio(os.path.join(SMOKE, "LDC93S1_pcms16le_2_44100.wav"), 16000)
-    assert len(samples) == resampled_length(128985, 44100, 16000) == 46797
+    assert len(samples) == 46797
+    assert resampled_length(128985, 44100, 16000) == 46797
+
+
+def test_channels_are_averaged(tmp_path):
+    """Speech on the left, silence on the right: the mean is half the left channel (a reader that took
+    either channel alone would give the whole signal or nothing)."""
+    left, _ = soundfile.read(LDC_WAV, dtype="int16")
+    left = left[:16000] & ~1  # even, so that the mean of the two channels is an exact integer
+    path = str(tmp_path / "stereo.wav")
+    soundfile.write(path, np.stack([left, np.zeros_like(left)], axis=1), 16000, subtype="PCM_16")
+    samples, _ = read_audio(path)
+    np.testing.assert_allclose(samples, (left // 2).astype(np.float32) / np.float32(32767), rtol=0, atol=1e-7)
 
 
 def test_bad_audio_is_a_clear_error(tmp_path):
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
-    with pytest.raises(AudioError, match="unreadable audio .*broken.wav"):
+    with pytest.raises(AudioError, match=r"unreadable audio .*broken\.wav"):
         read_audio(str(broken))
-    import soundfile
-
     empty = tmp_path / "empty.wav"
     soundfile.write(str(empty), np.zeros(0, np.int16), 16000, subtype="PCM_16")
-    with pytest.raises(AudioError, match="empty audio .*empty.wav"):
+    with pytest.raises(AudioError, match=r"empty audio .*empty\.wav"):
         read_audio(str(empty))
 
 
 # ---- fuzzing: random and damaged files give AudioError or samples, never a crash or a hang ------------
 
-from hypothesis import example, given, settings  # noqa: E402
-from hypothesis import strategies as st
+
+def _bytes_of(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
 
 SOURCES = {
-    name: open(os.path.join(SMOKE, name), "rb").read()
+    name: _bytes_of(os.path.join(SMOKE, name))
     for name in ("LDC93S1.wav", "LDC93S1.flac", "LDC93S1.ogg", "LDC93S1.opus")
 }
 
@@ -73,15 +87,18 @@ def read_or_refuse(path):
     except AudioError as e:
         assert str(e).startswith(f"unreadable audio {path}") or str(e) == f"empty audio {path}"
         return
-    assert samples.dtype == np.float32 and samples.ndim == 1 and len(samples) > 0 and rate > 0
+    assert samples.dtype == np.float32
+    assert samples.ndim == 1
+    assert len(samples) > 0
+    assert rate > 0
 
 
 @settings(max_examples=150, deadline=5000)
 @given(content=st.binary(max_size=2000), suffix=st.sampled_from([".wav", ".flac", ".ogg", ".opus"]))
 def test_fuzz_audio_reader_random_bytes(tmp_path_factory, content, suffix):
-    path = str(tmp_path_factory.mktemp("fuzz") / f"random{suffix}")
-    open(path, "wb").write(content)
-    read_or_refuse(path)
+    path = tmp_path_factory.mktemp("fuzz") / f"random{suffix}"
+    path.write_bytes(content)
+    read_or_refuse(str(path))
 
 
 @settings(max_examples=150, deadline=5000)
@@ -96,6 +113,6 @@ def test_fuzz_audio_reader_damaged_files(tmp_path_factory, name, cut, damage):
     data = bytearray(SOURCES[name])
     for position, value in damage:
         data[position % len(data)] = value
-    path = str(tmp_path_factory.mktemp("fuzz") / name)
-    open(path, "wb").write(bytes(data[: max(1, len(data) * cut // 100)]))
-    read_or_refuse(path)
+    path = tmp_path_factory.mktemp("fuzz") / name
+    path.write_bytes(bytes(data[: max(1, len(data) * cut // 100)]))
+    read_or_refuse(str(path))

@@ -3,22 +3,34 @@ import os
 
 import numpy as np
 import pytest
+import safetensors.numpy
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coqui_stt_training import checkpoint
 from coqui_stt_training.alphabet import load_alphabet
-from coqui_stt_training.checkpoint import CheckpointError, find_checkpoint, load_into, save, to_tensors
+from coqui_stt_training.checkpoint import CheckpointError, find_checkpoint, save
 from coqui_stt_training.decode import greedy_decode
-from coqui_stt_training.model import DeepSpeech, ctc_loss
+from coqui_stt_training.formats.tf_bundle import write_tf_checkpoint
+from coqui_stt_training.layout import to_tensors
+from coqui_stt_training.load import load_into, shared_output_columns
+from coqui_stt_training.model import DeepSpeech, ModelDimensions, ctc_loss
 from coqui_stt_training.optimizer import TFAdam
+from coqui_stt_training.run_state import RunState
+from tests.helpers import FIXTURES
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "coqui-1.4.0")
+COQUI_LDC = os.path.join(FIXTURES, "ldc93s1-h100-e20", "checkpoint")
 
 
 def fresh_model(n_classes=29, n_hidden=100):
-    model = DeepSpeech(n_hidden, n_classes)
+    model = DeepSpeech(ModelDimensions(n_hidden, n_classes))
     model.reset_parameters(torch.Generator().manual_seed(0))
     return model, TFAdam(model.trainable_parameters(), lr=0.5)
+
+
+def reinitialised(report) -> list[str]:
+    return [name for name, _, action in report.rows if action == "re-initialised"]
 
 
 @pytest.mark.parametrize("folder,n_classes", [("ldc93s1-h100-e20", 29), ("ru-h100-drop1", 35)])
@@ -27,8 +39,10 @@ def test_coqui_checkpoint_gives_coquis_logits_and_loss(folder, n_classes):
     model, optimizer = fresh_model(n_classes)
     ckpt_dir = os.path.join(FIXTURES, folder, "checkpoint")
     report = load_into(find_checkpoint(ckpt_dir, "best_dev"), model, optimizer, learning_rate=0.5)
-    assert report.reinitialised == [] and optimizer.lr == pytest.approx(0.001)
-    assert report.source_classes == report.target_classes == n_classes
+    assert reinitialised(report) == []
+    assert optimizer.lr == pytest.approx(0.001)
+    assert report.source_classes == n_classes
+    assert report.target_classes == n_classes
     model.eval()
     ref = np.load(os.path.join(FIXTURES, folder, "reference_16k.npz"))
     alphabet = load_alphabet(os.path.join(ckpt_dir, "alphabet.txt"))
@@ -40,7 +54,8 @@ def test_coqui_checkpoint_gives_coquis_logits_and_loss(folder, n_classes):
         assert greedy_decode(logits[:, None], length, alphabet) == greedy_decode(
             torch.from_numpy(ref[f"logits_{i}"])[:, None], length, alphabet
         )
-    expected = json.load(open(os.path.join(FIXTURES, folder, "test_output.json"), encoding="utf-8"))[0]
+    with open(os.path.join(FIXTURES, folder, "test_output.json"), encoding="utf-8") as f:
+        expected = json.load(f)[0]
     with torch.no_grad():
         logits = model(torch.from_numpy(ref["features_0" if folder.startswith("ldc") else "features_1"])[None])
         labels = torch.tensor(alphabet.encode(expected["src"]))
@@ -57,16 +72,12 @@ def test_cudnn_style_checkpoint_loads_with_zero_lstm_moments():
         optimizer,
         0.001,
     )
-    load_into(
-        find_checkpoint(os.path.join(FIXTURES, "ldc93s1-h100-e20", "checkpoint"), "best_dev"),
-        plain,
-        TFAdam(plain.trainable_parameters()),
-        0.001,
-    )
+    load_into(find_checkpoint(COQUI_LDC, "best_dev"), plain, TFAdam(plain.trainable_parameters()), 0.001)
     for a, b in zip(model.parameters(), plain.parameters()):
         assert torch.equal(a, b)
     m, v = optimizer.slots(model.lstm.weight_ih_l0)
-    assert m.abs().max() == 0 and v.abs().max() == 0
+    assert m.abs().max() == 0
+    assert v.abs().max() == 0
 
 
 def test_save_and_load_round_trip_every_tensor(tmp_path):
@@ -76,24 +87,27 @@ def test_save_and_load_round_trip_every_tensor(tmp_path):
     loss.backward()
     optimizer.step()
     tensors = to_tensors(model, optimizer, global_step=7)
-    prefix = save(str(tmp_path), "train", tensors, {"epoch": 3}, max_to_keep=2)
-    assert prefix.endswith("train-7") and find_checkpoint(str(tmp_path), "train") == prefix
+    prefix = save(str(tmp_path), "train", tensors, RunState(epochs_done=3), max_to_keep=2)
+    assert prefix.endswith("train-7")
+    assert find_checkpoint(str(tmp_path), "train") == prefix
     other, other_optimizer = fresh_model()
     report = load_into(prefix, other, other_optimizer, learning_rate=0.1)
-    assert report.global_step == 7 and other_optimizer.lr == pytest.approx(0.5)
+    assert report.global_step == 7
+    assert other_optimizer.lr == pytest.approx(0.5)
     again = to_tensors(other, other_optimizer, 7)
     assert tensors.keys() == again.keys()
     for name in tensors:
         np.testing.assert_array_equal(tensors[name], again[name], err_msg=name)
-    assert checkpoint.read_run_state(prefix)["epoch"] == 3
+    assert checkpoint.read_run_state(prefix) == RunState(global_step=7, epochs_done=3)
 
 
 def test_max_to_keep_prunes_oldest(tmp_path):
     model, optimizer = fresh_model()
     for step in (1, 2, 3):
-        save(str(tmp_path), "train", to_tensors(model, optimizer, step), {}, max_to_keep=2)
+        save(str(tmp_path), "train", to_tensors(model, optimizer, step), RunState(), max_to_keep=2)
     names = sorted(os.listdir(tmp_path))
-    assert "train-1.safetensors" not in names and {"train-2.safetensors", "train-3.safetensors"} <= set(names)
+    assert "train-1.safetensors" not in names
+    assert {"train-2.safetensors", "train-3.safetensors"} <= set(names)
     assert find_checkpoint(str(tmp_path), "train").endswith("train-3")
 
 
@@ -101,16 +115,12 @@ def test_mismatched_alphabet_suggests_drop_source_layers():
     model, optimizer = fresh_model(n_classes=35)
     before = [p.clone() for p in model.parameters()]
     with pytest.raises(CheckpointError, match="--drop_source_layers 1"):
-        load_into(
-            find_checkpoint(os.path.join(FIXTURES, "ldc93s1-h100-e20", "checkpoint"), "best_dev"),
-            model,
-            optimizer,
-            0.001,
-        )
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # nothing half-loaded
+        load_into(find_checkpoint(COQUI_LDC, "best_dev"), model, optimizer, 0.001)
+    for a, b in zip(before, model.parameters()):
+        assert torch.equal(a, b)  # nothing half-loaded
 
 
-# Spec §4.3's table, written out rather than derived from the code under test.
+# Coqui's table of what --drop_source_layers N drops, written out rather than derived from the code under test.
 DOCUMENTED_DROPS = {
     1: {"layer_6"},
     2: {"layer_5", "layer_6"},
@@ -125,7 +135,7 @@ DOCUMENTED_DROPS = {
 def test_drop_source_layers_changes_exactly_the_documented_tensors(n):
     """Tensor by tensor: a dropped one keeps the fresh initialisation (moments zero), every other one
     equals the Coqui source checkpoint's, Adam moments, step and learning rate included."""
-    prefix = find_checkpoint(os.path.join(FIXTURES, "ldc93s1-h100-e20", "checkpoint"), "best_dev")
+    prefix = find_checkpoint(COQUI_LDC, "best_dev")
     source = checkpoint.open_checkpoint(prefix)
     model, optimizer = fresh_model(n_classes=35)
     fresh = to_tensors(model, optimizer, global_step=0)
@@ -136,28 +146,24 @@ def test_drop_source_layers_changes_exactly_the_documented_tensors(n):
         dropped = name.split("/")[0] in DOCUMENTED_DROPS[n]
         expected = fresh[name] if dropped else source.get(name)
         np.testing.assert_array_equal(after[name], expected, err_msg=f"N={n} {name}")
-        assert (name in report.reinitialised) == dropped, name
-    assert report.global_step == 20 and optimizer.lr == pytest.approx(0.001)
-    assert report.source_classes == 29 and report.target_classes == 35
+        assert (name in reinitialised(report)) == dropped, name
+    assert report.global_step == 20
+    assert optimizer.lr == pytest.approx(0.001)
+    assert report.source_classes == 29
+    assert report.target_classes == 35
 
 
 def test_drop_source_layers_zero_with_other_alphabet_is_refused_with_the_flag_to_use():
     model, optimizer = fresh_model(n_classes=35)
-    with pytest.raises(CheckpointError, match="28 labels and the alphabet has 34.*--drop_source_layers 1"):
-        load_into(
-            find_checkpoint(os.path.join(FIXTURES, "ldc93s1-h100-e20", "checkpoint"), "best_dev"),
-            model,
-            optimizer,
-            0.001,
-        )
+    with pytest.raises(CheckpointError, match=r"28 labels and the alphabet has 34.*--drop_source_layers 1"):
+        load_into(find_checkpoint(COQUI_LDC, "best_dev"), model, optimizer, 0.001)
 
 
 def test_shared_symbols_keep_their_output_columns_and_the_blank():
-    ckpt_dir = os.path.join(FIXTURES, "ldc93s1-h100-e20", "checkpoint")
-    prefix = find_checkpoint(ckpt_dir, "best_dev")
-    source_labels = load_alphabet(os.path.join(ckpt_dir, "alphabet.txt")).labels
+    prefix = find_checkpoint(COQUI_LDC, "best_dev")
+    source_labels = load_alphabet(os.path.join(COQUI_LDC, "alphabet.txt")).labels
     target_labels = ["я", "a", " ", "ж", "'", "b"]
-    columns = checkpoint.shared_output_columns(source_labels, target_labels)
+    columns = shared_output_columns(source_labels, target_labels)
     assert columns == [None, 1, 0, None, 27, 2, 28]
     model, optimizer = fresh_model(n_classes=7)
     fresh = to_tensors(model, optimizer, 0)
@@ -173,8 +179,9 @@ def test_shared_symbols_keep_their_output_columns_and_the_blank():
 
 def test_truncated_or_foreign_safetensors_files_are_named_errors(tmp_path):
     model, optimizer = fresh_model()
-    prefix = save(str(tmp_path), "train", to_tensors(model, optimizer, 1), {}, max_to_keep=1)
-    data = open(prefix + ".safetensors", "rb").read()
+    prefix = save(str(tmp_path), "train", to_tensors(model, optimizer, 1), RunState(), max_to_keep=1)
+    with open(prefix + ".safetensors", "rb") as f:
+        data = f.read()
     cases = {
         "truncated": data[: len(data) - 100],
         "empty": b"",
@@ -184,25 +191,25 @@ def test_truncated_or_foreign_safetensors_files_are_named_errors(tmp_path):
     }
     for label, content in cases.items():
         broken = str(tmp_path / label.replace(" ", "_"))
-        open(broken + ".safetensors", "wb").write(content)
+        with open(broken + ".safetensors", "wb") as f:
+            f.write(content)
         with pytest.raises(
             CheckpointError,
             match=f"{broken}.safetensors: (truncated|not a safetensors file|a Python pickle .*refusing to load it)",
         ):
             load_into(broken, model, optimizer, 0.001)
     # the intact file reads back exactly what safetensors wrote
-    import safetensors.numpy
-
     reference = safetensors.numpy.load_file(prefix + ".safetensors")
     ours = checkpoint.open_checkpoint(prefix)
     assert ours.names() == sorted(reference)
     for name, value in reference.items():
         np.testing.assert_array_equal(ours.get(name), value)
-        assert ours.get(name).shape == value.shape and ours.get(name).dtype == value.dtype
+        assert ours.get(name).shape == value.shape
+        assert ours.get(name).dtype == value.dtype
 
 
 def test_other_n_hidden_or_variable_set_is_a_clear_error(tmp_path):
-    coqui = find_checkpoint(os.path.join(FIXTURES, "ldc93s1-h100-e20", "checkpoint"), "best_dev")
+    coqui = find_checkpoint(COQUI_LDC, "best_dev")
     model, optimizer = fresh_model(n_hidden=64)
     with pytest.raises(
         CheckpointError,
@@ -211,21 +218,16 @@ def test_other_n_hidden_or_variable_set_is_a_clear_error(tmp_path):
     ):
         load_into(coqui, model, optimizer, 0.001)
     # a checkpoint of something else entirely: names we do not know, none we need
-    from coqui_stt_training.tf_checkpoint import write_tf_checkpoint
-
     write_tf_checkpoint(
         str(tmp_path / "other-1"),
         {"encoder/conv1/kernel": np.zeros((3, 3), np.float32), "global_step": np.array(1, np.int64)},
     )
     model, optimizer = fresh_model()
-    with pytest.raises(CheckpointError, match="checkpoint lacks layer_1/weights, .*not a DeepSpeech checkpoint"):
+    with pytest.raises(CheckpointError, match=r"checkpoint lacks layer_1/weights, .*not a DeepSpeech checkpoint"):
         load_into(str(tmp_path / "other-1"), model, optimizer, 0.001)
 
 
 # ---- fuzzing: a stranger's safetensors header gives CheckpointError, never a crash -------------------
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(1 << 70), 1 << 70) | st.text(max_size=8),
@@ -248,11 +250,10 @@ ENTRY = st.fixed_dictionaries(
     size_delta=st.integers(-3, 3),
 )
 def test_fuzz_safetensors_reader(tmp_path_factory, header, data, size_delta):
-    import json
-
     text = json.dumps(header).encode()
     prefix = str(tmp_path_factory.mktemp("fuzz") / "train-1")
-    open(prefix + ".safetensors", "wb").write((len(text) + size_delta).to_bytes(8, "little", signed=True) + text + data)
+    with open(prefix + ".safetensors", "wb") as f:
+        f.write((len(text) + size_delta).to_bytes(8, "little", signed=True) + text + data)
     try:
         reader = checkpoint.SafetensorsCheckpoint(prefix)
         for name in reader.names():
@@ -267,18 +268,19 @@ def test_a_tensor_of_the_wrong_dtype_is_refused_before_any_parameter_changes(tmp
     tensors = to_tensors(model, optimizer, 1)
     tensors["layer_6/bias"] = tensors["layer_6/bias"].astype(np.int32)
     tensors["layer_1/weights"] = tensors["layer_1/weights"] + 1
-    prefix = save(str(tmp_path), "train", tensors, {}, max_to_keep=1)
+    prefix = save(str(tmp_path), "train", tensors, RunState(), max_to_keep=1)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     with pytest.raises(CheckpointError, match=f"^{prefix}: layer_6/bias is int32, not a floating-point tensor"):
         load_into(prefix, model, optimizer, 0.001)
-    assert all(torch.equal(before[name], p) for name, p in model.named_parameters())
+    for name, p in model.named_parameters():
+        assert torch.equal(before[name], p), name
 
 
 def test_pruning_keeps_the_newest_and_never_touches_best_dev(tmp_path):
     model, optimizer = fresh_model()
-    save(str(tmp_path), "best_dev", to_tensors(model, optimizer, 2), {}, max_to_keep=1)
+    save(str(tmp_path), "best_dev", to_tensors(model, optimizer, 2), RunState(), max_to_keep=1)
     for step in range(1, 6):
-        save(str(tmp_path), "train", to_tensors(model, optimizer, step), {}, max_to_keep=2)
+        save(str(tmp_path), "train", to_tensors(model, optimizer, step), RunState(), max_to_keep=2)
     files = sorted(os.listdir(tmp_path))
     assert [f for f in files if f.endswith(".safetensors")] == [
         "best_dev-2.safetensors",
@@ -286,6 +288,7 @@ def test_pruning_keeps_the_newest_and_never_touches_best_dev(tmp_path):
         "train-5.safetensors",
     ]
     assert find_checkpoint(str(tmp_path), "train").endswith("train-5")
-    save(str(tmp_path), "train", to_tensors(model, optimizer, 6), {}, max_to_keep=0)  # 0 still keeps the newest
-    assert find_checkpoint(str(tmp_path), "train").endswith("train-6") and os.path.isfile(tmp_path / "train-6.json")
+    save(str(tmp_path), "train", to_tensors(model, optimizer, 6), RunState(), max_to_keep=0)  # 0 keeps the newest
+    assert find_checkpoint(str(tmp_path), "train").endswith("train-6")
+    assert os.path.isfile(tmp_path / "train-6.json")
     assert os.path.isfile(tmp_path / "best_dev-2.safetensors")

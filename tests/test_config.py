@@ -1,15 +1,19 @@
 import json
-import subprocess
-import sys
+import os
 
 import pytest
+import torch
 
-from coqui_stt_training.config import COQUI_FLAG_COUNT, Config, ConfigError, parse_size
+from coqui_stt_training import convert, evaluate, export, lm_optimize, train, training_graph_inference, transcribe
+from coqui_stt_training.config import COQUI_FLAG_COUNT, TRAIN_FLAGS, Config, ConfigError, parse_size
+from coqui_stt_training.errors import UnsupportedFlagError
+from coqui_stt_training.resolve import prepare
+from tests.helpers import ALPHABET, FIXTURES
 
 
 def test_defaults_match_coqui_flags_txt():
     # The fixture's flags.txt was written by Coqui 1.4.0 itself: same 96 names, same order.
-    with open("tests/fixtures/coqui-1.4.0/ldc93s1-h100-e20/checkpoint/flags.txt") as f:
+    with open(os.path.join(FIXTURES, "ldc93s1-h100-e20", "checkpoint", "flags.txt")) as f:
         coqui = json.load(f)
     ours = json.loads(Config().to_json())
     assert list(ours)[: len(coqui)] == list(coqui)
@@ -71,14 +75,16 @@ def test_coqpit_syntax():
     assert c.train_files == ["a.csv", "b.csv"]  # space-separated
     assert c.dev_files == []  # flag with no values
     assert c.test_files is None  # flag absent
-    assert c.show_progressbar is False and c.epochs == 3
+    assert c.show_progressbar is False
+    assert c.epochs == 3
     assert c.scorer_path == ""  # unambiguous prefix
     assert Config.from_args(["--train_files", "a.csv,b.csv"]).train_files == ["a.csv,b.csv"]  # commas not split
 
 
 def test_bare_boolean_means_true():
     c = Config.from_args(["--train_cudnn", "--epochs", "2"])
-    assert c.train_cudnn is True and c.epochs == 2
+    assert c.train_cudnn is True
+    assert c.epochs == 2
     assert Config.from_args(["--train_cudnn=false"]).train_cudnn is False
 
 
@@ -92,11 +98,13 @@ def test_bare_boolean_means_true():
         (["--epochs", "many"], "invalid int value: 'many'"),
     ],
 )
-def test_bad_flags_are_one_line_argparse_errors(argv, message):
-    proc = subprocess.run([sys.executable, "-m", "coqui_stt_training.train", *argv], capture_output=True, text=True)
-    assert proc.returncode == 2
-    assert message in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+def test_bad_flags_are_one_line_argparse_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        train.main(argv)
+    assert stopped.value.code == 2
+    stderr = capsys.readouterr().err
+    assert message in stderr
+    assert len(stderr.strip().splitlines()) == 1
 
 
 def test_finalize_derives_coqui_values(tmp_path):
@@ -109,20 +117,20 @@ def test_finalize_derives_coqui_values(tmp_path):
 
 def test_n_hidden_comes_from_source_flags_txt(tmp_path, capsys):
     (tmp_path / "flags.txt").write_text(json.dumps({"n_hidden": 100}))
-    c = Config.from_args(["--load_checkpoint_dir", str(tmp_path)]).finalize()
+    c = prepare(Config.from_args(["--load_checkpoint_dir", str(tmp_path)]))
     assert c.n_hidden == 100
     assert "is different from value found in checkpoint (100)" in capsys.readouterr().err
     (tmp_path / "flags.txt").write_text("--n_hidden=50\n")  # pre-JSON flags files are ignored
-    assert Config.from_args(["--load_checkpoint_dir", str(tmp_path)]).finalize().n_hidden == 2048
+    assert prepare(Config.from_args(["--load_checkpoint_dir", str(tmp_path)])).n_hidden == 2048
 
 
 def test_bytes_output_mode_comes_from_source_flags_txt_unless_an_alphabet_is_given(tmp_path, capsys):
     (tmp_path / "flags.txt").write_text(json.dumps({"n_hidden": 2048, "bytes_output_mode": True}))
-    assert Config.from_args(["--load_checkpoint_dir", str(tmp_path)]).finalize().bytes_output_mode
+    assert prepare(Config.from_args(["--load_checkpoint_dir", str(tmp_path)])).bytes_output_mode
     assert "trained with --bytes_output_mode" in capsys.readouterr().out
     # a new alphabet, or a transfer that drops the output layer, means the user chose another output
-    for flags in (["--alphabet_config_path", "data/alphabet.txt"], ["--drop_source_layers", "1"]):
-        assert not Config.from_args(["--load_checkpoint_dir", str(tmp_path)] + flags).finalize().bytes_output_mode
+    for flags in (["--alphabet_config_path", ALPHABET], ["--drop_source_layers", "1"]):
+        assert not prepare(Config.from_args(["--load_checkpoint_dir", str(tmp_path)] + flags)).bytes_output_mode
 
 
 @pytest.mark.parametrize(
@@ -140,4 +148,66 @@ def test_finalize_refuses_contradictions(argv, message):
 
 
 def test_read_buffer_sizes():
-    assert parse_size("1MB") == 1 << 20 and parse_size("512k") == 512 << 10 and parse_size("7") == 7
+    assert parse_size("1MB") == 1 << 20
+    assert parse_size("512k") == 512 << 10
+    assert parse_size("7") == 7
+
+
+def test_finalize_reads_no_file_and_sets_nothing_outside_the_config(tmp_path):
+    (tmp_path / "flags.txt").write_text(json.dumps({"n_hidden": 100}))
+    c = Config.from_args(["--load_checkpoint_dir", str(tmp_path), "--intra_op_parallelism_threads", "1"])
+    threads = torch.get_num_threads()
+    c.finalize()
+    assert c.n_hidden == 2048  # flags.txt is prepare()'s to read
+    assert torch.get_num_threads() == threads
+
+
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["--augment", "volume"], "--augment"),
+        (["--auto_input_dataset", "all.csv"], "--auto_input_dataset"),
+        (["--vocab_file", "vocab.txt"], "--vocab_file"),
+        (["--export_zip", "true"], "--export_zip"),
+    ],
+)
+def test_flags_for_what_is_not_built_are_refused(argv, flag):
+    with pytest.raises(UnsupportedFlagError, match=f"^{flag}: not supported yet"):
+        prepare(Config.from_args(argv))
+
+
+@pytest.mark.parametrize(
+    "main, shown, hidden",
+    [
+        (
+            train.main,
+            ["--train_files", "--keep_shared_symbols", "--export_dir", "--scorer_path"],
+            ["--src", "--checkpoint_format"],
+        ),
+        (
+            evaluate.main,
+            ["--test_files", "--scorer_path", "--test_output_file"],
+            ["--epochs", "--src", "--keep_shared_symbols"],
+        ),
+        (export.main, ["--export_dir", "--export_language"], ["--epochs", "--test_files"]),
+        (transcribe.main, ["--src", "--dst", "--vad_aggressiveness"], ["--epochs", "--checkpoint_format"]),
+        (convert.main, ["--checkpoint_format", "--save_checkpoint_dir"], ["--epochs", "--scorer_path"]),
+        (lm_optimize.main, ["--n_trials", "--lm_alpha_max"], ["--epochs", "--src"]),
+        (training_graph_inference.main, ["--one_shot_infer", "--beam_width"], ["--epochs", "--test_files"]),
+    ],
+)
+def test_each_tool_lists_the_flags_it_uses(main, shown, hidden, capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for flag in shown:
+        assert f"{flag} " in text, flag
+    for flag in hidden:
+        assert f"{flag} " not in text, flag
+
+
+def test_coquis_flags_are_accepted_by_every_tool_and_ours_only_where_used(capsys):
+    assert Config.from_args(["--epochs", "3"], uses=frozenset({"test_files"})).epochs == 3  # hidden, accepted
+    with pytest.raises(SystemExit):
+        Config.from_args(["--src", "a.wav"], uses=TRAIN_FLAGS)  # transcribe's flag: train does not take it
+    assert "unrecognized arguments: --src" in capsys.readouterr().err

@@ -1,23 +1,21 @@
+import os
 import shutil
 
 import numpy as np
 import pytest
 import soundfile
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from coqui_stt_training.alphabet import load_alphabet
-from coqui_stt_training.config import Config
-from coqui_stt_training.data import (
-    DataError,
-    check_samples,
-    ctc_min_frames,
-    data_loader,
-    load_data_set,
-    make_batches,
-    read_csv,
-)
+from coqui_stt_training.batches import LoaderSettings, data_loader, make_batches
+from coqui_stt_training.dataset import DataError, check_samples, ctc_min_frames, load_data_set, read_csv
+from coqui_stt_training.features import FeatureSettings
+from tests.helpers import ALPHABET as ALPHABET_PATH
+from tests.helpers import LDC, LDC_SENTENCE, LDC_WAV, RUSSIAN, SMOKE
 
-SMOKE = "data/smoke_test"
-ALPHABET = load_alphabet("data/alphabet.txt")
+ALPHABET = load_alphabet(ALPHABET_PATH)
+FEATURES = FeatureSettings()  # 16 kHz, 32 ms windows every 20 ms
 
 
 def write_csv(folder, rows, header="wav_filename,wav_filesize,transcript"):
@@ -28,29 +26,25 @@ def write_csv(folder, rows, header="wav_filename,wav_filesize,transcript"):
 
 @pytest.fixture
 def folder(tmp_path):
-    shutil.copy(f"{SMOKE}/LDC93S1.wav", tmp_path / "a.wav")
+    shutil.copy(LDC_WAV, tmp_path / "a.wav")
     return tmp_path
-
-
-def config(**kwargs):
-    return Config(**kwargs)
 
 
 def test_paths_resolve_against_the_csv_folder(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # the CSV is found by its own folder, not the working directory
-    import os
-
-    samples = read_csv(os.path.join(os.path.dirname(__file__), "..", SMOKE, "ldc93s1.csv"))
-    assert len(samples) == 1 and os.path.isfile(samples[0].audio_path) and samples[0].filesize == 93638
-    assert samples[0].transcript == "she had your dark suit in greasy wash water all year"
+    samples = read_csv(os.path.relpath(LDC, tmp_path))
+    assert len(samples) == 1
+    assert os.path.isfile(samples[0].audio_path)
+    assert samples[0].filesize == 93638
+    assert samples[0].transcript == LDC_SENTENCE
 
 
 def test_wav_filesize_optional_and_orders_rows(folder):
     shutil.copy(folder / "a.wav", folder / "b.wav")
     path = write_csv(folder, ["a.wav,300,a", "b.wav,100,b"])
-    assert [s.wav_filename for s in load_data_set([path], ALPHABET, config(), "train")] == ["b.wav", "a.wav"]
+    assert [s.wav_filename for s in load_data_set([path], ALPHABET, FEATURES, "train")] == ["b.wav", "a.wav"]
     no_size = write_csv(folder, ["a.wav,a", "b.wav,b"], header="wav_filename,transcript")
-    assert [s.wav_filename for s in load_data_set([no_size], ALPHABET, config(), "train")] == ["a.wav", "b.wav"]
+    assert [s.wav_filename for s in load_data_set([no_size], ALPHABET, FEATURES, "train")] == ["a.wav", "b.wav"]
 
 
 # Every bad input with its exact message ({csv}: the CSV's path, {dir}: its folder). Row problems are
@@ -124,7 +118,7 @@ def test_each_bad_input_has_its_exact_message(folder, rows, header, kind, messag
     soundfile.write(folder / "8k.wav", np.zeros(8000, np.int16), 8000, subtype="PCM_16")
     path = write_csv(folder, rows, "wav_filename,wav_filesize,transcript" if header is None else header)
     with pytest.raises(DataError) as error:
-        load_data_set([path], ALPHABET, config(normalize_sample_rate=False), "train")
+        load_data_set([path], ALPHABET, FEATURES, "train", normalize_sample_rate=False)
     expected = message.format(csv=path, dir=folder)
     lines = str(error.value).splitlines()
     if kind is None:
@@ -144,7 +138,7 @@ def test_every_bad_row_is_reported_at_once_grouped_by_kind(folder):
     rows += [f"gone{i}.wav,1,x" for i in range(12)]
     path = write_csv(folder, rows)
     with pytest.raises(DataError) as error:
-        load_data_set([path], ALPHABET, config(), "dev")
+        load_data_set([path], ALPHABET, FEATURES, "dev")
     lines = str(error.value).splitlines()
     assert lines[0] == "16 invalid sample(s) in --dev_files (--skip_invalid_samples true leaves them out):"
     headings = [line for line in lines if line.startswith("  ") and not line.startswith("    ")]
@@ -159,13 +153,14 @@ def test_every_bad_row_is_reported_at_once_grouped_by_kind(folder):
 
 def test_skip_invalid_samples_leaves_them_out_with_a_count(folder, capsys):
     path = write_csv(folder, ["a.wav,1,fine", "gone.wav,1,x", "a.wav,1,X"])
-    samples = load_data_set([path], ALPHABET, config(skip_invalid_samples=True), "train")
+    samples = load_data_set([path], ALPHABET, FEATURES, "train", skip_invalid=True)
     assert [s.transcript for s in samples] == ["fine"]
     err = capsys.readouterr().err
-    assert "W Skipping 2 invalid sample(s) of --train_files, 1 left:" in err and "row 3: audio file not found" in err
+    assert "W Skipping 2 invalid sample(s) of --train_files, 1 left:" in err
+    assert "row 3: audio file not found" in err
     only_bad = write_csv(folder, ["gone.wav,1,x"])
     with pytest.raises(DataError, match=r"^--train_files: all 1 samples are invalid:\n  audio file not found"):
-        load_data_set([only_bad], ALPHABET, config(skip_invalid_samples=True), "train")
+        load_data_set([only_bad], ALPHABET, FEATURES, "train", skip_invalid=True)
 
 
 def test_non_utf8_csv_names_the_row(folder):
@@ -177,12 +172,13 @@ def test_non_utf8_csv_names_the_row(folder):
 
 
 def test_missing_csv():
-    with pytest.raises(DataError, match="nothere.csv: cannot read CSV file"):
+    with pytest.raises(DataError, match=r"nothere\.csv: cannot read CSV file"):
         read_csv("nothere.csv")
 
 
 def test_ctc_min_frames_counts_repeats():
-    assert ctc_min_frames([1, 2, 3]) == 3 and ctc_min_frames([1, 1, 2, 2, 2]) == 8
+    assert ctc_min_frames([1, 2, 3]) == 3
+    assert ctc_min_frames([1, 1, 2, 2, 2]) == 8
 
 
 def test_batches_drop_incomplete_last_in_training_only():
@@ -191,31 +187,29 @@ def test_batches_drop_incomplete_last_in_training_only():
 
 
 def test_batch_holds_padded_features_and_labels(folder):
-    shutil.copy(f"{SMOKE}/russian_sample_data/ru.wav", folder / "long.wav")
+    shutil.copy(os.path.join(RUSSIAN, "ru.wav"), folder / "long.wav")
     path = write_csv(folder, ["a.wav,1,ab", "long.wav,2,abc"])
-    samples = load_data_set([path], ALPHABET, config(), "dev")
-    batch = next(iter(data_loader(samples, 2, config(), train=False)))
+    samples = load_data_set([path], ALPHABET, FEATURES, "dev")
+    batch = next(iter(data_loader(samples, 2, LoaderSettings(), train=False)))
     assert batch.features.shape == (2, 282, 26)
     assert batch.feature_lengths.tolist() == [145, 282]
     assert float(batch.features[0, 145:].abs().sum()) == 0
-    assert batch.labels.tolist() == [1, 2, 1, 2, 3] and batch.label_lengths.tolist() == [2, 3]
+    assert batch.labels.tolist() == [1, 2, 1, 2, 3]
+    assert batch.label_lengths.tolist() == [2, 3]
 
 
 def test_other_rates_and_formats_are_resampled(folder):
     for name in ("LDC93S1_pcms16le_2_44100.wav", "LDC93S1.ogg", "LDC93S1.flac", "LDC93S1.opus"):
-        shutil.copy(f"{SMOKE}/{name}", folder / name)
+        shutil.copy(os.path.join(SMOKE, name), folder / name)
     path = write_csv(
         folder, [f"{n},1,abc" for n in ("LDC93S1_pcms16le_2_44100.wav", "LDC93S1.ogg", "LDC93S1.flac", "LDC93S1.opus")]
     )
-    samples = load_data_set([path], ALPHABET, config(), "test")
-    batch = next(iter(data_loader(samples, 4, config(), train=False)))
+    samples = load_data_set([path], ALPHABET, FEATURES, "test")
+    batch = next(iter(data_loader(samples, 4, LoaderSettings(), train=False)))
     assert batch.feature_lengths.tolist() == [145, 145, 145, 145]
 
 
 # ---- fuzzing: random bytes give our errors, never a crash or a hang --------------------------------
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st
 
 FUZZ = settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 HEADER = b"wav_filename,wav_filesize,transcript\n"
@@ -229,8 +223,9 @@ def check_random_csv(folder, content: bytes) -> None:
     except DataError as e:
         assert str(e).startswith(str(path))
         return
-    for _, kind, message in check_samples(samples, ALPHABET, 16000, 32, 20):
-        assert kind and message.startswith(f"{path}, row ")
+    for _, kind, message in check_samples(samples, ALPHABET, FEATURES):
+        assert kind
+        assert message.startswith(f"{path}, row ")
 
 
 @FUZZ

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from coqui_stt_training.alphabet import Alphabet
-from coqui_stt_training.decode import beam_search, beam_search_decode, greedy_decode, pruned_classes
+from coqui_stt_training.decode import DecodeOptions, beam_search, beam_search_decode, greedy_decode, pruned_classes
 
 
 def collapse(path, blank):
@@ -38,7 +38,7 @@ def test_wide_beam_finds_the_most_probable_labelling(seed):
     logits = rng.normal(size=(6, 4)) * 2
     log_probs = logits - np.log(np.exp(logits).sum(1, keepdims=True))
     totals = labelling_probabilities(log_probs)
-    found = tuple(beam_search(log_probs, beam_width=1000))
+    found = tuple(beam_search(log_probs, DecodeOptions(beam_width=1000)))
     assert totals[found] == pytest.approx(max(totals.values()), rel=1e-9)  # the best, or one tied with it
 
 
@@ -49,7 +49,7 @@ def test_beam_sums_alignments_where_greedy_cannot():
     p[1] = [0.45, 1e-9, 0.55]
     log_probs = np.log(p / p.sum(1, keepdims=True))
     best, _ = exhaustive_best(log_probs)
-    assert tuple(beam_search(log_probs, 16)) == best
+    assert tuple(beam_search(log_probs, DecodeOptions(16))) == best
 
 
 def test_pruning_keeps_top_n_and_the_probability_mass():
@@ -68,6 +68,6 @@ def test_batch_decoding_respects_lengths():
         logits[t, 0, c] = 10.0
         logits[t, 1, c] = 10.0
     lengths = torch.tensor([6, 3])
-    assert beam_search_decode(logits, lengths, alphabet, 10) == ["aba", "ab"]
+    assert beam_search_decode(logits, lengths, alphabet, DecodeOptions(10)) == ["aba", "ab"]
     assert greedy_decode(logits, lengths, alphabet) == ["aba", "ab"]
-    assert beam_search_decode(logits[:0], torch.tensor([0, 0]), alphabet, 10) == ["", ""]
+    assert beam_search_decode(logits[:0], torch.tensor([0, 0]), alphabet, DecodeOptions(10)) == ["", ""]

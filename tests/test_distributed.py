@@ -7,14 +7,11 @@ import subprocess
 import sys
 
 import numpy as np
-from cli import run
+import pytest
 
 from coqui_stt_training import checkpoint, train
-
-ROOT = os.path.join(os.path.dirname(__file__), "..")
-SMOKE = os.path.abspath(os.path.join(ROOT, "data", "smoke_test"))
-ALPHABET = os.path.join(ROOT, "data", "alphabet.txt")
-SENTENCE = "she had your dark suit in greasy wash water all year"
+from tests.helpers import ALPHABET, ROOT, SMOKE
+from tests.helpers import LDC_SENTENCE as SENTENCE
 
 
 def data_set(tmp_path):
@@ -39,40 +36,12 @@ def data_set(tmp_path):
 
 
 def flags(train_csv, dev_csv, ckpt, batch):
-    return [
-        "--alphabet_config_path",
-        ALPHABET,
-        "--n_hidden",
-        "32",
-        "--show_progressbar",
-        "false",
-        "--train_files",
-        train_csv,
-        "--dev_files",
-        dev_csv,
-        "--test_files",
-        dev_csv,
-        "--epochs",
-        "3",
-        "--train_batch_size",
-        str(batch),
-        "--dev_batch_size",
-        "1",
-        "--test_batch_size",
-        "1",
-        "--dropout_rate",
-        "0",
-        "--learning_rate",
-        "0.002",
-        "--checkpoint_dir",
-        ckpt,
-        "--log_level",
-        "0",
-        "--test_output_file",
-        os.path.join(ckpt, "..", os.path.basename(ckpt) + ".json"),
-        "--export_beam_width",
-        "8",
-    ]
+    return ["--alphabet_config_path", ALPHABET, "--n_hidden", "32", "--show_progressbar", "false",
+            "--train_files", train_csv, "--dev_files", dev_csv, "--test_files", dev_csv, "--epochs", "3",
+            "--train_batch_size", str(batch), "--dev_batch_size", "1", "--test_batch_size", "1",
+            "--dropout_rate", "0", "--learning_rate", "0.002", "--checkpoint_dir", ckpt, "--log_level", "0",
+            "--test_output_file", os.path.join(ckpt, "..", os.path.basename(ckpt) + ".json"),
+            "--export_beam_width", "8"]  # fmt: skip
 
 
 def step_losses(log):
@@ -83,23 +52,20 @@ def dev_losses(log):
     return [float(x) for x in re.findall(r"Finished validating epoch \d+ on \S+ - loss: ([0-9.]+)", log)]
 
 
-def test_two_processes_follow_one_process_with_the_same_global_batch(tmp_path, capsys):
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+@pytest.mark.slow
+def test_two_processes_follow_one_process_with_the_same_global_batch(tmp_path, cli):
     train_csv, dev_csv = data_set(tmp_path)
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
-    status, single = run(train.main, flags(train_csv, dev_csv, one, batch=4), capsys)
+    status, single = cli(train.main, flags(train_csv, dev_csv, one, batch=4))
     assert status == 0, single
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     launched = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "coqui_stt_training.train",
-        ]
-        + flags(train_csv, dev_csv, two, batch=2),
+        launcher + ["-m", "coqui_stt_training.train"] + flags(train_csv, dev_csv, two, batch=2),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -110,7 +76,8 @@ def test_two_processes_follow_one_process_with_the_same_global_batch(tmp_path, c
     assert "Distributed training: 2 processes, global batch 4 (--train_batch_size 2 each)" in double
     assert len(step_losses(single)) == 6  # 8 samples, global batch 4, 3 epochs
     np.testing.assert_allclose(step_losses(double), step_losses(single), rtol=1e-4)
-    assert len(step_losses(double)) == 6 and double.count("Finished training epoch") == 3  # rank 0 speaks alone
+    assert len(step_losses(double)) == 6  # rank 0 speaks alone
+    assert double.count("Finished training epoch") == 3
     np.testing.assert_allclose(dev_losses(double), dev_losses(single), rtol=1e-4)  # each rank validated a share
     # one checkpoint directory, written by rank 0 only, with what one process writes
     names = lambda d: sorted(n for n in os.listdir(d) if os.path.isfile(os.path.join(d, n)))
@@ -120,9 +87,10 @@ def test_two_processes_follow_one_process_with_the_same_global_batch(tmp_path, c
     for name in a.names():  # Adam's steps are 0.002 here; rounding differences move weights by ~1e-5
         np.testing.assert_allclose(b.get(name), a.get(name), rtol=1e-4, atol=1e-4, err_msg=name)
     # the test phase: each rank tested a share, rank 0 reported them all
-    single_results = {r["src"]: r for r in json.load(open(one + ".json"))}
-    double_results = {r["src"]: r for r in json.load(open(two + ".json"))}
-    assert set(double_results) == set(single_results) and len(single_results) == 3
+    single_results = {r["src"]: r for r in read_json(one + ".json")}
+    double_results = {r["src"]: r for r in read_json(two + ".json")}
+    assert set(double_results) == set(single_results)
+    assert len(single_results) == 3
     for src, r in single_results.items():
         assert double_results[src]["res"] == r["res"]
         assert abs(double_results[src]["loss"] - r["loss"]) <= 1e-4 * abs(r["loss"])

@@ -11,28 +11,25 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from cli import run
 
-from coqui_stt_training import evaluate, export
+from coqui_stt_training import evaluate, export, inference, train
+from coqui_stt_training.alphabet import load_alphabet
 from coqui_stt_training.audio import load_audio
-from coqui_stt_training.config import Config
-from coqui_stt_training.features import mfcc
+from coqui_stt_training.features import FeatureSettings, mfcc
 from coqui_stt_training.inference import OnnxModel
-from coqui_stt_training.train import setup_evaluation
+from coqui_stt_training.load import load_model
+from tests.helpers import ALPHABET, FIXTURES, LDC, LDC_WAV, ROOT, RUSSIAN, run
 
-ROOT = os.path.join(os.path.dirname(__file__), "..")
-FIXTURES = os.path.join(ROOT, "tests", "fixtures", "coqui-1.4.0")
 ENGLISH = os.path.join(FIXTURES, "ldc93s1-h100-e20", "checkpoint")
-RUSSIAN = os.path.join(FIXTURES, "ru-h100-drop1", "checkpoint")
-SMOKE = os.path.join(ROOT, "data", "smoke_test")
-RU_WAV = os.path.join(SMOKE, "russian_sample_data", "ru.wav")
-RU_CSV = os.path.join(SMOKE, "russian_sample_data", "ru.csv")
+RUSSIAN_MODEL = os.path.join(FIXTURES, "ru-h100-drop1", "checkpoint")
+RU_WAV = os.path.join(RUSSIAN, "ru.wav")
+RU_CSV = os.path.join(RUSSIAN, "ru.csv")
 
 
 @pytest.fixture(scope="module")
 def english(tmp_path_factory):
     directory = str(tmp_path_factory.mktemp("export"))
-    run_export(["--checkpoint_dir", ENGLISH, "--export_dir", directory])
+    assert run_export(["--checkpoint_dir", ENGLISH, "--export_dir", directory]) == 0
     return os.path.join(directory, "output_graph.onnx")
 
 
@@ -55,44 +52,44 @@ def test_the_model_keeps_coquis_interface_and_says_what_it_needs(english):
     }
     assert outputs == ["logits", "new_state_c", "new_state_h"]
     meta = {p.key: p.value for p in proto.metadata_props}
-    assert (meta["sample_rate"], meta["feature_win_len"], meta["feature_win_step"], meta["n_steps"]) == (
-        "16000",
-        "32",
-        "20",
-        "16",
-    )
+    settings = (meta["sample_rate"], meta["feature_win_len"], meta["feature_win_step"], meta["n_steps"])
+    assert settings == ("16000", "32", "20", "16")
     labels = json.loads(meta["alphabet"])
-    assert labels[0] == " " and labels[1:27] == list("abcdefghijklmnopqrstuvwxyz") and len(labels) == 28
+    assert labels[0] == " "
+    assert labels[1:27] == list("abcdefghijklmnopqrstuvwxyz")
+    assert len(labels) == 28
     packed = base64.b64decode(meta["coqui_alphabet"])  # Coqui's Alphabet::Serialize, as its graphs embed it
-    assert struct.unpack_from("<H", packed)[0] == 28 and packed[2:7] == struct.pack("<HH", 0, 1) + b" "
-    card = os.path.join(os.path.dirname(english), "author_model_0.0.1.md")
-    assert open(card).read().startswith('---\nauthor: "author"\nmodel_name: "model"\nmodel_version: "0.0.1"\n')
+    assert struct.unpack_from("<H", packed)[0] == 28
+    assert packed[2:7] == struct.pack("<HH", 0, 1) + b" "
+    with open(os.path.join(os.path.dirname(english), "author_model_0.0.1.md")) as f:
+        assert f.read().startswith('---\nauthor: "author"\nmodel_name: "model"\nmodel_version: "0.0.1"\n')
 
 
 def test_onnx_gives_the_checkpoints_probabilities_whole_or_streamed(english):
-    config = Config(checkpoint_dir=ENGLISH).finalize()
-    model, _, _ = setup_evaluation(config, ENGLISH)
-    samples = load_audio(os.path.join(SMOKE, "LDC93S1.wav"), 16000)
-    features, _ = mfcc(torch.from_numpy(samples), None, 16000)
+    loaded = load_model(ENGLISH, load_alphabet(os.path.join(ENGLISH, "alphabet.txt")))
+    features = mfcc(load_audio(LDC_WAV, 16000), FeatureSettings())
     with torch.no_grad():
-        expected = torch.softmax(model.eval()(features[None]), -1)[:, 0].numpy()  # [T, C]
+        expected = torch.softmax(loaded.model(torch.from_numpy(features)[None]), -1)[:, 0].numpy()  # [T, C]
     onnx_model = OnnxModel(english)
-    whole = onnx_model.probabilities(features.numpy(), n_steps=0)
+    whole = onnx_model.probabilities(features, n_steps=0)
     np.testing.assert_allclose(whole, expected, atol=1e-5)
     for n_steps in (16, 7, 1):  # 16 frames at a time as Coqui's clients feed it, and odd chunkings
-        streamed = onnx_model.probabilities(features.numpy(), n_steps=n_steps)
-        assert streamed.shape == whole.shape == (145, 29)
+        streamed = onnx_model.probabilities(features, n_steps=n_steps)
+        assert streamed.shape == (145, 29)
         np.testing.assert_allclose(streamed, whole, atol=1e-4, err_msg=f"n_steps {n_steps}")
 
 
-def test_inference_without_torch_transcribes_as_the_checkpoint_does(tmp_path, capsys):
+def test_inference_without_torch_transcribes_as_the_checkpoint_does(tmp_path, cli):
     directory = str(tmp_path / "ru")
-    assert run_export(["--checkpoint_dir", RUSSIAN, "--export_dir", directory]) == 0
-    status, log = run(evaluate.main, ["--checkpoint_dir", RUSSIAN, "--test_files", RU_CSV], capsys)
+    assert run_export(["--checkpoint_dir", RUSSIAN_MODEL, "--export_dir", directory]) == 0
+    status, log = cli(evaluate.main, ["--checkpoint_dir", RUSSIAN_MODEL, "--test_files", RU_CSV])
+    assert status == 0, log
     expected = log.split(' - res: "')[1].split('"')[0]
-    assert status == 0 and expected.strip() and not expected.isascii()  # a real Cyrillic transcript
+    assert expected.strip()
+    assert not expected.isascii()  # a real Cyrillic transcript
+    # a subprocess is the point here: a fresh interpreter in which any import of torch fails
     script = (
-        "import sys; sys.modules['torch'] = None  # any import of torch now fails\n"
+        "import sys; sys.modules['torch'] = None\n"
         "from coqui_stt_training.inference import main\n"
         f"main(['--model', {os.path.join(directory, 'output_graph.onnx')!r}, '--audio', {RU_WAV!r}])"
     )
@@ -101,20 +98,15 @@ def test_inference_without_torch_transcribes_as_the_checkpoint_does(tmp_path, ca
     assert done.stdout == f"{RU_WAV}: {expected}\n"
 
 
-def test_an_existing_export_is_never_overwritten(tmp_path, capsys):
+def test_an_existing_export_is_never_overwritten(tmp_path, cli):
     directory = tmp_path / "out"
     directory.mkdir()
     (directory / "output_graph.onnx").write_bytes(b"the user's own file")
     argv = ["--checkpoint_dir", ENGLISH, "--export_dir", str(directory)]
-    status, log = run(export.main, argv, capsys)
-    assert (
-        status == 1
-        and (
-            f"E {directory}/output_graph.onnx exists; choose another --export_dir or "
-            "--export_file_name, or pass --remove_export true"
-        )
-        in log
-    )
+    status, log = cli(export.main, argv)
+    assert status == 1
+    message = f"E {directory}/output_graph.onnx exists; choose another --export_dir or --export_file_name, or pass "
+    assert message + "--remove_export true" in log
     assert "Loading" not in log  # refused before any work
     assert (directory / "output_graph.onnx").read_bytes() == b"the user's own file"
     assert run_export(argv + ["--remove_export", "true"]) == 0
@@ -124,47 +116,16 @@ def test_an_existing_export_is_never_overwritten(tmp_path, capsys):
 def test_inference_names_a_file_it_cannot_use(tmp_path):
     bad = tmp_path / "model.onnx"
     bad.write_bytes(b"not a model")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "coqui_stt_training.inference",
-            "--model",
-            str(bad),
-            "--audio",
-            os.path.join(SMOKE, "LDC93S1.wav"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 1 and done.stderr.startswith(f"E {bad}: cannot load the model (")
+    with pytest.raises(SystemExit) as stopped:
+        inference.main(["--model", str(bad), "--audio", LDC_WAV])
+    assert str(stopped.value.code).startswith(f"E {bad}: cannot load the model (")  # printed; exit status 1
 
 
 def test_training_with_export_dir_exports_its_result(tmp_path, capsys):
-    from coqui_stt_training import train
-
     ckpt, out = str(tmp_path / "ckpt"), str(tmp_path / "model")
-    status, log = run(
-        train.main,
-        [
-            "--alphabet_config_path",
-            os.path.join(ROOT, "data", "alphabet.txt"),
-            "--n_hidden",
-            "24",
-            "--show_progressbar",
-            "false",
-            "--epochs",
-            "1",
-            "--train_files",
-            os.path.join(SMOKE, "ldc93s1.csv"),
-            "--checkpoint_dir",
-            ckpt,
-            "--export_dir",
-            out,
-        ],
-        capsys,
-    )
-    assert status == 0 and f"Models exported at {out}: output_graph.onnx" in log, log
+    argv = ["--alphabet_config_path", ALPHABET, "--n_hidden", "24", "--show_progressbar", "false", "--epochs", "1",
+            "--train_files", LDC, "--checkpoint_dir", ckpt, "--export_dir", out]  # fmt: skip
+    status, log = run(train.main, argv, capsys)
+    assert status == 0, log
+    assert f"Models exported at {out}: output_graph.onnx" in log
     assert OnnxModel(os.path.join(out, "output_graph.onnx")).n_hidden == 24

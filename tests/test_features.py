@@ -6,16 +6,16 @@ import pytest
 import torch
 
 from coqui_stt_training import audio
-from coqui_stt_training.features import mfcc
-from coqui_stt_training.filterbank import frame_count, mel_filterbank, mfcc_numpy
+from coqui_stt_training.batches import pad_features
+from coqui_stt_training.features import FeatureSettings, context_windows, mel_filterbank, mfcc
+from tests.helpers import FIXTURES, LDC_WAV, SMOKE
 
-HERE = os.path.dirname(__file__)
-DATA = os.path.join(HERE, "..", "data")
-REFERENCE = os.path.join(HERE, "fixtures", "coqui-1.4.0", "ldc93s1-h100-e20")
+REFERENCE = os.path.join(FIXTURES, "ldc93s1-h100-e20")
 
 
 def spec_mfcc(samples: np.ndarray, rate: int) -> np.ndarray:
-    """Spec §3 written out plainly, frame by frame and channel by channel, in float64."""
+    """TensorFlow's AudioSpectrogram and Mfcc as Coqui calls them, written out plainly, frame by frame and
+    channel by channel, in float64."""
     window, stride = rate * 32 // 1000, rate * 20 // 1000
     fft = 2 ** math.ceil(math.log2(window))
     hann = np.array([0.5 - 0.5 * math.cos(2 * math.pi * i / window) for i in range(window)])
@@ -49,11 +49,12 @@ def spec_mfcc(samples: np.ndarray, rate: int) -> np.ndarray:
 
 @pytest.mark.parametrize("name,rate", [("LDC93S1.wav", 16000), ("LDC93S1_pcms16le_1_8000.wav", 8000)])
 def test_mfcc_matches_the_spec_written_out(name, rate):
-    samples = audio.load_audio(os.path.join(DATA, "smoke_test", name), rate)
-    ours, frames = mfcc(torch.from_numpy(samples), None, rate)
+    samples = audio.load_audio(os.path.join(SMOKE, name), rate)
+    ours = mfcc(samples, FeatureSettings(rate))
     expected = spec_mfcc(samples, rate)
-    assert int(frames) == 145 == expected.shape[0]
-    np.testing.assert_allclose(ours.numpy(), expected, rtol=1e-5, atol=2e-5)
+    assert ours.shape == (145, 26)
+    assert expected.shape == (145, 26)
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=2e-5)
 
 
 @pytest.mark.parametrize(
@@ -67,32 +68,44 @@ def test_mfcc_matches_the_spec_written_out(name, rate):
 def test_audio_and_mfcc_match_tensorflow(reference, index, name):
     ref = np.load(os.path.join(REFERENCE, reference))
     rate = int(ref[f"rate_{index}"])
-    samples = audio.load_audio(os.path.join(DATA, "smoke_test", name), rate)
+    samples = audio.load_audio(os.path.join(SMOKE, name), rate)
     np.testing.assert_array_equal(samples, ref[f"audio_{index}"])
-    ours, _ = mfcc(torch.from_numpy(samples), None, rate)
+    ours = mfcc(samples, FeatureSettings(rate))
     # TF computes in double with a float32 hand-over between its two ops, as we do: float32 rounding apart.
-    np.testing.assert_allclose(ours.numpy(), ref[f"features_{index}"], rtol=1e-5, atol=1e-5)
-    # the numpy-only pipeline of the ONNX inference path computes the same features
-    np.testing.assert_allclose(mfcc_numpy(samples, rate), ours.numpy(), rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(ours, ref[f"features_{index}"], rtol=1e-5, atol=1e-5)
 
 
-def test_batched_features_equal_single_ones_then_zeros():
-    long = audio.load_audio(os.path.join(DATA, "smoke_test", "LDC93S1.wav"), 16000)
+def test_a_batch_holds_each_signals_own_features_then_zeros():
+    long = audio.load_audio(LDC_WAV, 16000)
     short = long[:20000]
-    batch = torch.zeros(2, len(long))
-    batch[0], batch[1, : len(short)] = torch.from_numpy(long), torch.from_numpy(short)
-    features, lengths = mfcc(batch, torch.tensor([len(long), len(short)]), 16000)
-    alone, n = mfcc(torch.from_numpy(short), None, 16000)
-    assert lengths.tolist() == [145, int(n)] and int(n) == frame_count(20000, 16000)
-    torch.testing.assert_close(features[1, : int(n)], alone)
-    assert features[1, int(n) :].abs().max() == 0
+    settings = FeatureSettings()
+    features, lengths = pad_features([mfcc(long, settings), mfcc(short, settings)])
+    n = settings.frames(20000)
+    assert lengths.tolist() == [145, n]
+    torch.testing.assert_close(features[1, :n], torch.from_numpy(mfcc(short, settings)))
+    assert features[1, n:].abs().max() == 0
 
 
 def test_frame_count_has_no_padding():
-    assert frame_count(46797, 16000) == 145 and frame_count(23399, 8000) == 145
-    assert frame_count(90664, 16000) == 282
-    assert frame_count(511, 16000) == 0 and frame_count(512, 16000) == 1 and frame_count(832, 16000) == 2
-    assert mfcc(torch.zeros(100), None, 16000)[0].shape == (0, 26)
+    assert FeatureSettings(16000).frames(46797) == 145
+    assert FeatureSettings(8000).frames(23399) == 145
+    assert FeatureSettings(16000).frames(90664) == 282
+    assert FeatureSettings(16000).frames(511) == 0
+    assert FeatureSettings(16000).frames(512) == 1
+    assert FeatureSettings(16000).frames(832) == 2
+    assert mfcc(np.zeros(100, np.float32), FeatureSettings()).shape == (0, 26)
+
+
+def test_context_windows_are_the_same_in_numpy_and_torch_and_in_coquis_order():
+    features = np.random.default_rng(0).standard_normal((2, 30, 26)).astype(np.float32)
+    windows = context_windows(features)
+    assert windows.shape == (2, 30, 19, 26)
+    # window t holds frames t-9 .. t+9, zeros outside the utterance
+    np.testing.assert_array_equal(windows[1, 12], features[1, 3:22])
+    np.testing.assert_array_equal(windows[0, 0, :9], np.zeros((9, 26)))
+    np.testing.assert_array_equal(windows[0, 0, 9:], features[0, :10])
+    np.testing.assert_array_equal(context_windows(torch.from_numpy(features)).numpy(), windows)
+    assert context_windows(np.zeros((1, 0, 26), np.float32)).shape == (1, 0, 19, 26)
 
 
 def test_filterbank_excludes_dc_and_splits_each_bin_in_two():
@@ -100,21 +113,17 @@ def test_filterbank_excludes_dc_and_splits_each_bin_in_two():
     assert bank[:2].sum() == 0  # DC and the bin below 20 Hz + 1.5 bins contribute nothing
     inner = bank[2:].sum(axis=1)
     # Between the first and last centre a bin's weights sum to one; at the edges only one share exists.
-    assert np.all(inner <= 1 + 1e-12) and np.isclose(np.median(inner), 1.0)
+    assert np.all(inner <= 1 + 1e-12)
+    assert np.isclose(np.median(inner), 1.0)
     assert np.count_nonzero(bank, axis=1).max() == 2
 
 
 def test_resampled_stereo_gives_the_features_of_the_16k_recording():
     # The 44.1 kHz stereo LDC93S1 is the same recording: averaged and resampled, its MFCC must be
     # nearly those of the 16 kHz file (a wrong channel layout or rate would wreck the correlation).
-    mono = mfcc(
-        torch.from_numpy(audio.load_audio(os.path.join(DATA, "smoke_test", "LDC93S1.wav"), 16000)), None, 16000
-    )[0].numpy()
-    stereo = mfcc(
-        torch.from_numpy(audio.load_audio(os.path.join(DATA, "smoke_test", "LDC93S1_pcms16le_2_44100.wav"), 16000)),
-        None,
-        16000,
-    )[0].numpy()
-    assert stereo.shape == mono.shape == (145, 26)
+    mono = mfcc(audio.load_audio(LDC_WAV, 16000), FeatureSettings())
+    stereo = mfcc(audio.load_audio(os.path.join(SMOKE, "LDC93S1_pcms16le_2_44100.wav"), 16000), FeatureSettings())
+    assert stereo.shape == (145, 26)
+    assert mono.shape == (145, 26)
     assert np.corrcoef(mono.ravel(), stereo.ravel())[0, 1] > 0.99
     assert np.abs(mono - stereo).mean() < 0.2 * np.abs(mono).mean()

@@ -1,8 +1,9 @@
 import numpy as np
 import torch
 
-from coqui_stt_training.checkpoint import LSTM_SCOPE, variables
-from coqui_stt_training.model import DeepSpeech, context_windows, ctc_loss
+from coqui_stt_training.features import context_windows
+from coqui_stt_training.layout import LSTM_SCOPE, variables
+from coqui_stt_training.model import DeepSpeech, Dense, ModelDimensions, ctc_loss
 
 
 def sigmoid(x):
@@ -10,7 +11,7 @@ def sigmoid(x):
 
 
 def tf_lstm_reference(x, kernel, bias):
-    """LSTMBlockFusedCell as spec §2.1 describes it: [x, h]·W + b, blocks i, c, f, o, forget_bias 0."""
+    """LSTMBlockFusedCell as Coqui's graph uses it: [x, h]·W + b, blocks i, c, f, o, forget_bias 0."""
     hidden = kernel.shape[1] // 4
     h = np.zeros((x.shape[1], hidden))
     c = np.zeros_like(h)
@@ -26,7 +27,7 @@ def tf_lstm_reference(x, kernel, bias):
 
 def test_lstm_loaded_from_tf_layout_computes_tf_cell():
     torch.manual_seed(0)
-    model = DeepSpeech(n_hidden=8, n_classes=5)
+    model = DeepSpeech(ModelDimensions(n_hidden=8, n_classes=5))
     rng = np.random.default_rng(1)
     kernel = rng.normal(size=(16, 32)).astype(np.float32)
     bias = rng.normal(size=32).astype(np.float32)
@@ -46,7 +47,7 @@ def test_lstm_loaded_from_tf_layout_computes_tf_cell():
 
 def test_context_windows_are_offset_major_with_zero_padding():
     features = torch.arange(2 * 12 * 26, dtype=torch.float32).reshape(2, 12, 26)
-    windows = context_windows(features).reshape(2, 12, 19, 26)
+    windows = context_windows(features)
     for t in range(12):
         for offset in range(-9, 10):
             expected = features[:, t + offset] if 0 <= t + offset < 12 else torch.zeros(2, 26)
@@ -54,17 +55,19 @@ def test_context_windows_are_offset_major_with_zero_padding():
 
 
 def test_variable_names_and_shapes_are_coquis():
-    model = DeepSpeech(n_hidden=100, n_classes=29, layer_norm=True)
+    model = DeepSpeech(ModelDimensions(n_hidden=100, n_classes=29, layer_norm=True))
     shapes = {v.name: tuple(v.to_tf(v.params).shape) for v in variables(model)}
-    assert shapes["layer_1/weights"] == (494, 100) and shapes["layer_6/weights"] == (100, 29)
-    assert shapes[f"{LSTM_SCOPE}/kernel"] == (200, 400) and shapes[f"{LSTM_SCOPE}/bias"] == (400,)
+    assert shapes["layer_1/weights"] == (494, 100)
+    assert shapes["layer_6/weights"] == (100, 29)
+    assert shapes[f"{LSTM_SCOPE}/kernel"] == (200, 400)
+    assert shapes[f"{LSTM_SCOPE}/bias"] == (400,)
     assert shapes["layer_5/LayerNorm/gamma"] == (100,)
-    plain = DeepSpeech(n_hidden=100, n_classes=29)
+    plain = DeepSpeech(ModelDimensions(n_hidden=100, n_classes=29))
     assert sum(int(np.prod(s)) for n, s in ((v.name, v.to_tf(v.params).shape) for v in variables(plain))) == 163_129
 
 
 def test_clipped_relu_and_dropout_placement():
-    model = DeepSpeech(n_hidden=4, n_classes=3, relu_clip=20.0, dropout=(0.0, 0.0, 0.0, 1.0))
+    model = DeepSpeech(ModelDimensions(n_hidden=4, n_classes=3), relu_clip=20.0, dropout=(0.0, 0.0, 0.0, 1.0))
     model.reset_parameters(torch.Generator().manual_seed(0))
     with torch.no_grad():
         model.layer_6.bias.copy_(torch.tensor([1.0, 2.0, 3.0]))
@@ -73,8 +76,6 @@ def test_clipped_relu_and_dropout_placement():
     logits = model(torch.randn(1, 7, 26))
     assert torch.allclose(logits, torch.tensor([1.0, 2.0, 3.0]).expand(7, 1, 3))
     x = torch.tensor([[-5.0, 3.0, 50.0]])
-    from coqui_stt_training.model import Dense
-
     dense = Dense(3, 3)
     with torch.no_grad():
         dense.weights.copy_(torch.eye(3))
@@ -82,15 +83,16 @@ def test_clipped_relu_and_dropout_placement():
 
 
 def test_glorot_uniform_limits():
-    model = DeepSpeech(n_hidden=64, n_classes=10)
+    model = DeepSpeech(ModelDimensions(n_hidden=64, n_classes=10))
     model.reset_parameters(torch.Generator().manual_seed(0))
     limit = np.sqrt(6 / (494 + 64))
     w = model.layer_1.weights.detach()
-    assert (
-        w.abs().max() <= limit and w.abs().max() > 0.95 * limit and float(model.layer_1.bias.detach().abs().max()) == 0
-    )
+    assert w.abs().max() <= limit
+    assert w.abs().max() > 0.95 * limit
+    assert float(model.layer_1.bias.detach().abs().max()) == 0
     lstm_limit = np.sqrt(6 / (128 + 256))
-    assert model.lstm.weight_hh_l0.detach().abs().max() <= lstm_limit and float(model.lstm.bias_hh_l0.abs().max()) == 0
+    assert model.lstm.weight_hh_l0.detach().abs().max() <= lstm_limit
+    assert float(model.lstm.bias_hh_l0.abs().max()) == 0
 
 
 def test_ctc_loss_is_per_utterance_sum_with_blank_last():
@@ -98,3 +100,16 @@ def test_ctc_loss_is_per_utterance_sum_with_blank_last():
     loss = ctc_loss(logits, torch.tensor([4]), torch.tensor([0]), torch.tensor([1]))
     # paths of length 4 emitting exactly "a": blanks and a's with one contiguous run of a -> 10 paths
     assert torch.allclose(loss, torch.tensor([-np.log(10 / 3**4)], dtype=torch.float32))
+
+
+def test_streaming_windows_with_the_state_carried_give_the_whole_utterances_logits():
+    """from_windows is what the export calls a few frames at a time; forward runs it once from zero state."""
+    model = DeepSpeech(ModelDimensions(n_hidden=16, n_classes=6)).eval()
+    features = torch.randn(2, 23, 26)
+    whole = model(features)
+    windows = context_windows(features)
+    state, pieces = None, []
+    for start in range(0, 23, 5):
+        logits, state = model.from_windows(windows[:, start : start + 5], state)
+        pieces.append(logits)
+    torch.testing.assert_close(torch.cat(pieces), whole, rtol=1e-5, atol=1e-5)

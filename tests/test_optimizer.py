@@ -5,7 +5,7 @@ from coqui_stt_training.optimizer import TFAdam
 
 
 def tf_adam_reference(params, grads_per_step, lr, beta1, beta2, eps):
-    """TF1 AdamOptimizer written out from spec §2: epsilon on the uncorrected root."""
+    """TF1's AdamOptimizer written out: epsilon on the uncorrected root."""
     params = [p.astype(np.float64).copy() for p in params]
     m = [np.zeros_like(p) for p in params]
     v = [np.zeros_like(p) for p in params]
@@ -32,13 +32,12 @@ def test_matches_tensorflow_update_rule():
         for p, g in zip(params, grads):
             p.grad = torch.from_numpy(g.astype(np.float32))
         optimizer.step()
-    expected, m, v, b1p, b2p = tf_adam_reference(start, steps, 0.01, 0.9, 0.999, 1e-8)
+    expected, _m, v, b1p, b2p = tf_adam_reference(start, steps, 0.01, 0.9, 0.999, 1e-8)
     for p, e in zip(params, expected):
         np.testing.assert_allclose(p.detach().numpy(), e, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(optimizer.slots(params[0])[1].numpy(), v[0], rtol=1e-4)
-    assert (
-        abs(float(optimizer.beta1_power) - b1p) < 1e-6 and abs(float(optimizer.beta2_power) - b2p) < 1e-6
-    )  # float32, as in TF
+    assert abs(float(optimizer.beta1_power) - b1p) < 1e-6  # float32, as in TF
+    assert abs(float(optimizer.beta2_power) - b2p) < 1e-6
 
     torch_params = [torch.nn.Parameter(torch.from_numpy(p.copy())) for p in start]
     torch_adam = torch.optim.Adam(torch_params, lr=0.01, eps=1e-8)
@@ -54,4 +53,5 @@ def test_parameters_without_gradient_are_untouched():
     optimizer = TFAdam([a, b])
     a.grad = torch.ones(2)
     optimizer.step()
-    assert torch.equal(b.detach(), torch.ones(2)) and not torch.equal(a.detach(), torch.ones(2))
+    assert torch.equal(b.detach(), torch.ones(2))
+    assert not torch.equal(a.detach(), torch.ones(2))

@@ -9,23 +9,25 @@ import shutil
 import kenlm
 import numpy as np
 import pytest
-from cli import run
 
 from coqui_stt_training import evaluate, lm_optimize, train, training_graph_inference, transcribe
 from coqui_stt_training.alphabet import UTF8Alphabet, load_alphabet
-from coqui_stt_training.decode import beam_search
+from coqui_stt_training.decode import DecodeOptions
+from coqui_stt_training.decode import beam_search as search
 from coqui_stt_training.inference import OnnxModel
 from coqui_stt_training.scorer import OOV_SCORE, Scorer, ScorerError
+from tests.helpers import ALPHABET as ALPHABET_PATH
+from tests.helpers import LDC, LDC_WAV, SMOKE, run
+from tests.helpers import LDC_SENTENCE as SENTENCE
 
-ROOT = os.path.join(os.path.dirname(__file__), "..")
-SMOKE = os.path.join(ROOT, "data", "smoke_test")
 SCORER = os.path.join(SMOKE, "pruned_lm.scorer")
 BYTES_SCORER = os.path.join(SMOKE, "pruned_lm.bytes.scorer")
 BYTES = UTF8Alphabet()
-ALPHABET_PATH = os.path.join(ROOT, "data", "alphabet.txt")
 ALPHABET = load_alphabet(ALPHABET_PATH)
-LDC = os.path.join(SMOKE, "ldc93s1.csv")
-SENTENCE = "she had your dark suit in greasy wash water all year"
+
+
+def beam_search(log_probs, beam_width, scorer=None):
+    return search(log_probs, DecodeOptions(beam_width), scorer)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,8 @@ def spell(scorer, text):
 def test_the_package_is_read_as_coqui_wrote_it(scorer):
     assert (scorer.alpha, round(scorer.beta, 6), scorer.order, scorer.utf8_mode) == (0.75, 1.85, 4, False)
     assert spell(scorer, SENTENCE + " ") == scorer.start  # every word is in the vocabulary, each ends the FST
-    assert spell(scorer, "she qqq ") == -1 and spell(scorer, "greasx") == -1
+    assert spell(scorer, "she qqq ") == -1
+    assert spell(scorer, "greasx") == -1
     assert spell(scorer, "gre") not in (-1, scorer.start)  # inside a word
     model = kenlm.Model(SCORER)  # KenLM itself reads the package, ignoring Coqui's block after its data
     expected = model.score("she had", bos=True, eos=False) - model.score("she", bos=True, eos=False)
@@ -112,11 +115,9 @@ def test_a_plain_kenlm_model_scores_words_without_a_vocabulary_constraint(tmp_pa
     with pytest.raises(ScorerError, match="a plain KenLM model has no default alpha and beta"):
         Scorer(str(path), ALPHABET)
     scorer = Scorer(str(path), ALPHABET, alpha=1.0, beta=0.5)
-    assert (
-        scorer.next_state is None
-        and scorer.log_probability(["greasy"], bos=True) == pytest.approx(-0.7 / math.log10(math.e))
-        and scorer.log_probability(["greesy"], bos=True) == OOV_SCORE
-    )
+    assert scorer.next_state is None
+    assert scorer.log_probability(["greasy"], bos=True) == pytest.approx(-0.7 / math.log10(math.e))
+    assert scorer.log_probability(["greesy"], bos=True) == OOV_SCORE
     log_probs = frames_for("greasy wash", confusion={3: ALPHABET.encode("e")[0]})
     assert ALPHABET.decode(beam_search(log_probs, 32)) == "greesy wash"
     assert ALPHABET.decode(beam_search(log_probs, 32, scorer=scorer)) == "greasy wash"
@@ -193,7 +194,8 @@ def test_multibyte_characters_are_scored_once_complete_and_bytes_that_are_not_ut
     path = tmp_path / "chars.arpa"  # a character model of "жук" in which ф alone is likelier than у
     path.write_text(CHAR_ARPA, encoding="utf-8")
     scorer = Scorer(str(path), BYTES, alpha=1.0, beta=0.0, char_based=True)
-    assert scorer.utf8_mode and scorer.next_state is None
+    assert scorer.utf8_mode
+    assert scorer.next_state is None
     u, f = "у".encode(), "ф".encode()
     assert u[0] == f[0]  # the two letters differ only in their second byte
     log_probs = frames_for("жук", {3: f[1] - 1}, 0.45, BYTES)
@@ -232,102 +234,57 @@ def test_bad_scorer_files_are_named(tmp_path):
         r"KenLM model",
     ):
         Scorer(str(tmp_path / "fake.scorer"), ALPHABET, 1.0, 1.0)
-    data = open(SCORER, "rb").read()
+    with open(SCORER, "rb") as f:
+        data = f.read()
     (tmp_path / "cut.scorer").write_bytes(data[: len(data) - 5000])
     with pytest.raises(ScorerError, match=r"cut.scorer: damaged vocabulary FST"):
         Scorer(str(tmp_path / "cut.scorer"), ALPHABET)
 
 
+def tlog_transcripts(path):
+    with open(path, encoding="utf-8") as f:
+        return [entry["transcript"] for entry in json.load(f)]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["characters", "bytes"])
 def test_an_ldc93s1_model_decodes_exactly_with_and_without_the_scorer(kind, tmp_path, capsys):
     """Coqui's acceptance: the LDC93S1 model (n_hidden 100) decodes exactly through evaluate with and without
     pruned_lm.scorer, through transcribe, and through the exported ONNX model. The same for a bytes model
     with pruned_lm.bytes.scorer (its 256 classes need more epochs to leave the all-blank plateau)."""
     if kind == "characters":
-        model_flags, scorer_path, metric = (
-            ["--alphabet_config_path", ALPHABET_PATH, "--epochs", "300", "--learning_rate", "0.001"],
-            SCORER,
-            "WER",
-        )
+        model_flags = ["--alphabet_config_path", ALPHABET_PATH, "--epochs", "300", "--learning_rate", "0.001"]
+        scorer_path, metric = SCORER, "WER"
     else:
-        model_flags, scorer_path, metric = (
-            ["--bytes_output_mode", "true", "--epochs", "1000", "--learning_rate", "0.002"],
-            BYTES_SCORER,
-            "CER",
-        )
+        model_flags = ["--bytes_output_mode", "true", "--epochs", "1000", "--learning_rate", "0.002"]
+        scorer_path, metric = BYTES_SCORER, "CER"
     ckpt, out = str(tmp_path / "ckpt"), str(tmp_path / "model")
-    status, log = run(
-        train.main,
-        model_flags
-        + [
-            "--train_files",
-            LDC,
-            "--dev_files",
-            LDC,
-            "--n_hidden",
-            "100",
-            "--dropout_rate",
-            "0.05",
-            "--checkpoint_dir",
-            ckpt,
-            "--show_progressbar",
-            "false",
-            "--export_dir",
-            out,
-        ],
-        capsys,
-    )
+    argv = model_flags + ["--train_files", LDC, "--dev_files", LDC, "--n_hidden", "100", "--dropout_rate", "0.05",
+                          "--checkpoint_dir", ckpt, "--show_progressbar", "false", "--export_dir", out]  # fmt: skip
+    status, log = run(train.main, argv, capsys)
     assert status == 0, log
     # evaluate, transcribe and lm_optimize find the alphabet, or bytes mode, in the checkpoint directory
     for scorer_flags in ([], ["--scorer_path", scorer_path]):
         status, log = run(evaluate.main, ["--checkpoint_dir", ckpt, "--test_files", LDC] + scorer_flags, capsys)
-        assert status == 0 and f' - res: "{SENTENCE}"' in log and "WER: 0.000000, CER: 0.000000" in log, log
-    shutil.copy(os.path.join(SMOKE, "LDC93S1.wav"), tmp_path / "ldc.wav")
+        assert status == 0, log
+        assert f' - res: "{SENTENCE}"' in log
+        assert "WER: 0.000000, CER: 0.000000" in log
+    shutil.copy(LDC_WAV, tmp_path / "ldc.wav")
     for scorer_flags in ([], ["--scorer_path", scorer_path]):
-        status, log = run(
-            transcribe.main,
-            ["--checkpoint_dir", ckpt, "--src", str(tmp_path / "ldc.wav"), "--force", "true", "--beam_width", "500"]
-            + scorer_flags,
-            capsys,
-        )
-        assert status == 0 and [e["transcript"] for e in json.load(open(tmp_path / "ldc.tlog"))] == [SENTENCE], log
-    status, log = run(
-        training_graph_inference.main,
-        [
-            "--checkpoint_dir",
-            ckpt,
-            "--one_shot_infer",
-            os.path.join(SMOKE, "LDC93S1.wav"),
-            "--beam_width",
-            "500",
-            "--scorer_path",
-            scorer_path,
-        ],
-        capsys,
-    )
-    assert status == 0 and SENTENCE in log.splitlines(), log
-    status, log = run(
-        lm_optimize.main,
-        [
-            "--checkpoint_dir",
-            ckpt,
-            "--test_files",
-            LDC,
-            "--scorer_path",
-            scorer_path,
-            "--n_trials",
-            "4",
-            "--lm_alpha_max",
-            "1",
-            "--lm_beta_max",
-            "1",
-        ],
-        capsys,
-    )
-    assert status == 0 and re.search(rf"Best params: lm_alpha=[0-9.]+ and lm_beta=[0-9.]+ with {metric}=0\.0\n", log), (
-        log
-    )
+        argv = ["--checkpoint_dir", ckpt, "--src", str(tmp_path / "ldc.wav"), "--force", "true", "--beam_width", "500"]
+        status, log = run(transcribe.main, argv + scorer_flags, capsys)
+        assert status == 0, log
+        assert tlog_transcripts(tmp_path / "ldc.tlog") == [SENTENCE]
+    argv = ["--checkpoint_dir", ckpt, "--one_shot_infer", LDC_WAV, "--beam_width", "500", "--scorer_path", scorer_path]
+    status, log = run(training_graph_inference.main, argv, capsys)
+    assert status == 0, log
+    assert SENTENCE in log.splitlines()
+    argv = ["--checkpoint_dir", ckpt, "--test_files", LDC, "--scorer_path", scorer_path, "--n_trials", "4",
+            "--lm_alpha_max", "1", "--lm_beta_max", "1"]  # fmt: skip
+    status, log = run(lm_optimize.main, argv, capsys)
+    assert status == 0, log
+    assert re.search(rf"Best params: lm_alpha=[0-9.]+ and lm_beta=[0-9.]+ with {metric}=0\.0\n", log), log
     onnx_model = OnnxModel(os.path.join(out, "output_graph.onnx"))
     assert onnx_model.alphabet.is_bytes == (kind == "bytes")
     for scorer in (None, Scorer(scorer_path, onnx_model.alphabet)):  # the package's own alpha and beta, as a client
-        assert onnx_model.transcribe(os.path.join(SMOKE, "LDC93S1.wav"), scorer=scorer) == SENTENCE
+        assert onnx_model.transcribe(LDC_WAV, scorer=scorer) == SENTENCE

@@ -2,13 +2,15 @@ import glob
 import os
 import struct
 
-from coqui_stt_training.summary import SummaryWriter
-from coqui_stt_training.tf_checkpoint import masked_crc32c
+from coqui_stt_training.formats.crc32c import masked_crc32c
+from coqui_stt_training.formats.tfevents import SummaryWriter
 
 
 def read_records(path):
     """TFRecord framing: length, masked CRC of the length, data, masked CRC of the data."""
-    data, records = open(path, "rb").read(), []
+    with open(path, "rb") as f:
+        data = f.read()
+    records = []
     while data:
         (length,) = struct.unpack("<Q", data[:8])
         assert struct.unpack("<I", data[8:12])[0] == masked_crc32c(data[:8])
@@ -27,10 +29,12 @@ def test_scalars_land_in_one_events_file_per_kind(tmp_path):
     writer.close()
     train = glob.glob(os.path.join(tmp_path, "train", "events.out.tfevents.*"))
     dev = glob.glob(os.path.join(tmp_path, "dev", "events.out.tfevents.*"))
-    assert len(train) == 1 and len(dev) == 1
+    assert len(train) == 1
+    assert len(dev) == 1
     records = read_records(train[0])
     # The first record announces the file version; then one event per scalar, holding its tag and float.
     assert b"brain.Event:2" in records[0]
     assert len(records) == 3
-    assert b"step_loss" in records[1] and struct.pack("<f", 12.5) in records[1]
+    assert b"step_loss" in records[1]
+    assert struct.pack("<f", 12.5) in records[1]
     assert struct.pack("<f", 11.0) in records[2]

@@ -4,20 +4,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-import coqui_stt_training.tf_checkpoint as tfc
-from coqui_stt_training.tf_checkpoint import (
-    TFCheckpointError,
-    TFCheckpointReader,
-    crc32c,
-    masked_crc32c,
-    read_state_file,
-    read_state_file_all,
-    write_state_file,
-    write_tf_checkpoint,
-)
+import coqui_stt_training.formats.tf_bundle as tfc
+from coqui_stt_training.formats.crc32c import crc32c, masked_crc32c
+from coqui_stt_training.formats.tf_bundle import TFCheckpointError, TFCheckpointReader, write_tf_checkpoint
+from coqui_stt_training.formats.tf_state_file import read_state_file, read_state_file_all, write_state_file
+from tests import helpers
 
-FIXTURES = Path(__file__).parent / "fixtures" / "coqui-1.4.0"
+FIXTURES = Path(helpers.FIXTURES)
 LDC_DIR = FIXTURES / "ldc93s1-h100-e20" / "checkpoint"
 LDC = str(LDC_DIR / "best_dev-20")
 CUDNN = str(FIXTURES / "ldc93s1-h100-e20-cudnn" / "checkpoint" / "best_dev-20")
@@ -26,7 +22,7 @@ LSTM = "cudnn_lstm/rnn/multi_rnn_cell/cell_0/cudnn_compatible_lstm_cell"
 
 
 def expected_variables(n_classes: int) -> dict[str, tuple[int, ...]]:
-    """Spec §2.1 for n_hidden 100: every weight with its two Adam slots, plus the optimizer scalars."""
+    """Coqui's variables for n_hidden 100: every weight with its two Adam slots, plus the optimizer scalars."""
     weights = {
         "layer_1/weights": (494, 100), "layer_1/bias": (100,),
         "layer_2/weights": (100, 100), "layer_2/bias": (100,),
@@ -53,23 +49,22 @@ def test_crc32c_known_vectors():
     assert crc32c(bytes(range(32))) == 0x46DD794E
 
 
-def test_crc32c_numpy_path_matches_bytewise_and_continues():
+def test_crc32c_continues_over_pieces():
     data = np.random.default_rng(0).integers(0, 256, 8192 * 17 + 123, dtype=np.uint8).tobytes()
-    bytewise = 0
-    for i in range(0, len(data), 1000):  # short pieces all take the plain table loop
-        bytewise = crc32c(data[i : i + 1000], bytewise)
-    assert crc32c(data) == bytewise
+    piecewise = 0
+    for i in range(0, len(data), 1000):
+        piecewise = crc32c(data[i : i + 1000], piecewise)
+    assert crc32c(data) == piecewise
     assert crc32c(data[77:], crc32c(data[:77])) == crc32c(data)
 
 
-def test_crc32c_of_data_longer_than_one_numpy_segment():
-    from coqui_stt_training.tf_checkpoint import _SEGMENT
-
-    data = np.random.default_rng(1).integers(0, 256, 2 * _SEGMENT + 8192 * 20 + 5, dtype=np.uint8).tobytes()
-    piecewise = 0
-    for i in range(0, len(data), 1 << 20):  # each piece fits one segment
-        piecewise = crc32c(data[i : i + (1 << 20)], piecewise)
-    assert crc32c(data) == piecewise
+def test_crc32c_of_buffers_other_than_bytes_and_longer_than_one_piece():
+    """A tensor read into a bytearray, or a numpy array, is checked in pieces (the C library takes bytes)."""
+    data = np.random.default_rng(1).integers(0, 256, 2 * (4 << 20) + 8192 * 20 + 5, dtype=np.uint8)
+    expected = crc32c(data.tobytes())
+    assert crc32c(bytearray(data.tobytes())) == expected
+    assert crc32c(data) == expected
+    assert crc32c(memoryview(data)[5:]) == crc32c(data[5:].tobytes())
 
 
 def test_masked_crc32c_is_tfrecord_masking():
@@ -88,10 +83,13 @@ def test_reads_every_tensor_of_coqui_checkpoint(prefix, n_classes, step):
     for name, shape in expected.items():
         assert name in reader
         array = reader.get(name)  # also checks the stored CRC32C
-        assert reader.shape(name) == array.shape == shape
-        assert array.dtype == reader.dtype(name) == (np.int64 if name == "global_step" else np.float32)
+        assert reader.shape(name) == shape
+        assert array.shape == shape
+        assert reader.dtype(name) == (np.int64 if name == "global_step" else np.float32)
+        assert array.dtype == reader.dtype(name)
         assert np.isfinite(array).all()
-    assert reader.get("global_step").ndim == 0 and int(reader.get("global_step")) == step
+    assert reader.get("global_step").ndim == 0
+    assert int(reader.get("global_step")) == step
     assert reader.get("learning_rate") == np.float32(0.001)
     # Adam's power accumulators hold beta^(steps + 1)
     np.testing.assert_allclose(reader.get("beta1_power"), 0.9 ** (step + 1), rtol=1e-5)
@@ -103,7 +101,8 @@ def test_reads_cudnn_variable_set():
     reader = TFCheckpointReader(CUDNN)
     assert reader.shape("cudnn_lstm/opaque_kernel") == (4 * 100 * 100 + 4 * 100 * 100 + 8 * 100,)
     assert reader.shape("cudnn_lstm/opaque_kernel/Adam_1") == (80800,)
-    assert f"{LSTM}/kernel" in reader and f"{LSTM}/kernel/Adam" not in reader
+    assert f"{LSTM}/kernel" in reader
+    assert f"{LSTM}/kernel/Adam" not in reader
     ldc = TFCheckpointReader(LDC)
     np.testing.assert_array_equal(reader.get(f"{LSTM}/kernel"), ldc.get(f"{LSTM}/kernel"))
 
@@ -145,7 +144,8 @@ def test_round_trip_of_all_dtypes_and_shapes(tmp_path):
     assert reader.names() == sorted(tensors)
     for name, expected in tensors.items():
         got = reader.get(name)
-        assert got.shape == np.shape(expected) and got.dtype == np.asarray(expected).dtype.newbyteorder("=")
+        assert got.shape == np.shape(expected)
+        assert got.dtype == np.asarray(expected).dtype.newbyteorder("=")
         np.testing.assert_array_equal(got, expected)
     got = reader.get("f32")
     got[0, 0] = 1  # arrays we hand out are ordinary writable arrays
@@ -287,10 +287,7 @@ def test_state_file_extras_and_errors(tmp_path):
 
 # ---- fuzzing: a damaged index or data file gives TFCheckpointError, never a crash or a hang ----------
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st
-
-INDEX_BYTES = open(LDC + ".index", "rb").read()
+INDEX_BYTES = Path(LDC + ".index").read_bytes()
 
 
 @settings(max_examples=200, deadline=5000)
@@ -301,7 +298,7 @@ def test_fuzz_index_reader_damaged_index(tmp_path_factory, cut, damage):
         data[position % len(data)] = value
     folder = tmp_path_factory.mktemp("fuzz")
     prefix = str(folder / "best_dev-20")
-    open(prefix + ".index", "wb").write(bytes(data[: max(1, len(data) * cut // 100)]))
+    Path(prefix + ".index").write_bytes(bytes(data[: max(1, len(data) * cut // 100)]))
     shutil.copy(LDC + ".data-00000-of-00001", prefix + ".data-00000-of-00001")
     try:
         reader = TFCheckpointReader(prefix)

@@ -1,6 +1,6 @@
 """TensorBoard scalars without TensorFlow: event files are TFRecords of `Event` protocol buffers.
 
-Record: uint64 length, masked crc32c of the length, the bytes, masked crc32c of the bytes.
+Record: uint64 length, masked CRC32C of the length, the bytes, masked CRC32C of the bytes.
 Event: wall_time (field 1, double), step (2, int64), file_version (3, string) or summary (5);
 Summary.value (1): tag (1, string), simple_value (2, float).
 """
@@ -11,21 +11,19 @@ import os
 import socket
 import struct
 import time
+from typing import BinaryIO
 
-from .tf_checkpoint import _message_field, _varint, masked_crc32c  # the same protobuf wire format
-
-
-def _field(number: int, wire_type: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | wire_type) + payload
+from .crc32c import masked_crc32c
+from .protobuf import field, message_field, varint
 
 
 def _event(step: int, body: bytes) -> bytes:
-    return _field(1, 1, struct.pack("<d", time.time())) + _field(2, 0, _varint(step)) + body
+    return field(1, 1, struct.pack("<d", time.time())) + field(2, 0, varint(step)) + body
 
 
 def scalar_event(tag: str, value: float, step: int) -> bytes:
-    summary_value = _message_field(1, tag.encode("utf-8")) + _field(2, 5, struct.pack("<f", value))
-    return _event(step, _message_field(5, _message_field(1, summary_value)))
+    summary_value = message_field(1, tag.encode("utf-8")) + field(2, 5, struct.pack("<f", value))
+    return _event(step, message_field(5, message_field(1, summary_value)))
 
 
 def record(data: bytes) -> bytes:
@@ -38,15 +36,15 @@ class SummaryWriter:
 
     def __init__(self, directory: str):
         self.directory = directory
-        self.files = {}
+        self.files: dict[str, BinaryIO] = {}
 
-    def _file(self, kind: str):
+    def _file(self, kind: str) -> BinaryIO:
         if kind not in self.files:
             folder = os.path.join(self.directory, kind)
             os.makedirs(folder, exist_ok=True)
             name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
-            f = open(os.path.join(folder, name), "ab")
-            f.write(record(_event(0, _message_field(3, b"brain.Event:2"))))
+            f = open(os.path.join(folder, name), "ab")  # noqa: SIM115 (open until close())
+            f.write(record(_event(0, message_field(3, b"brain.Event:2"))))
             self.files[kind] = f
         return self.files[kind]
 
@@ -59,3 +57,9 @@ class SummaryWriter:
         for f in self.files.values():
             f.close()
         self.files.clear()
+
+    def __enter__(self) -> SummaryWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,209 @@
+"""Data sets: CSV files in Coqui's format (docs/compatibility.md, "Data"), read and checked before training.
+
+A CSV has a header row with `wav_filename` (relative paths resolve against the CSV's folder),
+`transcript`, and optionally `wav_filesize` (used only for ordering). Every problem found in the
+rows is reported at once, grouped by kind, one line per row, before any training starts; with
+--skip_invalid_samples the bad rows are left out instead, with a count. read_source is where other
+kinds of data source come in: each reads its rows into the same Samples, and everything after it
+(the checks, ordering, batching, caching) is shared.
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import io
+import itertools
+import os
+from dataclasses import dataclass
+
+import soundfile
+
+from . import audio, log
+from .alphabet import AnyAlphabet
+from .errors import UserError
+from .features import FeatureSettings
+
+MAX_LISTED_PER_KIND = 10
+
+
+class DataError(UserError):
+    pass
+
+
+@dataclass
+class Sample:
+    audio_path: str  # resolved path, used for reading
+    wav_filename: str  # as written in the CSV, used in reports
+    transcript: str
+    filesize: int
+    where: str  # "<csv>, row <n>" for messages
+    labels: list[int] | None = None
+    duration: float = 0.0
+    problem: tuple[str, str] | None = None  # (kind, message), found while reading the row
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+
+def read_source(path: str) -> list[Sample]:
+    """The samples of one data source (today a CSV file), in file order, not yet checked."""
+    return read_csv(path)
+
+
+def read_csv(path: str) -> list[Sample]:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read CSV file ({e.strerror})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        what = f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})"
+        raise DataError(f"{path}, row {line}: {what}") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = reader.fieldnames or []
+    for column in ("wav_filename", "transcript"):
+        if column not in header:
+            raise DataError(f"{path}: missing CSV column '{column}' (header is: {','.join(header) or 'empty'})")
+    folder = os.path.dirname(os.path.abspath(path))
+    samples = []
+    try:
+        for row in reader:
+            where = f"{path}, row {reader.line_num}"
+            wav_filename = row["wav_filename"] or ""
+            size_text = (row.get("wav_filesize") or "0").strip()
+            problem = None
+            try:
+                filesize = int(size_text)
+            except ValueError:
+                filesize, problem = 0, ("bad wav_filesize", f"wav_filesize is not an integer: {size_text!r}")
+            samples.append(
+                Sample(
+                    audio_path=os.path.join(folder, wav_filename),  # join keeps absolute paths as they are
+                    wav_filename=wav_filename,
+                    transcript=row["transcript"] if row["transcript"] is not None else "",
+                    filesize=filesize,
+                    where=where,
+                    problem=problem,
+                )
+            )
+    except csv.Error as e:
+        # DictReader.line_num is only updated after a row parses; its reader's counts the failing line too.
+        raise DataError(f"{path}, row {reader.reader.line_num}: malformed CSV ({e})") from None
+    return samples
+
+
+# ---- validation -------------------------------------------------------------------------------
+
+
+def check_samples(
+    samples: list[Sample], alphabet: AnyAlphabet, features: FeatureSettings, normalize_sample_rate: bool = True
+) -> list[tuple[Sample, str, str]]:
+    """Fill in labels and durations; return (sample, kind, message) for every bad row."""
+    problems = []
+    for s in samples:
+        problem = s.problem or _check_sample(s, alphabet, features, normalize_sample_rate)
+        if problem:
+            problems.append((s, problem[0], f"{s.where}: {problem[1]}"))
+    return problems
+
+
+def _check_sample(
+    s: Sample, alphabet: AnyAlphabet, features: FeatureSettings, normalize_sample_rate: bool
+) -> tuple[str, str] | None:
+    if not s.wav_filename:
+        return "empty wav_filename", "empty wav_filename"
+    ext = os.path.splitext(s.audio_path)[1].lower()
+    if ext not in audio.AUDIO_EXTENSIONS:
+        return "unknown audio type", f'Unknown audio type extension "{ext}" ({s.wav_filename})'
+    if not os.path.isfile(s.audio_path):
+        return "audio file not found", f"audio file not found: {s.audio_path}"
+    if not s.transcript:
+        return "empty transcript", (
+            f"Found an empty transcript for {s.wav_filename}! You must include a transcript for all data."
+        )
+    missing = alphabet.missing_characters(s.transcript)
+    if missing:
+        return "characters not in the alphabet", (
+            f'Alphabet cannot encode transcript "{s.transcript}" of {s.wav_filename}; missing characters are: '
+            f"{missing}. Check that your alphabet contains all characters in the corpus."
+        )
+    try:
+        info = soundfile.info(s.audio_path)
+    except Exception as e:  # soundfile raises several types for bad headers
+        return "unreadable audio", f"unreadable audio {s.audio_path} ({str(e).splitlines()[0]})"
+    if info.frames <= 0:
+        return "empty audio", f"empty audio {s.audio_path}"
+    if not normalize_sample_rate and info.samplerate != features.sample_rate:
+        return "wrong sample rate", (
+            f"{s.audio_path} has sample rate {info.samplerate} but --audio_sample_rate is "
+            f"{features.sample_rate} and --normalize_sample_rate is false"
+        )
+    s.duration = info.frames / info.samplerate
+    s.labels = alphabet.encode(s.transcript)
+    frames = features.frames(audio.resampled_length(info.frames, info.samplerate, features.sample_rate))
+    needed = ctc_min_frames(s.labels)
+    if frames < needed:
+        return "transcript too long for its audio", (
+            f"transcript too long for its audio: {s.audio_path} gives {frames} feature frames but its "
+            f"{len(s.labels)} labels need at least {needed} for CTC"
+        )
+    return None
+
+
+def grouped_report(problems: list[tuple[Sample, str, str]]) -> str:
+    """Problem lines grouped by kind, in order of first appearance, at most MAX_LISTED_PER_KIND each."""
+    kinds: dict[str, list[str]] = {}
+    for _, kind, message in problems:
+        kinds.setdefault(kind, []).append(message)
+    lines = []
+    for kind, messages in kinds.items():
+        lines.append(f"  {kind}: {len(messages)} row(s)")
+        lines += [f"    {m}" for m in messages[:MAX_LISTED_PER_KIND]]
+        if len(messages) > MAX_LISTED_PER_KIND:
+            lines.append(f"    ... and {len(messages) - MAX_LISTED_PER_KIND} more")
+    return "\n".join(lines)
+
+
+def ctc_min_frames(labels: list[int]) -> int:
+    """CTC needs one frame per label plus a blank between each pair of equal neighbours."""
+    return len(labels) + sum(1 for a, b in itertools.pairwise(labels) if a == b)
+
+
+def load_data_set(
+    paths: list[str],
+    alphabet: AnyAlphabet,
+    features: FeatureSettings,
+    kind: str,
+    skip_invalid: bool = False,
+    normalize_sample_rate: bool = True,
+) -> list[Sample]:
+    """Read, check and order one flag's data sets (`kind`: train, dev, test or metrics, for messages).
+    Raises DataError listing every bad row, grouped by kind, unless `skip_invalid` (--skip_invalid_samples),
+    which leaves them out and says how many. Only training data may keep its own sample rate
+    (--normalize_sample_rate false)."""
+    sources = [read_source(p) for p in paths]
+    problems = []
+    for samples in sources:
+        problems += check_samples(samples, alphabet, features, normalize_sample_rate or kind != "train")
+    if problems and not skip_invalid:
+        raise DataError(
+            f"{len(problems)} invalid sample(s) in --{kind}_files (--skip_invalid_samples true leaves "
+            "them out):\n" + grouped_report(problems)
+        )
+    if problems:
+        bad = {id(s) for s, _, _ in problems}
+        sources = [[s for s in samples if id(s) not in bad] for samples in sources]
+        left = sum(len(samples) for samples in sources)
+        if not left:
+            raise DataError(f"--{kind}_files: all {len(problems)} samples are invalid:\n" + grouped_report(problems))
+        log.warn(
+            f"Skipping {len(problems)} invalid sample(s) of --{kind}_files, {left} left:\n" + grouped_report(problems)
+        )
+    ordered = [sorted(s, key=lambda x: x.filesize) for s in sources]
+    if len(ordered) == 1:
+        return ordered[0]
+    return list(heapq.merge(*[sorted(s, key=lambda x: x.duration) for s in ordered], key=lambda x: x.duration))

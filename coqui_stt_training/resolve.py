@@ -1,0 +1,177 @@
+"""From the flags to what a run uses: Coqui's derived values that depend on files (the source checkpoint's
+flags.txt, where the alphabet is), the process's settings (threads), and the small option objects the
+library takes instead of the whole Config. Every entry point goes through prepare() after parsing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+from . import log
+from .alphabet import AnyAlphabet, UTF8Alphabet, alphabet_from_transcripts, load_alphabet
+from .batches import LoaderSettings
+from .checkpoint import read_flags_file
+from .config import Config, ConfigError
+from .dataset import Sample, load_data_set, read_source
+from .decode import DecodeOptions, make_decoder
+from .distributed import World
+from .export_onnx import ExportSettings, ModelCard
+from .features import FeatureSettings
+from .load import LoadedModel, load_model, require_directory
+from .report import EvaluationSettings, SampleResult, run_test
+from .scorer import Scorer, load_scorer
+from .transcription import Segmentation
+
+
+def prepare(config: Config) -> Config:
+    """Everything the command line derives from the flags before a tool runs: Coqui's rules, the source
+    checkpoint's flags.txt, refusals, and the thread counts."""
+    config.finalize()
+    config.adopt_source_flags(read_flags_file(config.load_checkpoint_dir))
+    config.refuse_unsupported()
+    if config.train_cudnn or config.load_cudnn:
+        log.info(
+            "--train_cudnn/--load_cudnn are not needed: any checkpoint loads on CPU or GPU, and the "
+            "LSTM uses cuDNN whenever it runs on a CUDA device"
+        )
+    apply_threads(config)
+    return config
+
+
+def apply_threads(config: Config) -> None:
+    if config.intra_op_parallelism_threads > 0:
+        torch.set_num_threads(config.intra_op_parallelism_threads)
+    if config.inter_op_parallelism_threads > 0:
+        with contextlib.suppress(RuntimeError):  # torch allows this only once per process, before parallel work
+            torch.set_num_interop_threads(config.inter_op_parallelism_threads)
+
+
+def resolve_alphabet(config: Config) -> AnyAlphabet:
+    """Coqui's order: bytes mode, the flag, the loaded checkpoint's, the data folder's, generated from the data."""
+    if config.bytes_output_mode:
+        return UTF8Alphabet()
+    if config.alphabet_config_path:
+        return load_alphabet(config.alphabet_config_path)
+    if config.load_checkpoint_dir:
+        path = os.path.join(config.load_checkpoint_dir, "alphabet.txt")
+        if os.path.isfile(path):
+            log.info(f"Using alphabet from checkpoint directory: {path}")
+            return load_alphabet(path)
+    sets = [config.train_files, config.dev_files, config.test_files]
+    if all(sets):
+        folders = {os.path.dirname(os.path.abspath(p)) for files in sets for p in files or []}
+        if len(folders) == 1 and os.path.isfile(path := os.path.join(folders.pop(), "alphabet.txt")):
+            log.info(f"Using alphabet found next to the data: {path}")
+            return load_alphabet(path)
+        log.info("Generating the alphabet from the transcripts of the train, dev and test sets")
+        return alphabet_from_transcripts(s.transcript for files in sets for p in files or [] for s in read_source(p))
+    if config.load_checkpoint_dir and not os.path.isdir(config.load_checkpoint_dir):
+        raise ConfigError(
+            f"Missing checkpoint directory {config.load_checkpoint_dir!r} (--checkpoint_dir or --load_checkpoint_dir)"
+        )
+    raise ConfigError(
+        "Missing --alphabet_config_path flag. Couldn't find an alphabet file alongside checkpoint, "
+        "and input datasets are not fully specified (--train_files, --dev_files, --test_files), so "
+        "can't generate an alphabet."
+    )
+
+
+def model_for(config: Config, directory: str, world: World = World()) -> LoadedModel:
+    """The trained model in `directory` (--load_evaluate order), for the alphabet the flags resolve to."""
+    require_directory(directory)
+    return load_model(directory, resolve_alphabet(config), config.load_evaluate, world.device(), config.relu_clip)
+
+
+def scorer_for(config: Config, alphabet: AnyAlphabet) -> Scorer | None:
+    return load_scorer(config.scorer_path, alphabet, config.lm_alpha, config.lm_beta)
+
+
+def data_set(config: Config, paths: list[str], alphabet: AnyAlphabet, kind: str) -> list[Sample]:
+    """One flag's data sets (--train_files, --dev_files, ...), read and checked."""
+    features = feature_settings(config)
+    return load_data_set(paths, alphabet, features, kind, config.skip_invalid_samples, config.normalize_sample_rate)
+
+
+def test_phase(
+    config: Config, loaded: LoadedModel, test_sets: list[tuple[str, list[Sample]]] | None = None, world: World = World()
+) -> list[SampleResult]:
+    """Coqui's test phase on --test_files (`test_sets`: those sets already read and checked), decoded with
+    --export_beam_width and the scorer."""
+    options = decode_options(config, config.export_beam_width)
+    decoder = make_decoder(loaded.alphabet, options, scorer_for(config, loaded.alphabet))
+    if test_sets is None:
+        test_sets = [(path, data_set(config, [path], loaded.alphabet, "test")) for path in config.test_files or []]
+    return run_test(
+        loaded.model,
+        test_sets,
+        decoder,
+        loaded.device,
+        evaluation_settings(config),
+        loader_settings(config),
+        loaded.alphabet.is_bytes,
+        world,
+    )
+
+
+# ---- option objects -------------------------------------------------------------------------------
+
+
+def feature_settings(config: Config) -> FeatureSettings:
+    return FeatureSettings(config.audio_sample_rate, config.feature_win_len, config.feature_win_step)
+
+
+def decode_options(config: Config, beam_width: int) -> DecodeOptions:
+    """Beam search with the --cutoff_* pruning; Coqui tests with --export_beam_width and transcribes with
+    --beam_width."""
+    return DecodeOptions(beam_width, config.cutoff_prob, config.cutoff_top_n)
+
+
+def loader_settings(config: Config) -> LoaderSettings:
+    return LoaderSettings(
+        feature_settings(config),
+        config.feature_cache,
+        config.cache_for_epochs,
+        config.data_workers,
+        config.shuffle_batches,
+        config.shuffle_start,
+        config.random_seed,
+    )
+
+
+def evaluation_settings(config: Config) -> EvaluationSettings:
+    return EvaluationSettings(
+        config.test_batch_size, config.limit_test, config.reverse_test, config.report_count, config.test_output_file
+    )
+
+
+def export_settings(config: Config) -> ExportSettings:
+    card = ModelCard(
+        config.export_author_id,
+        config.export_model_name,
+        config.export_model_version,
+        config.export_contact_info,
+        config.export_license,
+        config.export_language,
+        config.export_min_stt_version,
+        config.export_max_stt_version,
+        config.export_description,
+    )
+    return ExportSettings(
+        config.export_dir,
+        config.export_file_name,
+        config.remove_export,
+        config.n_steps,
+        config.export_beam_width,
+        feature_settings(config),
+        config.export_tflite or config.export_savedmodel,
+        card,
+    )
+
+
+def segmentation(config: Config) -> Segmentation:
+    return Segmentation(
+        config.vad_aggressiveness, config.batch_size, config.outlier_duration_ms, config.outlier_batch_size
+    )

@@ -1,0 +1,50 @@
+"""What the tests share: where the data is, and running an entry point in-process as a user would."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE = os.path.join(ROOT, "data", "smoke_test")
+ALPHABET = os.path.join(ROOT, "data", "alphabet.txt")  # Coqui's English alphabet
+LDC = os.path.join(SMOKE, "ldc93s1.csv")  # one utterance, 16 kHz
+LDC_WAV = os.path.join(SMOKE, "LDC93S1.wav")
+LDC_SENTENCE = "she had your dark suit in greasy wash water all year"
+RUSSIAN = os.path.join(SMOKE, "russian_sample_data")
+FIXTURES = os.path.join(ROOT, "tests", "fixtures", "coqui-1.4.0")  # outputs of the genuine Coqui STT 1.4.0
+SHARED = os.path.join(os.path.dirname(ROOT), "shared")  # the project's bigger data, beside the repository
+
+
+def run(main, argv: list[str], capsys) -> tuple[int, str]:
+    """Run an entry point's main(argv) in this process; return its exit status and stdout + stderr."""
+    try:
+        main(argv)
+        status = 0
+    except SystemExit as e:
+        status = e.code if isinstance(e.code, int) else 1
+    out = capsys.readouterr()
+    return status, out.out + out.err
+
+
+def sha256(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def digest(directory: str) -> dict[str, str]:
+    """Every file of a directory (not its subdirectories) by name, with its hash."""
+    return {
+        name: sha256(os.path.join(directory, name))
+        for name in sorted(os.listdir(directory))
+        if os.path.isfile(os.path.join(directory, name))
+    }
+
+
+def repeated_csv(directory, copies: int = 5, name: str = "train.csv") -> str:
+    """LDC93S1 several times over (distinct sizes keep the order stable): several steps per epoch."""
+    rows = "".join(f"{LDC_WAV},{93638 + i},{LDC_SENTENCE}\n" for i in range(copies))
+    path = os.path.join(str(directory), name)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("wav_filename,wav_filesize,transcript\n" + rows)
+    return path
