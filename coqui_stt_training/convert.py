@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import shutil
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import safetensors.numpy
@@ -31,14 +32,17 @@ from .formats.tf_state_file import read_state_file, read_state_file_all, write_s
 from .layout import TensorReader
 
 
-class LazyTensors:
+class LazyTensors(Mapping[str, np.ndarray]):
     """A read-only mapping over a checkpoint that reads each tensor only when the writer asks for it."""
 
     def __init__(self, reader: TensorReader):
         self.reader = reader
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self.reader.names())
+
+    def __len__(self) -> int:
+        return len(self.reader.names())
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.reader.get(name)
@@ -47,7 +51,7 @@ class LazyTensors:
 def convert_checkpoint(reader: TensorReader, source_prefix: str, target_prefix: str, checkpoint_format: str) -> int:
     """Rewrite one checkpoint (`reader` is open on `source_prefix`); return its number of tensors."""
     if checkpoint_format == "tf":
-        write_tf_checkpoint(target_prefix, LazyTensors(reader))  # type: ignore[arg-type]
+        write_tf_checkpoint(target_prefix, LazyTensors(reader))
     else:  # safetensors serialises from one dict; a checkpoint is read whole once
         tensors = {name: np.require(reader.get(name), requirements="C") for name in reader.names()}
         write_atomically(target_prefix + ".safetensors", lambda tmp: safetensors.numpy.save_file(tensors, tmp))

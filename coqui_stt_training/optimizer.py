@@ -1,4 +1,4 @@
-"""TensorFlow 1's AdamOptimizer, which Coqui trains with (spec §2, "Optimizer semantics").
+"""TensorFlow 1's AdamOptimizer, which Coqui trains with (docs/compatibility.md, "Training").
 
 It differs from torch.optim.Adam in where epsilon goes: TF folds both bias corrections into the
 step size and adds epsilon to the *uncorrected* sqrt(v). The power accumulators beta1_power and

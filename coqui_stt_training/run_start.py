@@ -59,7 +59,8 @@ def own_checkpoint(
     def of_this_run(state: RunState | None) -> bool:
         if not (save.one_dir and drop_source_layers):
             return True
-        return bool(state and state.transfer) and state.transfer.alphabet == alphabet_record(alphabet)  # type: ignore[union-attr]
+        transfer = state.transfer if state else None
+        return transfer is not None and transfer.alphabet == alphabet_record(alphabet)
 
     progress = save.newest_state.progress if save.newest_state else None
     if load_train in ("auto", "last") and progress and not progress.finished and of_this_run(save.newest_state):
@@ -109,11 +110,11 @@ def choose(
     serial = save.newest_state.save_serial if save.newest_state else 0
     own = own_checkpoint(save, load_train, drop_source_layers, alphabet)
     if own and own.exact:
-        p = own.state.progress  # type: ignore[union-attr]
+        assert own.state is not None and own.state.progress is not None  # what made it exact
+        p = own.state.progress
+        position = f"batch {p.batch} of {p.batches_in_epoch}" if p.stage == "train" else f"stage {p.stage}"
         log.info(
-            f"Resuming the interrupted run from {own.prefix}: epoch {p.epoch}, "  # type: ignore[union-attr]
-            + (f"batch {p.batch} of {p.batches_in_epoch}" if p.stage == "train" else f"stage {p.stage}")  # type: ignore[union-attr]
-            + f", until --epochs {epochs}"
+            f"Resuming the interrupted run from {own.prefix}: epoch {p.epoch}, {position}, until --epochs {epochs}"
         )
         return own, serial
     if own:

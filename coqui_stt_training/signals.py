@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 from types import FrameType
+from typing import Any
 
 from . import log
 
@@ -26,7 +27,7 @@ class StopSignals:
 
     def __init__(self) -> None:
         self.received: str | None = None
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, Any] = {}  # what signal.signal returned: a handler, SIG_DFL or None
 
     def __enter__(self) -> StopSignals:
         for sig in self.SIGNALS:
@@ -35,7 +36,7 @@ class StopSignals:
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
+            signal.signal(sig, handler)
         self._previous.clear()
 
     def _handle(self, number: int, frame: FrameType | None) -> None:

@@ -111,12 +111,10 @@ class Trainer:
         )
         run.global_step = report.global_step
         from_state = start.state or RunState()
-        if start.resuming:
-            run.transfer, run.epochs_done, run.best_dev_loss = (
-                from_state.transfer,
-                from_state.epochs_done,
-                from_state.best_dev_loss,
-            )
+        if start.resuming:  # the run's own history goes on
+            run.transfer = from_state.transfer
+            run.epochs_done = from_state.epochs_done
+            run.best_dev_loss = from_state.best_dev_loss
         if start.exact:
             run.progress = from_state.progress or Progress()
             self.resumed_rng = from_state.rng
