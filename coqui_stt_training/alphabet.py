@@ -95,6 +95,45 @@ def alphabet_record(alphabet: AnyAlphabet) -> str | list[str]:
     return "UTF-8 bytes" if alphabet.is_bytes else list(alphabet.labels)
 
 
+def serialize_binary(alphabet: AnyAlphabet) -> bytes:
+    """Coqui's binary Alphabet::Serialize, which its exported graphs embed: uint16 count, then per label
+    its uint16 index, uint16 byte length and bytes. Bytes mode is Coqui's UTF8Alphabet: 255 labels, label
+    i the single byte i + 1."""
+    labels = [bytes([i + 1]) for i in range(255)] if alphabet.is_bytes else [s.encode("utf-8") for s in alphabet.labels]
+    out = [len(labels).to_bytes(2, "little")]
+    for i, label in enumerate(labels):
+        out.append(i.to_bytes(2, "little") + len(label).to_bytes(2, "little") + label)
+    return b"".join(out)
+
+
+def deserialize_binary(data: bytes, source: str) -> AnyAlphabet:
+    """The alphabet of serialize_binary's bytes (Coqui's Alphabet::Deserialize)."""
+    labels: dict[int, bytes] = {}
+    if len(data) < 2:
+        raise AlphabetError(f"{source}: serialised alphabet shorter than its count")
+    count, position = int.from_bytes(data[:2], "little"), 2
+    for _ in range(count):
+        if position + 4 > len(data):
+            raise AlphabetError(f"{source}: serialised alphabet cut short")
+        index = int.from_bytes(data[position : position + 2], "little")
+        length = int.from_bytes(data[position + 2 : position + 4], "little")
+        if position + 4 + length > len(data):
+            raise AlphabetError(f"{source}: serialised alphabet cut short")
+        labels[index] = data[position + 4 : position + 4 + length]
+        position += 4 + length
+    if sorted(labels) != list(range(count)):
+        raise AlphabetError(f"{source}: the serialised alphabet does not number its labels 0..{count - 1}")
+    ordered = [labels[i] for i in range(count)]
+    if ordered == [bytes([i + 1]) for i in range(255)]:
+        return UTF8Alphabet()
+    try:
+        return Alphabet([label.decode("utf-8") for label in ordered])
+    except UnicodeDecodeError:
+        raise AlphabetError(f"{source}: a label of the serialised alphabet is not UTF-8") from None
+    except AlphabetError as e:
+        raise AlphabetError(f"{source}: {e}") from None
+
+
 def parse_alphabet(text: str, source: str = "alphabet") -> Alphabet:
     labels = []
     for line in re.split(r"\r\n|\n|\r", text):

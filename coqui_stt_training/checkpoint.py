@@ -21,6 +21,7 @@ import safetensors.numpy
 
 from . import log
 from .errors import UserError
+from .exported import EXPORT_SUFFIXES, exported_model_file, open_exported
 from .files import read_range, remove_stale_temporaries, write_atomically, write_file_atomically
 from .formats.tf_bundle import TFCheckpointReader
 from .formats.tf_state_file import read_state_file, read_state_file_all, write_state_file
@@ -141,7 +142,10 @@ def refuse_pickles(directory: str) -> None:
 
 
 def open_checkpoint(prefix: str) -> TensorReader:
-    """Our safetensors checkpoint or a Coqui/TensorFlow one, whichever is at this prefix."""
+    """Our safetensors checkpoint or a Coqui/TensorFlow one, whichever is at this prefix; or an exported
+    model (a .tflite or .pb file: its weights only)."""
+    if prefix.endswith(EXPORT_SUFFIXES) and os.path.isfile(prefix):
+        return open_exported(prefix)
     if os.path.isfile(prefix + ".safetensors"):
         return SafetensorsCheckpoint(prefix)
     if os.path.isfile(prefix + ".index"):
@@ -211,19 +215,31 @@ class Search:
         """Coqui's lines for this search."""
         for which in self.tried:
             log.info(f"Could not find {_WHAT[which]} checkpoint.")
-        if self.found:
+        if self.found == "exported":
+            log.info(f"Loading the exported model {self.prefix} (its weights; it holds no optimizer state)")
+        elif self.found:
             log.info(f"Loading {_WHAT[self.found]} checkpoint from {self.prefix}")
 
 
-def search(directory: str, method: str) -> Search:
+def search(directory: str, method: str, exported: bool = False) -> Search:
     """Search `directory` in --load_train/--load_evaluate order. A directory that holds only PyTorch pickles
-    is not taken for an empty one (which would train from scratch): that is a CheckpointError."""
+    is not taken for an empty one (which would train from scratch): that is a CheckpointError. With
+    `exported` (a source to load from, never a save directory), `directory` may also be an exported model
+    or a directory holding one and no checkpoint."""
     tried: list[str] = []
+    if exported and method != "init" and os.path.isfile(directory):
+        model = exported_model_file(directory)
+        if model is None:
+            raise CheckpointError(f"{directory}: not a checkpoint directory nor an exported model (.tflite, .pb)")
+        return Search(model, "exported")
     for which in LOAD_ORDER[method]:
         prefix = find_checkpoint(directory, _KIND[which]) if directory else None
         if prefix:
             return Search(prefix, which, tried)
         tried.append(which)
+    model = exported_model_file(directory) if exported and method != "init" else None
+    if model:
+        return Search(model, "exported", tried)
     if directory:
         refuse_pickles(directory)
     return Search(None, None, tried)

@@ -131,13 +131,13 @@ class Config:
     )
     drop_source_layers: int = _flag(0, "transfer learning: re-initialise the last N layers of the loaded model")
     # export
-    export_dir: str = _flag("", "export directory: an ONNX model and its model card are written there")
+    export_dir: str = _flag("", "export directory: the model and its model card are written there")
     remove_export: bool = _flag(False, "delete the export directory first")
-    export_tflite: bool = _flag(True, "Coqui's TFLite export (needs TensorFlow): the export is ONNX instead")
-    export_quantize: bool = _flag(True, "int8 weights in Coqui's TFLite export; the ONNX export is float32")
-    export_savedmodel: bool = _flag(False, "a TensorFlow SavedModel (needs TensorFlow): the export is ONNX instead")
+    export_tflite: bool = _flag(True, "export a .tflite for Coqui's native client; false: ONNX instead of a .pb")
+    export_quantize: bool = _flag(True, "int8 weights in the TFLite export (false: float32)")
+    export_savedmodel: bool = _flag(False, "a TensorFlow SavedModel (needs TensorFlow: refused)")
     n_steps: int = _flag(16, "time steps per call of the exported model")
-    export_zip: bool = _flag(False, "zip the export (not supported yet: refused)")
+    export_zip: bool = _flag(False, "zip the export directory, with the scorer, into <export_dir>.zip")
     export_file_name: str = _flag("output_graph", "export base file name")
     export_beam_width: int = _flag(500, "beam width of exported models; also the width evaluation uses")
     export_author_id: str = _flag("author", "model card: author")
@@ -218,6 +218,7 @@ class Config:
         "convert: format to write, ours (safetensors + JSON) or tf (TensorFlow V2, as Coqui STT writes)",
         choices=("safetensors", "tf"),
     )
+    export_onnx: bool = _flag(False, "export: also write <export_file_name>.onnx for onnxruntime")
 
     # ---- parsing ---------------------------------------------------------------------------
 
@@ -316,11 +317,18 @@ class Config:
             self.summary_dir = os.path.join(self.save_checkpoint_dir, "summaries")
         return self
 
-    def adopt_source_flags(self, source_flags: dict[str, Any] | None) -> Config:
+    def adopt_source_flags(self, source_flags: dict[str, Any] | None, features: bool = False) -> Config:
         """n_hidden from the source checkpoint's flags.txt, as Coqui does; and, beyond Coqui, its bytes output
-        mode when no alphabet is given (a bytes model leaves no alphabet.txt to find)."""
+        mode when no alphabet is given (a bytes model leaves no alphabet.txt to find). With `features` (the
+        flags an exported model's metadata gives), its sample rate and feature window too: features of
+        another rate or window would make its weights meaningless."""
         if not source_flags:
             return self
+        for name in ("audio_sample_rate", "feature_win_len", "feature_win_step") if features else ():
+            value = source_flags.get(name)
+            if isinstance(value, int) and value != getattr(self, name):
+                log.warn(f"--{name} {getattr(self, name)} differs from the exported model's {value}; using {value}")
+                setattr(self, name, value)
         source_n_hidden = source_flags.get("n_hidden")
         if isinstance(source_n_hidden, int) and source_n_hidden != self.n_hidden:
             log.warn(
@@ -345,7 +353,9 @@ class Config:
     def refuse_unsupported(self) -> None:
         """Flags set to something this implementation cannot do yet: better refused than silently ignored."""
         refused = [
-            f"--{name}" for name in ("auto_input_dataset", "vocab_file", "augment", "export_zip") if getattr(self, name)
+            f"--{name}"
+            for name in ("auto_input_dataset", "vocab_file", "augment", "export_savedmodel")
+            if getattr(self, name)
         ]
         if refused:
             raise UnsupportedFlagError(f"{', '.join(refused)}: not supported yet by this implementation")
@@ -403,7 +413,7 @@ EXPORT_FLAGS = _names(
     "export_dir remove_export export_tflite export_quantize export_savedmodel n_steps export_zip export_file_name "
     "export_beam_width export_batch_size export_author_id export_model_name export_model_version "
     "export_contact_info export_license export_language export_min_stt_version export_max_stt_version "
-    "export_description"
+    "export_description export_onnx"
 )
 TRAIN_FLAGS = (
     MODEL_FLAGS

@@ -1,14 +1,18 @@
-"""Convert a checkpoint directory between our format and Coqui's TensorFlow V2 format.
+"""Convert a checkpoint directory between our format and Coqui's TensorFlow V2 format, or an exported model
+(.tflite, .pb) into a checkpoint directory.
 
     python -m coqui_stt_training.convert --load_checkpoint_dir runs/ru --save_checkpoint_dir coqui/ru \\
         --checkpoint_format tf
+    python -m coqui_stt_training.convert --load_checkpoint_dir model.tflite --save_checkpoint_dir ckpt/
 
 Every checkpoint the source's state files name (`checkpoint`, `best_dev_checkpoint`) is rewritten
 tensor by tensor under the same step, the state files are written last in the same order, and the
 alphabet, flags and run state come along. A TF directory made this way is what Coqui STT 1.4 writes
 (byte for byte, for the same tensors), so Coqui's evaluate, export and native tooling read it. The
 other way (`--checkpoint_format safetensors`) turns a Coqui directory into ours, which then loads
-without CRC-checking every byte. The destination must not hold checkpoints already.
+without CRC-checking every byte. An export becomes `train-0`: its weights, zero Adam moments, no learning
+rate (the next run takes --learning_rate), with its alphabet.txt and a flags.txt of its n_hidden, sample
+rate and feature window. The destination must not hold checkpoints already.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ import numpy as np
 import safetensors.numpy
 
 from . import log
-from .checkpoint import STATE_FILES, CheckpointError, open_checkpoint, read_flags_file
+from .checkpoint import STATE_FILES, CheckpointError, find_checkpoint, open_checkpoint, read_flags_file
 from .cli import run_cli
 from .config import CONVERT_FLAGS, COQUI_FLAG_COUNT, Config, ConfigError
+from .exported import as_checkpoint, exported_model_file, open_exported
 from .files import write_atomically, write_text_once
 from .formats.tf_bundle import write_tf_checkpoint
 from .formats.tf_state_file import read_state_file, read_state_file_all, write_state_file
@@ -74,14 +79,16 @@ def coqui_flags(source_dir: str, n_hidden: int) -> str:
         flags.update(source_flags)
     elif os.path.isfile(path):
         log.warn(f"{path} is not JSON (an old checkpoint?); writing default flags with n_hidden {n_hidden}")
+    return _coqui_json(flags)
+
+
+def _coqui_json(flags: dict) -> str:
     names = [f.name for f in dataclasses.fields(Config)][:COQUI_FLAG_COUNT]
     return json.dumps({name: flags[name] for name in names}, indent=2)
 
 
-def convert_directory(source_dir: str, target_dir: str, checkpoint_format: str) -> list[str]:
-    if not os.path.isdir(source_dir):
-        raise ConfigError(f"Missing checkpoint directory {source_dir!r} (--load_checkpoint_dir)")
-    if os.path.realpath(source_dir) == os.path.realpath(target_dir):
+def check_target(source: str, target_dir: str) -> None:
+    if os.path.realpath(source) == os.path.realpath(target_dir):
         raise ConfigError("--save_checkpoint_dir must differ from --load_checkpoint_dir")
     present = [name for name in STATE_FILES.values() if os.path.exists(os.path.join(target_dir, name))]
     if present:
@@ -89,6 +96,48 @@ def convert_directory(source_dir: str, target_dir: str, checkpoint_format: str) 
             f"{target_dir} already holds checkpoints ({', '.join(present)}); convert into a new "
             "directory, nothing is overwritten"
         )
+
+
+def convert_exported(path: str, target_dir: str, checkpoint_format: str, beta1: float, beta2: float) -> str:
+    """An exported model as a checkpoint directory (see the module's docstring); returns the prefix."""
+    check_target(path, target_dir)
+    model = open_exported(path)
+    alphabet = model.alphabet()
+    meta = model.metadata
+    flags = Config(
+        n_hidden=model.n_hidden,
+        audio_sample_rate=meta.sample_rate,
+        feature_win_len=meta.win_len_ms,
+        feature_win_step=meta.win_step_ms,
+        bytes_output_mode=alphabet.is_bytes,
+    )
+    tensors = as_checkpoint(model, beta1, beta2)
+    os.makedirs(target_dir, exist_ok=True)
+    prefix = os.path.join(target_dir, "train-0")
+    if checkpoint_format == "tf":
+        write_tf_checkpoint(prefix, tensors)
+    else:
+        write_atomically(prefix + ".safetensors", lambda tmp: safetensors.numpy.save_file(tensors, tmp))
+    if not alphabet.is_bytes:
+        write_text_once(os.path.join(target_dir, "alphabet.txt"), alphabet.serialize_text())
+    write_text_once(os.path.join(target_dir, "flags.txt"), flags_text(flags, checkpoint_format))
+    write_state_file(os.path.join(target_dir, STATE_FILES["train"]), prefix, [prefix])
+    log.info(
+        f"Wrote {prefix} ({len(tensors)} tensors) from the {model.kind} model {path}: n_hidden {model.n_hidden}, "
+        f"{alphabet.size} labels, {meta.sample_rate} Hz; zero Adam moments and no learning rate (it has none)"
+    )
+    return prefix
+
+
+def flags_text(config: Config, checkpoint_format: str) -> str:
+    """flags.txt for a checkpoint written in `checkpoint_format`: Coqui's 96 flags for tf, all of ours else."""
+    return _coqui_json(dataclasses.asdict(config)) if checkpoint_format == "tf" else config.to_json()
+
+
+def convert_directory(source_dir: str, target_dir: str, checkpoint_format: str) -> list[str]:
+    if not os.path.isdir(source_dir):
+        raise ConfigError(f"Missing checkpoint directory {source_dir!r} (--load_checkpoint_dir)")
+    check_target(source_dir, target_dir)
     plan = {}
     for kind, state_file in STATE_FILES.items():
         prefixes = read_state_file_all(os.path.join(source_dir, state_file))
@@ -134,7 +183,13 @@ def convert_job(config: Config) -> None:
         raise ConfigError(
             "Give the directory to convert (--load_checkpoint_dir) and a new one to write (--save_checkpoint_dir)"
         )
-    written = convert_directory(config.load_checkpoint_dir, config.save_checkpoint_dir, config.checkpoint_format)
+    source, target, checkpoint_format = config.load_checkpoint_dir, config.save_checkpoint_dir, config.checkpoint_format
+    has_checkpoints = os.path.isdir(source) and any(find_checkpoint(source, kind) for kind in STATE_FILES)
+    exported = None if has_checkpoints else exported_model_file(source)
+    if exported:
+        convert_exported(exported, target, checkpoint_format, config.beta1, config.beta2)
+        return
+    written = convert_directory(source, target, checkpoint_format)
     log.info(f"Converted {len(written)} checkpoints to {config.checkpoint_format} in {config.save_checkpoint_dir}")
 
 

@@ -1,5 +1,5 @@
-"""Export, as Coqui STT 1.4's `python -m coqui_stt_training.export`: the model as ONNX with Coqui's
-streaming interface, and a model card (export_onnx.py).
+"""Export, as Coqui STT 1.4's `python -m coqui_stt_training.export`: the model as Coqui's TFLite file
+for its native client (or ONNX), and a model card (exporting.py).
 
     python -m coqui_stt_training.export --checkpoint_dir ckpt/ --export_dir model/
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .cli import run_cli
 from .config import EXPORT_TOOL_FLAGS, Config, ConfigError
-from .export_onnx import export, export_paths
+from .exporting import export, export_targets
 from .resolve import export_settings, model_for
 
 
@@ -16,9 +16,9 @@ def export_job(config: Config) -> None:
     if not config.export_dir:
         raise ConfigError("Calling export script directly but no --export_dir specified")
     settings = export_settings(config)
-    paths = export_paths(settings)
+    targets = export_targets(settings)
     loaded = model_for(config, config.load_checkpoint_dir)
-    export(settings, loaded.model, loaded.alphabet, paths)
+    export(settings, loaded.model, loaded.alphabet, targets)
 
 
 def main(argv: list[str] | None = None) -> None:

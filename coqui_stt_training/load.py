@@ -18,6 +18,7 @@ from . import log
 from .alphabet import AnyAlphabet, alphabet_record, load_alphabet
 from .checkpoint import CheckpointError, open_checkpoint, read_run_state, search
 from .config import ConfigError
+from .exported import EXPORT_SUFFIXES, exported_model_file, open_exported
 from .layout import TensorReader, Variable, dimensions, dropped_substrings, variables
 from .model import DeepSpeech, ModelDimensions
 from .optimizer import TFAdam
@@ -45,7 +46,7 @@ def load_model(
     last train checkpoint), shaped as its tensors say (n_hidden, layer normalisation) with one output
     class per label of `alphabet` plus the blank. Adam moments are not read."""
     require_directory(directory)
-    found = search(directory, which)
+    found = search(directory, which, exported=True)
     found.log()
     if found.prefix is None:
         raise CheckpointError(f"All initialization methods failed ({found.tried}): no checkpoint in {directory}")
@@ -63,23 +64,32 @@ def load_model(
 def require_directory(directory: str) -> None:
     if not directory:
         raise ConfigError("Missing checkpoint directory (--checkpoint_dir or --load_checkpoint_dir)")
-    if not os.path.isdir(directory):
+    if not os.path.isdir(directory) and not exported_model_file(directory):
         raise ConfigError(f"Missing checkpoint directory {directory!r} (--checkpoint_dir or --load_checkpoint_dir)")
+
+
+def source_alphabet(prefix: str) -> tuple[AlphabetRecord, str] | None:
+    """The alphabet a checkpoint was trained for, and where that is said: an exported model's own
+    metadata, else the run state, else the directory's alphabet.txt; None if nothing says."""
+    if prefix.endswith(EXPORT_SUFFIXES) and os.path.isfile(prefix):
+        return alphabet_record(open_exported(prefix).alphabet()), f"{prefix} (metadata_alphabet)"
+    state = read_run_state(prefix)
+    if state and state.alphabet is not None:
+        return state.alphabet, prefix + ".json"
+    path = os.path.join(os.path.dirname(prefix), "alphabet.txt")
+    if os.path.isfile(path):
+        return load_alphabet(path).labels, path
+    return None
 
 
 def check_alphabet(prefix: str, alphabet: AnyAlphabet) -> None:
     """Refuse to load an output layer trained for another alphabet. A different size fails on shapes;
     the same size with other labels (a reordered or edited alphabet.txt) would load silently and
-    decode every character wrong. The alphabet comes from the run state, else the directory's alphabet.txt."""
-    state = read_run_state(prefix)
-    theirs: AlphabetRecord
-    if state and state.alphabet is not None:
-        theirs, where = state.alphabet, prefix + ".json"
-    else:
-        path = os.path.join(os.path.dirname(prefix), "alphabet.txt")
-        if not os.path.isfile(path):
-            return
-        theirs, where = load_alphabet(path).labels, path
+    decode every character wrong."""
+    found = source_alphabet(prefix)
+    if found is None:
+        return
+    theirs, where = found
     ours = alphabet_record(alphabet)
     if theirs == ours:
         return
@@ -142,7 +152,8 @@ class LoadReport:
             if name.split("/")[0] in frozen and action == "loaded":
                 note += ", frozen"
             emit(f"  {name:<{width}}  {list(shape)!s:<11} {action}{note}")
-        changed = sorted({n.split("/")[0] for n, _, a in self.rows if a != "loaded" and not a.startswith("zero")})
+        changed = sorted({n.split("/")[0] for n, _, a in self.rows if "re-initialised" in a})
+        exported = any("an exported model" in a for _, _, a in self.rows)
         log.info(
             f"Loaded {len(self.loaded)} of {len(self.rows)} tensors from {self.source}"
             + (f"; re-initialised: {', '.join(changed)}" if changed else "")
@@ -150,6 +161,7 @@ class LoadReport:
             f"model (alphabet of {self.target_classes - 1} labels + blank). "
             + (f"Learning rate from {self.learning_rate_from}; " if self.learning_rate_from else "")
             + f"global step {self.global_step}"
+            + ("; an exported model holds no optimizer state: Adam moments start at zero" if exported else "")
         )
 
 
@@ -171,6 +183,7 @@ def load_into(
     the symbols both alphabets share, with their moments. Without an optimiser (evaluation, export)
     the Adam moments are neither read nor allocated, which saves two thirds of the memory."""
     ckpt = reader or open_checkpoint(prefix)
+    weights_only = getattr(ckpt, "weights_only", False)  # an exported model: no Adam, step or learning rate
     dropped = dropped_substrings(drop_source_layers)
     is_dropped = lambda name: any(s in name for s in dropped)
     source_classes = ckpt.shape("layer_6/bias")[0] if "layer_6/bias" in ckpt else 0
@@ -199,6 +212,9 @@ def load_into(
                 shape = tuple(ckpt.shape(name))
                 if shape[:-1] != expected[:-1]:
                     raise CheckpointError(_shape_message(prefix, name, shape, expected, model))
+            elif name not in ckpt and weights_only and slot is not None:
+                plan.append((name, var, slot, "none exported", expected, None))
+                continue
             elif name not in ckpt:
                 missing.append(name)
                 plan.append((name, var, slot, "missing", expected, None))
@@ -221,7 +237,7 @@ def load_into(
             f"{len(missing)} Adam moment tensors missing from {prefix} (a CuDNN-trained checkpoint?); "
             "they start at zero"
         )
-    for name in ("beta1_power", "beta2_power", "global_step"):
+    for name in ("beta1_power", "beta2_power", "global_step") if not weights_only else ():
         if name not in ckpt:
             raise CheckpointError(f"{prefix}: checkpoint lacks {name}")
         _check_dtype(ckpt, prefix, name, np.integer if name == "global_step" else np.floating)
@@ -236,11 +252,11 @@ def load_into(
             else:
                 assert optimizer is not None  # slots are planned only with an optimiser
                 targets = [optimizer.slots(p)[slot] for p in var.params]
-            if slot is not None and (source in (None, "missing") or columns is not None):
+            if slot is not None and (source in (None, "missing", "none exported") or columns is not None):
                 for target in targets:
                     target.zero_()
-            if source in (None, "missing"):
-                rows.append((name, shape, "re-initialised" if source is None else "zero (not in the checkpoint)"))
+            if source in (None, "missing", "none exported"):
+                rows.append((name, shape, _UNLOADED[source]))
                 continue
             value = torch.from_numpy(np.asarray(ckpt.get(source), dtype=np.float32))
             if columns is not None:
@@ -268,23 +284,33 @@ def load_into(
             ]
         )
         for name, accumulator, beta in accumulators:
-            if is_dropped(name):
+            if weights_only:
+                accumulator.fill_(beta)
+                rows.append((name, (), "initialised (an exported model has none)"))
+            elif is_dropped(name):
                 accumulator.fill_(beta)
                 rows.append((name, (), "re-initialised"))
             else:
                 accumulator.fill_(float(ckpt.get(name)))
                 rows.append((name, (), "loaded"))
-    global_step = int(ckpt.get("global_step"))
-    rows.append(("global_step", (), "loaded"))
+    global_step = 0 if weights_only else int(ckpt.get("global_step"))
+    rows.append(("global_step", (), "0 (an exported model has none)" if weights_only else "loaded"))
     if optimizer is None:
         lr_from = ""
     elif force_initialize_learning_rate or "learning_rate" not in ckpt:
         optimizer.lr, lr_from = learning_rate, "--learning_rate"
-        rows.append(("learning_rate", (), "re-initialised"))
+        rows.append(("learning_rate", (), "from --learning_rate" if weights_only else "re-initialised"))
     else:
         optimizer.lr, lr_from = float(ckpt.get("learning_rate")), "the checkpoint"
         rows.append(("learning_rate", (), "loaded"))
     return LoadReport(prefix, rows, lr_from, global_step, source_classes, model.n_classes)
+
+
+_UNLOADED = {
+    None: "re-initialised",
+    "missing": "zero (not in the checkpoint)",
+    "none exported": "zero (an exported model has none)",
+}
 
 
 def _check_dtype(ckpt, prefix: str, name: str, kind) -> None:

@@ -13,12 +13,13 @@ import torch
 from . import log
 from .alphabet import AnyAlphabet, UTF8Alphabet, alphabet_from_transcripts, load_alphabet
 from .batches import LoaderSettings
-from .checkpoint import read_flags_file
+from .checkpoint import STATE_FILES, find_checkpoint, read_flags_file
 from .config import Config, ConfigError
 from .dataset import Sample, load_data_set, read_source
 from .decode import DecodeOptions, make_decoder
 from .distributed import World
-from .export_onnx import ExportSettings, ModelCard
+from .exported import ExportedModel, exported_model_file, open_exported
+from .exporting import ExportSettings, ModelCard
 from .features import FeatureSettings
 from .load import LoadedModel, load_model, require_directory
 from .report import EvaluationSettings, SampleResult, run_test
@@ -30,7 +31,11 @@ def prepare(config: Config) -> Config:
     """Everything the command line derives from the flags before a tool runs: Coqui's rules, the source
     checkpoint's flags.txt, refusals, and the thread counts."""
     config.finalize()
-    config.adopt_source_flags(read_flags_file(config.load_checkpoint_dir))
+    exported = source_export(config)
+    if exported:
+        config.adopt_source_flags(exported.source_flags(), features=True)
+    else:
+        config.adopt_source_flags(read_flags_file(config.load_checkpoint_dir))
     config.refuse_unsupported()
     if config.train_cudnn or config.load_cudnn:
         log.info(
@@ -49,12 +54,27 @@ def apply_threads(config: Config) -> None:
             torch.set_num_interop_threads(config.inter_op_parallelism_threads)
 
 
+def source_export(config: Config) -> ExportedModel | None:
+    """The exported model --load_checkpoint_dir names (a file, or a directory holding one and no
+    checkpoint), if that is what it names."""
+    location = config.load_checkpoint_dir
+    if not location or (os.path.isdir(location) and any(find_checkpoint(location, k) for k in STATE_FILES)):
+        return None
+    path = exported_model_file(location)
+    return open_exported(path) if path else None
+
+
 def resolve_alphabet(config: Config) -> AnyAlphabet:
-    """Coqui's order: bytes mode, the flag, the loaded checkpoint's, the data folder's, generated from the data."""
+    """Coqui's order: bytes mode, the flag, the loaded checkpoint's (an exported model's own), the data
+    folder's, generated from the data."""
     if config.bytes_output_mode:
         return UTF8Alphabet()
     if config.alphabet_config_path:
         return load_alphabet(config.alphabet_config_path)
+    exported = source_export(config)
+    if exported:
+        log.info(f"Using the alphabet of the exported model {exported.path}")
+        return exported.alphabet()
     if config.load_checkpoint_dir:
         path = os.path.join(config.load_checkpoint_dir, "alphabet.txt")
         if os.path.isfile(path):
@@ -166,7 +186,11 @@ def export_settings(config: Config) -> ExportSettings:
         config.n_steps,
         config.export_beam_width,
         feature_settings(config),
-        config.export_tflite or config.export_savedmodel,
+        config.export_tflite,
+        config.export_quantize,
+        config.export_onnx,
+        config.export_zip,
+        config.scorer_path,
         card,
     )
 

@@ -18,6 +18,7 @@ from . import log
 from .alphabet import AnyAlphabet, alphabet_record
 from .checkpoint import CheckpointError, newest_checkpoint, read_run_state, search
 from .config import ConfigError
+from .exported import exported_model_file
 from .layout import LAYER_SCOPES, dropped_layers
 from .run_state import RunState, TransferRecord
 
@@ -104,7 +105,7 @@ def choose(
 ) -> tuple[Start, int]:
     """The run's start, and the save serial its first checkpoint continues from (new checkpoints are
     numbered after every one already in the save directory, whichever is loaded)."""
-    if load_dir and load_dir != save_dir and not os.path.isdir(load_dir):
+    if load_dir and load_dir != save_dir and not os.path.isdir(load_dir) and not exported_model_file(load_dir):
         raise ConfigError(f"Missing checkpoint directory {load_dir!r} (--load_checkpoint_dir)")
     save = read_save_directory(load_dir, save_dir, load_train)
     serial = save.newest_state.save_serial if save.newest_state else 0
@@ -127,7 +128,7 @@ def choose(
             )
         )
         return own, serial
-    found = search(load_dir, load_train)
+    found = search(load_dir, load_train, exported=True)
     found.log()
     if found.prefix is None:
         if load_train not in ("init", "auto"):

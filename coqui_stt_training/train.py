@@ -19,7 +19,7 @@ from .cli import run_cli
 from .config import TRAIN_FLAGS, Config, ConfigError
 from .dataset import DataError
 from .distributed import World, close_world, init_world
-from .export_onnx import export, export_paths
+from .exporting import export, export_targets
 from .files import write_text_once
 from .resolve import (
     data_set,
@@ -67,7 +67,7 @@ def train_and_test(config: Config, world: World) -> None:
         )
     # Coqui's train also exports with --export_dir: its target is checked now, not after the training.
     exporting = export_settings(config)
-    export_targets = export_paths(exporting) if config.export_dir and world.is_main else None
+    targets = export_targets(exporting) if config.export_dir and world.is_main else None
     if world.distributed:
         log.info(
             f"Distributed training: {world.size} processes, global batch {global_batch} "
@@ -110,8 +110,8 @@ def train_and_test(config: Config, world: World) -> None:
         loaded = model_for(config, config.save_checkpoint_dir or config.load_checkpoint_dir, world)
         if config.test_files:
             test_phase(config, loaded, test_sets, world)
-        if export_targets:
-            export(exporting, loaded.model, loaded.alphabet, export_targets)
+        if targets:
+            export(exporting, loaded.model, loaded.alphabet, targets)
         if config.one_shot_infer and world.is_main:
             options = decode_options(config, config.beam_width)
             scorer = scorer_for(config, loaded.alphabet)

@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from . import checkpoint, log
-from .alphabet import AnyAlphabet, alphabet_record, load_alphabet
+from .alphabet import AnyAlphabet, alphabet_record
 from .batches import Batch, data_loader, make_batches
 from .config import Config, ConfigError
 from .dataset import Sample
@@ -29,7 +29,7 @@ from .decode import greedy_decode
 from .distributed import World
 from .formats.tfevents import SummaryWriter
 from .layout import to_tensors
-from .load import check_alphabet, load_into, shared_output_columns
+from .load import check_alphabet, load_into, shared_output_columns, source_alphabet
 from .model import DeepSpeech, ModelDimensions, ctc_loss
 from .optimizer import TFAdam
 from .report import evaluate_samples, totals
@@ -132,17 +132,21 @@ class Trainer:
 
     def shared_columns(self, prefix: str) -> list[int | None]:
         """--keep_shared_symbols: the source output layer's column for each symbol both alphabets share."""
-        path = os.path.join(os.path.dirname(prefix), "alphabet.txt")
         if self.alphabet.is_bytes:
             raise ConfigError("--keep_shared_symbols applies to character alphabets, not --bytes_output_mode")
-        if not os.path.isfile(path):
-            raise ConfigError(f"--keep_shared_symbols needs the source model's alphabet, and {path} does not exist")
-        source = load_alphabet(path)
-        columns = shared_output_columns(source.labels, self.alphabet.labels)
+        found = source_alphabet(prefix)
+        if found is None or isinstance(found[0], str):
+            raise ConfigError(
+                f"--keep_shared_symbols needs the source model's character alphabet, and nothing beside {prefix} "
+                "says it (no alphabet.txt)"
+            )
+        source, where = found
+        assert not isinstance(source, str)  # a character alphabet: checked above
+        columns = shared_output_columns(source, self.alphabet.labels)
         shared = [label for label, column in zip(self.alphabet.labels, columns) if column is not None]
         log.info(
             f"Keeping the output-layer weights of {len(shared)} symbol(s) shared with the source alphabet "
-            f"({path}, {source.size} labels) and of the blank: {''.join(shared)!r}"
+            f"({where}, {len(source)} labels) and of the blank: {''.join(shared)!r}"
         )
         return columns
 

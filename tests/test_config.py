@@ -33,6 +33,7 @@ def test_defaults_match_coqui_flags_txt():
         "outlier_duration_ms",
         "outlier_batch_size",
         "checkpoint_format",
+        "export_onnx",
     ]
     changed_by_that_run = {
         "train_files",
@@ -168,7 +169,7 @@ def test_finalize_reads_no_file_and_sets_nothing_outside_the_config(tmp_path):
         (["--augment", "volume"], "--augment"),
         (["--auto_input_dataset", "all.csv"], "--auto_input_dataset"),
         (["--vocab_file", "vocab.txt"], "--vocab_file"),
-        (["--export_zip", "true"], "--export_zip"),
+        (["--export_savedmodel", "true"], "--export_savedmodel"),
     ],
 )
 def test_flags_for_what_is_not_built_are_refused(argv, flag):

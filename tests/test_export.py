@@ -1,4 +1,5 @@
-"""ONNX export: Coqui's streaming interface, the same probabilities as the checkpoint, inference without torch."""
+"""ONNX export (--export_tflite false): Coqui's streaming interface, the same probabilities as the checkpoint,
+inference without torch."""
 
 import base64
 import json
@@ -29,7 +30,7 @@ RU_CSV = os.path.join(RUSSIAN, "ru.csv")
 @pytest.fixture(scope="module")
 def english(tmp_path_factory):
     directory = str(tmp_path_factory.mktemp("export"))
-    assert run_export(["--checkpoint_dir", ENGLISH, "--export_dir", directory]) == 0
+    assert run_export(["--checkpoint_dir", ENGLISH, "--export_dir", directory, "--export_tflite", "false"]) == 0
     return os.path.join(directory, "output_graph.onnx")
 
 
@@ -62,7 +63,9 @@ def test_the_model_keeps_coquis_interface_and_says_what_it_needs(english):
     assert struct.unpack_from("<H", packed)[0] == 28
     assert packed[2:7] == struct.pack("<HH", 0, 1) + b" "
     with open(os.path.join(os.path.dirname(english), "author_model_0.0.1.md")) as f:
-        assert f.read().startswith('---\nauthor: "author"\nmodel_name: "model"\nmodel_version: "0.0.1"\n')
+        card = f.read()
+    assert card.startswith("---\nauthor: author\nmodel_name: model\nmodel_version: 0.0.1\n")
+    assert "\nruntime: onnx\n" in card
 
 
 def test_onnx_gives_the_checkpoints_probabilities_whole_or_streamed(english):
@@ -81,7 +84,7 @@ def test_onnx_gives_the_checkpoints_probabilities_whole_or_streamed(english):
 
 def test_inference_without_torch_transcribes_as_the_checkpoint_does(tmp_path, cli):
     directory = str(tmp_path / "ru")
-    assert run_export(["--checkpoint_dir", RUSSIAN_MODEL, "--export_dir", directory]) == 0
+    assert run_export(["--checkpoint_dir", RUSSIAN_MODEL, "--export_dir", directory, "--export_onnx", "true"]) == 0
     status, log = cli(evaluate.main, ["--checkpoint_dir", RUSSIAN_MODEL, "--test_files", RU_CSV])
     assert status == 0, log
     expected = log.split(' - res: "')[1].split('"')[0]
@@ -102,7 +105,7 @@ def test_an_existing_export_is_never_overwritten(tmp_path, cli):
     directory = tmp_path / "out"
     directory.mkdir()
     (directory / "output_graph.onnx").write_bytes(b"the user's own file")
-    argv = ["--checkpoint_dir", ENGLISH, "--export_dir", str(directory)]
+    argv = ["--checkpoint_dir", ENGLISH, "--export_dir", str(directory), "--export_tflite", "false"]
     status, log = cli(export.main, argv)
     assert status == 1
     message = f"E {directory}/output_graph.onnx exists; choose another --export_dir or --export_file_name, or pass "
@@ -124,8 +127,9 @@ def test_inference_names_a_file_it_cannot_use(tmp_path):
 def test_training_with_export_dir_exports_its_result(tmp_path, capsys):
     ckpt, out = str(tmp_path / "ckpt"), str(tmp_path / "model")
     argv = ["--alphabet_config_path", ALPHABET, "--n_hidden", "24", "--show_progressbar", "false", "--epochs", "1",
-            "--train_files", LDC, "--checkpoint_dir", ckpt, "--export_dir", out]  # fmt: skip
+            "--train_files", LDC, "--checkpoint_dir", ckpt, "--export_dir", out, "--export_onnx", "true"]  # fmt: skip
     status, log = run(train.main, argv, capsys)
     assert status == 0, log
-    assert f"Models exported at {out}: output_graph.onnx" in log
+    assert f"Exported {out}/output_graph.tflite (int8 weights, " in log
+    assert f"Exported {out}/output_graph.onnx (float32, for onnxruntime, " in log
     assert OnnxModel(os.path.join(out, "output_graph.onnx")).n_hidden == 24
