@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 from collections.abc import Iterator, Mapping
 
 import numpy as np
@@ -31,7 +30,7 @@ from .checkpoint import STATE_FILES, CheckpointError, find_checkpoint, open_chec
 from .cli import run_cli
 from .config import CONVERT_FLAGS, COQUI_FLAG_COUNT, Config, ConfigError
 from .exported import as_checkpoint, exported_model_file, open_exported
-from .files import write_atomically, write_text_once
+from .files import copy_atomically, write_atomically, write_text_once
 from .formats.tf_bundle import write_tf_checkpoint
 from .formats.tf_state_file import read_state_file, read_state_file_all, write_state_file
 from .layout import TensorReader
@@ -62,12 +61,6 @@ def convert_checkpoint(reader: TensorReader, source_prefix: str, target_prefix: 
         write_atomically(target_prefix + ".safetensors", lambda tmp: safetensors.numpy.save_file(tensors, tmp))
     copy_atomically(source_prefix + ".json", target_prefix + ".json")
     return len(reader.names())
-
-
-def copy_atomically(source: str, target: str) -> None:
-    """Copy a small file if it exists (a run state, alphabet.txt, flags.txt), renamed into place once complete."""
-    if os.path.isfile(source):
-        write_atomically(target, lambda tmp: shutil.copyfile(source, tmp))
 
 
 def coqui_flags(source_dir: str, n_hidden: int) -> str:

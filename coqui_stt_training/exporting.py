@@ -21,7 +21,7 @@ from .config import ConfigError
 from .export_onnx import onnx_bytes
 from .export_tflite import tflite_bytes
 from .features import FeatureSettings
-from .files import write_atomically, write_file_atomically
+from .files import copy_atomically, write_atomically, write_file_atomically
 from .model import DeepSpeech
 
 
@@ -145,7 +145,7 @@ def export(settings: ExportSettings, model: DeepSpeech, alphabet: AnyAlphabet, t
     )
     if targets.archive:
         for copy in targets.copied:
-            write_atomically(copy, lambda tmp: shutil.copyfile(settings.scorer_path, tmp))
+            copy_atomically(settings.scorer_path, copy)
         write_atomically(targets.archive, lambda tmp: _zip(settings.directory, tmp))
         log.info(f"Exported packaged model {targets.archive}")
     return list(targets.models.values())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Callable, Iterable
 
 TMP_MARK = ".tmp-"  # temporary files are <final name>.tmp-<pid>
@@ -90,3 +91,9 @@ def read_range(path: str, offset: int, size: int) -> bytearray:
         got = f.readinto(data)
     del data[got:]
     return data
+
+
+def copy_atomically(source: str, target: str) -> None:
+    """Copy a file if it exists (a run state, alphabet.txt, flags.txt, a scorer), renamed into place once complete."""
+    if os.path.isfile(source):
+        write_atomically(target, lambda tmp: shutil.copyfile(source, tmp))
