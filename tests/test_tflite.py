@@ -3,6 +3,7 @@
 
 import glob
 import os
+import zipfile
 
 import numpy as np
 import pytest
@@ -11,8 +12,9 @@ import torch
 from coqui_stt_training import convert, evaluate, export, train
 from coqui_stt_training.alphabet import load_alphabet, serialize_binary
 from coqui_stt_training.checkpoint import open_checkpoint
+from coqui_stt_training.export_tflite import tflite_bytes
 from coqui_stt_training.exported import open_exported
-from coqui_stt_training.features import context_windows
+from coqui_stt_training.features import FeatureSettings, context_windows
 from coqui_stt_training.formats import tflite
 from coqui_stt_training.load import load_model
 from coqui_stt_training.model import DeepSpeech, ModelDimensions
@@ -280,11 +282,27 @@ def test_an_export_whose_alphabet_does_not_fit_its_output_layer_is_refused(tmp_p
         open_exported(str(path))
 
 
-def test_layer_norm_models_say_they_export_to_onnx(tmp_path):
-    from coqui_stt_training.export_tflite import tflite_bytes
-    from coqui_stt_training.features import FeatureSettings
-
+def test_layer_norm_models_say_they_export_to_onnx():
     model = DeepSpeech(ModelDimensions(8, 29, layer_norm=True))
     with pytest.raises(Exception, match="--layer_norm model has no TFLite export here"):
         tflite_bytes(model, load_alphabet(os.path.join(checkpoint_dir("ldc93s1-h100-e20"), "alphabet.txt")),
                      FeatureSettings())  # fmt: skip
+
+
+def test_export_zip_packs_the_model_its_card_and_the_scorer(tmp_path, cli):
+    scorer = os.path.join(os.path.dirname(LDC), "pruned_lm.scorer")
+    directory = tmp_path / "en"
+    argv = ["--checkpoint_dir", checkpoint_dir("ldc93s1-h100-e20"), "--export_dir", str(directory),
+            "--export_zip", "true", "--scorer_path", scorer]  # fmt: skip
+    status, log = cli(export.main, argv)
+    assert status == 0, log
+    with zipfile.ZipFile(tmp_path / "en.zip") as archive:
+        assert sorted(archive.namelist()) == ["author_model_0.0.1.md", "output_graph.tflite", "pruned_lm.scorer"]
+        assert archive.read("output_graph.tflite") == (directory / "output_graph.tflite").read_bytes()
+    status, log = cli(export.main, argv)  # the zip is there now: never replaced
+    assert status == 1
+    assert f"{tmp_path / 'en.zip'} exists; --export_zip never replaces a file" in log
+    (tmp_path / "en.zip").unlink()
+    status, log = cli(export.main, argv)  # Coqui's rule: the directory must be empty
+    assert status == 1
+    assert f"Directory {directory} is not empty, please fix this." in log
