@@ -1,0 +1,70 @@
+"""Coqui's own runtime as a test oracle: the native client `stt` 1.4.0 from PyPI, which has wheels for
+Python 3.10 only, installed once into its own virtual environment (cached between runs) and run as a
+subprocess (run_client.py). Tests that need it skip, saying why, only where no Python 3.10 exists."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+
+import numpy as np
+import pytest
+
+STT_PACKAGES = ["stt==1.4.0", "numpy==1.26.4"]  # the client's wheel needs a numpy 1.x ABI
+CACHE = os.environ.get(
+    "COQUI_STT_CLIENT_VENV", os.path.join(os.path.expanduser("~"), ".cache", "coqui-stt-torch", "stt-1.4.0-py3.10")
+)
+RUN_CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_client.py")
+
+
+def python310() -> str | None:
+    """A working Python 3.10: pyenv's, else one on PATH (a pyenv shim on PATH may not run)."""
+    candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.10*/bin/python3.10")), reverse=True)
+    candidates += [found] if (found := shutil.which("python3.10")) else []
+    for candidate in candidates:
+        done = subprocess.run([candidate, "-c", "import venv"], capture_output=True)
+        if done.returncode == 0:
+            return candidate
+    return None
+
+
+def client_python() -> str:
+    """The Python of the cached environment holding the native client; built on first use."""
+    python = os.path.join(CACHE, "bin", "python")
+    if os.path.isfile(python):
+        return python
+    base = python310()
+    if base is None:
+        pytest.skip("Coqui's native client (stt 1.4.0) needs Python 3.10, and this machine has none")
+    os.makedirs(os.path.dirname(CACHE), exist_ok=True)
+    building = tempfile.mkdtemp(prefix=".building-", dir=os.path.dirname(CACHE))
+    try:
+        subprocess.run([base, "-m", "venv", building], check=True, capture_output=True)
+        pip = [os.path.join(building, "bin", "python"), "-m", "pip", "install", "--quiet", *STT_PACKAGES]
+        done = subprocess.run(pip, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise AssertionError(f"installing {' '.join(STT_PACKAGES)} for Python 3.10 failed:\n{done.stderr}")
+        # venv writes its own path into its scripts; the interpreter symlink works from anywhere, and only it is used
+        os.rename(building, CACHE)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return python
+
+
+def transcribe(model: str, wavs: list[str], scorer: str = "") -> tuple[list[str], list[np.ndarray]]:
+    """The native client's transcript of each WAV and the per-frame probabilities its streaming fed its
+    decoder, [frames, classes]."""
+    with tempfile.TemporaryDirectory() as directory:
+        out = os.path.join(directory, "client.npz")
+        command = [client_python(), RUN_CLIENT, model, out, *wavs] + (["--scorer", scorer] if scorer else [])
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise AssertionError(f"the native client failed on {model}:\n{done.stderr}")
+        with np.load(out) as result:
+            transcripts = json.loads(str(result["transcripts"]))
+            probabilities = [result[f"probs_{i}"] for i in range(len(wavs))]
+    return transcripts, probabilities
