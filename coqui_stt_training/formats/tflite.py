@@ -41,7 +41,7 @@ class Tensor:
     name: str
     shape: tuple[int, ...]
     dtype: Any  # a numpy dtype, or STRING
-    data: bytes | None = None  # a constant's contents; None for an activation or a graph input
+    data: bytes | memoryview | None = None  # a constant's contents (read: a view into the file's bytes)
     scale: np.ndarray | None = None  # int8 weights: value = (q - zero_point) * scale
     zero_point: np.ndarray | None = None
     quantized_dimension: int = 0
@@ -69,7 +69,7 @@ class Tensor:
     def strings(self) -> list[bytes]:
         if self.data is None or self.dtype != STRING:
             raise FormatError(f"tensor {self.name} is not a string constant")
-        return decode_strings(self.data)
+        return decode_strings(bytes(self.data))
 
 
 @dataclass
@@ -128,7 +128,7 @@ def _int_vector(builder: flatbuffers.Builder, values) -> int:
     return builder.CreateNumpyVector(np.asarray(values, dtype=np.int32))
 
 
-def _bytes_vector(builder: flatbuffers.Builder, data: bytes, alignment: int = 16) -> int:
+def _bytes_vector(builder: flatbuffers.Builder, data: bytes | memoryview, alignment: int = 16) -> int:
     """A [ubyte] vector whose contents start at an `alignment` boundary (TFLite reads weights in place)."""
     builder.StartVector(1, len(data), alignment)
     builder.head -= len(data)
@@ -180,7 +180,7 @@ def write(graph: Graph) -> bytes:
     TFLite's converter leaves it."""
     size_hint = sum(len(t.data or b"") for t in graph.tensors) + 65536
     builder = flatbuffers.Builder(size_hint)
-    constant_data = [t.data for t in graph.tensors if t.data is not None]
+    constant_data: list[bytes | memoryview] = [t.data for t in graph.tensors if t.data is not None]
     metadata_items = list(graph.metadata.items())
     buffer_offsets = []
     for data in [None, *constant_data, *(value for _, value in metadata_items)]:
@@ -343,7 +343,8 @@ def read(data: bytes) -> Graph:
             t = subgraph.Tensors(i)
             dtype = _DTYPES.get(t.Type())
             buffer = model.Buffers(t.Buffer()) if 0 < t.Buffer() < model.BuffersLength() else None
-            contents = buffer.DataAsNumpy().tobytes() if buffer is not None and buffer.DataLength() else None
+            # a view, not a copy: a release model's weights are read once, from the file's own bytes
+            contents = memoryview(buffer.DataAsNumpy()) if buffer is not None and buffer.DataLength() else None
             q = t.Quantization()
             quantized = q is not None and q.ScaleLength() > 0
             tensors.append(
