@@ -19,6 +19,7 @@ from coqui_stt_training.formats import tflite
 from coqui_stt_training.load import load_model
 from coqui_stt_training.model import DeepSpeech, ModelDimensions
 from tests.helpers import FIXTURES, LDC, RUSSIAN
+from tests.tflite_hybrid import int8_layers, int8_probabilities
 
 MODELS = {"ldc93s1-h100-e20": "alphabet.txt", "ru-h100-drop1": "alphabet.txt"}
 EXPORTS = ["output_graph.tflite", "output_graph_fp32.tflite", "output_graph.pb"]
@@ -174,6 +175,24 @@ def test_an_imported_float_export_reproduces_tensorflows_probabilities(model, na
         for i in (0, 1):
             ours = client_streaming(net, reference[f"mfccs_{i}"])
             np.testing.assert_allclose(ours, reference[f"probs_{i}"], atol=1e-4, err_msg=f"{name} file {i}")
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_an_imported_int8_export_keeps_its_int8_weights_and_computes_its_probabilities(model):
+    """Quantising the imported weights again gives back the file's int8 bytes and scales exactly, and TFLite's
+    int8 arithmetic on them (tests/tflite_hybrid.py) reproduces what TensorFlow computed from the file."""
+    path = coqui_export(model, "output_graph.tflite")
+    imported = open_exported(path)
+    with open(path, "rb") as f:
+        stored = weights(tflite.read(f.read()))
+    for scope, (q, scale, _) in int8_layers(imported).items():
+        assert q.tobytes() == stored[scope].array().tobytes(), scope
+        assert stored[scope].scale is not None
+        assert scale == stored[scope].scale[0], scope
+    with np.load(coqui_export(model, "reference_tflite.npz")) as reference:
+        for i in (0, 1):
+            ours = int8_probabilities(imported, reference[f"mfccs_{i}"])
+            np.testing.assert_allclose(ours, reference[f"probs_{i}"], atol=1e-4, err_msg=f"file {i}")
 
 
 @pytest.mark.parametrize("quantize", [False, True])
