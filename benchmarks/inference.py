@@ -21,7 +21,8 @@ import torch
 
 from coqui_stt_training.alphabet import load_alphabet
 from coqui_stt_training.decode import DecodeOptions, beam_search
-from coqui_stt_training.export_onnx import ExportSettings, StreamingDeepSpeech, export, export_paths
+from coqui_stt_training.export_onnx import StreamingDeepSpeech
+from coqui_stt_training.exporting import ExportSettings, export, export_targets
 from coqui_stt_training.features import FeatureSettings, context_windows, mfcc
 from coqui_stt_training.inference import OnnxModel
 from coqui_stt_training.model import DeepSpeech, ModelDimensions
@@ -37,8 +38,8 @@ def main() -> None:
     model = DeepSpeech(ModelDimensions(args.hidden, alphabet.size + 1)).eval()
     model.reset_parameters(torch.Generator().manual_seed(0))
     directory = tempfile.mkdtemp(prefix="onnx-bench-")
-    settings = ExportSettings(directory)
-    path = export(settings, model, alphabet, export_paths(settings))
+    settings = ExportSettings(directory, tflite=False)
+    (path,) = export(settings, model, alphabet, export_targets(settings))
     onnx_model = OnnxModel(path, threads=1)
 
     rate = 16000

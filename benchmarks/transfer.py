@@ -8,6 +8,11 @@ with --drop_source_layers 1 and with --drop_source_layers 2 (learning rate force
 value). The Russian test set is a --metrics_files set, so every epoch reports its greedy CER; the
 script prints them as a table. With --bytes it does the same in --bytes_output_mode: an English
 bytes model fine-tuned to Russian without dropping any layer, against Russian bytes from scratch.
+With --from_export int8 the checkpoints are taken to be gone: the English model is exported as Coqui's
+default int8 .tflite, and the --drops transfers start from that file instead (no Adam moments, int8
+weights), beside the same transfers from the checkpoint (their logs are reused when present).
+--from_export fp32 does the same from a float32 export, which tells the int8 weights' share of any
+difference from the missing optimizer state's.
 Every run goes through the command line exactly as a user would type it; logs are in <work>.
 """
 
@@ -63,17 +68,35 @@ def train(name: str, work: str, flags: list[str]) -> list[float]:
         log.write(" ".join(command) + "\n")
         log.flush()
         status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
-    with open(log_path, encoding="utf-8") as f:
-        text = f.read()
     if status != 0:
         sys.exit(f"{name} failed (exit {status}); see {log_path}")
-    cers = [float(x) for x in re.findall(r"Finished metrics for epoch \d+ on \S*test\.csv .*?, CER: ([0-9.]+)", text)]
+    cers = test_cers(log_path)
     print(
         f"{name}: {len(cers)} epochs in {time.time() - started:.0f} s; test CER by epoch "
         + " ".join(f"{c:.3f}" for c in cers),
         flush=True,
     )
     return cers
+
+
+def test_cers(log_path: str) -> list[float]:
+    with open(log_path, encoding="utf-8") as f:
+        text = f.read()
+    return [float(x) for x in re.findall(r"Finished metrics for epoch \d+ on \S*test\.csv .*?, CER: ([0-9.]+)", text)]
+
+
+def export_tflite(checkpoint_dir: str, work: str, name: str, kind: str) -> str:
+    """The source model as a .tflite (int8: Coqui's default), through the export command."""
+    directory = os.path.join(work, f"{name}-export" if kind == "int8" else f"{name}-export-{kind}")
+    path = os.path.join(directory, "output_graph.tflite")
+    if os.path.isfile(path):
+        print(f"{name}: reusing {path}", flush=True)
+        return path
+    quantize = "true" if kind == "int8" else "false"
+    command = [sys.executable, "-m", "coqui_stt_training.export", "--checkpoint_dir", checkpoint_dir,
+               "--export_dir", directory, "--audio_sample_rate", "8000", "--export_quantize", quantize]  # fmt: skip
+    subprocess.run(command, check=True)
+    return path
 
 
 def source_model(name: str, data: str, source: str, work: str, epochs: int, extra: list[str]) -> str:
@@ -121,6 +144,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--work", default="runs/transfer")
     parser.add_argument("--bytes", action="store_true", help="also compare in --bytes_output_mode")
+    parser.add_argument("--from_export", choices=("int8", "fp32"), help="transfer from a .tflite export too")
+    parser.add_argument("--drops", type=int, nargs="+", default=[1, 2], help="with --from_export: which drops")
     args = parser.parse_args()
     os.makedirs(args.work, exist_ok=True)
     target = os.path.join(args.data, args.target)
@@ -150,9 +175,21 @@ def main() -> None:
         "drop 1": ["--drop_source_layers", "1", "--load_checkpoint_dir", english],
         "drop 2": ["--drop_source_layers", "2", "--load_checkpoint_dir", english],
     }
+    if args.from_export:
+        exported = export_tflite(english, args.work, args.source, args.from_export)
+        runs = {}
+        for n in args.drops:
+            runs[f"drop {n}"] = ["--drop_source_layers", str(n), "--load_checkpoint_dir", english]
+            runs[f"drop {n} from {args.from_export} tflite"] = [
+                "--drop_source_layers", str(n), "--load_checkpoint_dir", exported
+            ]  # fmt: skip
     cers = {}
     for name, flags in runs.items():
         save = os.path.join(args.work, f"{args.target}-{name.replace(' ', '')}")
+        if args.from_export and not name.endswith("tflite") and os.path.isfile(f"{save}.log"):
+            cers[name] = test_cers(f"{save}.log")
+            print(f"{name}: reusing {save}.log; test CER by epoch " + " ".join(f"{c:.3f}" for c in cers[name]))
+            continue
         if os.path.exists(save):
             sys.exit(f"{save} exists; remove it to run again")  # never train on top of an earlier result
         cers[name] = train(
