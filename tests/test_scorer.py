@@ -260,7 +260,8 @@ def test_an_ldc93s1_model_decodes_exactly_with_and_without_the_scorer(kind, tmp_
         scorer_path, metric = BYTES_SCORER, "CER"
     ckpt, out = str(tmp_path / "ckpt"), str(tmp_path / "model")
     argv = model_flags + ["--train_files", LDC, "--dev_files", LDC, "--n_hidden", "100", "--dropout_rate", "0.05",
-                          "--checkpoint_dir", ckpt, "--show_progressbar", "false", "--export_dir", out]  # fmt: skip
+                          "--checkpoint_dir", ckpt, "--show_progressbar", "false", "--export_dir", out,
+                          "--export_onnx", "true"]  # fmt: skip
     status, log = run(train.main, argv, capsys)
     assert status == 0, log
     # evaluate, transcribe and lm_optimize find the alphabet, or bytes mode, in the checkpoint directory
