@@ -10,7 +10,9 @@ zero, the step count at 0, and the learning rate comes from --learning_rate.
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +26,14 @@ from .layout import LSTM_SCOPE
 EXPORT_SUFFIXES = (".tflite", ".pb")
 DENSE_LAYERS = ("layer_1", "layer_2", "layer_3", "layer_5", "layer_6")
 WEIGHT_SCOPES = (*DENSE_LAYERS[:3], LSTM_SCOPE, *DENSE_LAYERS[3:])
+
+
+def kernel_name(scope: str) -> str:
+    """A layer's weight matrix in a checkpoint: the LSTM's is `kernel`, a dense layer's `weights`."""
+    return f"{scope}/kernel" if scope == LSTM_SCOPE else f"{scope}/weights"
+
+
+WEIGHT_NAMES = [name for scope in WEIGHT_SCOPES for name in (kernel_name(scope), f"{scope}/bias")]
 MIN_GRAPH_VERSION = 6
 
 
@@ -44,32 +54,37 @@ class ExportMetadata:
     language: str = ""
 
 
+# A weight's shape in TensorFlow's layout, and how to read it as float32 in that layout. Reading is left
+# until asked: a run opens the source to learn its flags and alphabet before it loads the weights.
+Weight = tuple[tuple[int, ...], Callable[[], np.ndarray]]
+
+
 class ExportedModel:
     """The weights of an export under Coqui's checkpoint names (a TensorReader), and its metadata."""
 
     weights_only = True  # no optimiser state, step count or learning rate
 
-    def __init__(self, path: str, tensors: dict[str, np.ndarray], metadata: ExportMetadata, kind: str):
-        self.path, self.tensors, self.metadata, self.kind = path, tensors, metadata, kind
+    def __init__(self, path: str, weights: dict[str, Weight], metadata: ExportMetadata, kind: str):
+        self.path, self.weights, self.metadata, self.kind = path, weights, metadata, kind
 
     def __contains__(self, name: str) -> bool:
-        return name in self.tensors
+        return name in self.weights
 
     def names(self) -> list[str]:
-        return list(self.tensors)
+        return list(self.weights)
 
     def shape(self, name: str) -> tuple[int, ...]:
-        return tuple(self.tensors[name].shape)
+        return self.weights[name][0]
 
     def dtype(self, name: str) -> np.dtype:
-        return self.tensors[name].dtype
+        return np.dtype(np.float32)
 
     def get(self, name: str) -> np.ndarray:
-        return self.tensors[name]
+        return self.weights[name][1]()
 
     @property
     def n_hidden(self) -> int:
-        return int(self.tensors["layer_1/bias"].shape[0])
+        return self.shape("layer_1/bias")[0]
 
     def alphabet(self) -> AnyAlphabet:
         return self.metadata.alphabet
@@ -89,8 +104,8 @@ def as_checkpoint(model: ExportedModel, beta1: float, beta2: float) -> dict[str,
     """A complete checkpoint of a fresh optimiser at step 0 (what Coqui's loader requires): the weights,
     zero Adam moments, the initial beta powers. No learning_rate: the next run takes --learning_rate."""
     tensors: dict[str, np.ndarray] = {}
-    for name, value in model.tensors.items():
-        tensors[name] = np.ascontiguousarray(value, dtype=np.float32)
+    for name in model.names():
+        tensors[name] = np.ascontiguousarray(model.get(name), dtype=np.float32)
         tensors[f"{name}/Adam"] = np.zeros_like(tensors[name])
         tensors[f"{name}/Adam_1"] = np.zeros_like(tensors[name])
     tensors["beta1_power"] = np.array(beta1, dtype=np.float32)
@@ -163,16 +178,14 @@ def _metadata(path: str, values: dict[str, np.ndarray | list[bytes] | None]) -> 
     )
 
 
-def _checked(path: str, tensors: dict[str, np.ndarray], values: dict, kind: str) -> ExportedModel:
+def _checked(path: str, weights: dict[str, Weight], values: dict, kind: str) -> ExportedModel:
     """The weights checked first (a foreign model is told apart by them), then the metadata."""
-    missing = [f"{scope}/{part}" for scope in WEIGHT_SCOPES for part in ("weights", "bias") if scope != LSTM_SCOPE]
-    missing += [f"{LSTM_SCOPE}/kernel", f"{LSTM_SCOPE}/bias"]
-    missing = [name for name in missing if name not in tensors]
+    missing = [name for name in WEIGHT_NAMES if name not in weights]
     if missing:
         raise ExportedModelError(
             f"{path}: no {', '.join(missing)}; it is not a Coqui STT model (its tensors lack Coqui's names)"
         )
-    hidden, classes = tensors["layer_1/bias"].shape[0], tensors["layer_6/bias"].shape[0]
+    hidden, classes = weights["layer_1/bias"][0][0], weights["layer_6/bias"][0][0]
     expected = {
         f"{LSTM_SCOPE}/kernel": (2 * hidden, 4 * hidden),
         f"{LSTM_SCOPE}/bias": (4 * hidden,),
@@ -180,35 +193,33 @@ def _checked(path: str, tensors: dict[str, np.ndarray], values: dict, kind: str)
         "layer_6/weights": (hidden, classes),
     }
     for name, shape in expected.items():
-        if tensors[name].shape != shape:
-            raise ExportedModelError(f"{path}: {name} has shape {list(tensors[name].shape)}, expected {list(shape)}")
+        if weights[name][0] != shape:
+            raise ExportedModelError(f"{path}: {name} has shape {list(weights[name][0])}, expected {list(shape)}")
     metadata = _metadata(path, values)
     if metadata.alphabet.size + 1 != classes:
         raise ExportedModelError(
             f"{path}: its alphabet has {metadata.alphabet.size} labels but its output layer {classes} classes "
             f"(labels + blank); the file is inconsistent"
         )
-    return ExportedModel(path, tensors, metadata, kind)
+    return ExportedModel(path, weights, metadata, kind)
 
 
 def _from_tflite(path: str, graph: tflite.Graph) -> ExportedModel:
     """Weights are the second input of the fully connected layers, found by their Coqui names
     (`layer_2/weights/transpose`, `.../cudnn_compatible_lstm_cell/kernel/transpose_13`); the bias is the
     third input of the same layer."""
-    tensors: dict[str, np.ndarray] = {}
+    found: dict[str, Weight] = {}
     for op in graph.operators:
         if op.op != "FULLY_CONNECTED" or len(op.inputs) < 3:
             continue
-        weights, bias = graph.tensors[op.inputs[1]], graph.tensors[op.inputs[2]]
-        scope = next((s for s in WEIGHT_SCOPES if weights.name.startswith(f"{s}/")), None)
-        if scope is None or weights.data is None:
-            continue
-        kernel_name = f"{scope}/kernel" if scope == LSTM_SCOPE else f"{scope}/weights"
-        if kernel_name in tensors:  # the unrolled LSTM uses its kernel once per step
-            continue
-        tensors[kernel_name] = np.ascontiguousarray(weights.dequantized().T)
+        matrix, bias = graph.tensors[op.inputs[1]], graph.tensors[op.inputs[2]]
+        scope = next((s for s in WEIGHT_SCOPES if matrix.name.startswith(f"{s}/")), None)
+        if scope is None or matrix.data is None or kernel_name(scope) in found:
+            continue  # not Coqui's, or the unrolled LSTM's kernel again (it is used once per step)
+        # TFLite stores [out, in]; the checkpoint layout is [in, out]
+        found[kernel_name(scope)] = (matrix.shape[::-1], functools.partial(_transposed, matrix))
         if bias.data is not None:
-            tensors[f"{scope}/bias"] = bias.dequantized()
+            found[f"{scope}/bias"] = (bias.shape, bias.dequantized)
     values: dict[str, np.ndarray | list[bytes] | None] = {}
     for index in graph.outputs:
         tensor = graph.tensors[index]
@@ -218,7 +229,11 @@ def _from_tflite(path: str, graph: tflite.Graph) -> ExportedModel:
         source = graph.tensors[producer.inputs[0]] if producer and producer.inputs else tensor
         if source.data is not None:
             values[tensor.name] = source.strings() if source.dtype == tflite.STRING else source.array()
-    return _checked(path, tensors, values, "int8 TFLite" if _quantized(graph) else "TFLite")
+    return _checked(path, found, values, "int8 TFLite" if _quantized(graph) else "TFLite")
+
+
+def _transposed(tensor: tflite.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(tensor.dequantized().T)
 
 
 def _quantized(graph: tflite.Graph) -> bool:
@@ -228,11 +243,10 @@ def _quantized(graph: tflite.Graph) -> bool:
 def _from_graph(path: str, nodes: list[tf_graph.Node]) -> ExportedModel:
     """A frozen graph keeps the variables as Const nodes of the same names."""
     consts = {node.name: node.value for node in nodes if node.op == "Const"}
-    tensors = {}
-    for scope in WEIGHT_SCOPES:
-        for part in ("kernel", "bias") if scope == LSTM_SCOPE else ("weights", "bias"):
-            value = consts.get(f"{scope}/{part}")
-            if isinstance(value, np.ndarray) and value.dtype.kind == "f":
-                tensors[f"{scope}/{part}"] = value.astype(np.float32)
+    found: dict[str, Weight] = {}
+    for name in WEIGHT_NAMES:
+        value = consts.get(name)
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            found[name] = (tuple(value.shape), functools.partial(value.astype, np.float32))
     values = {name: value for name, value in consts.items() if name.startswith("metadata_")}
-    return _checked(path, tensors, values, "TensorFlow graph")
+    return _checked(path, found, values, "TensorFlow graph")

@@ -12,11 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from coqui_stt_training.export_tflite import quantize_symmetric
-from coqui_stt_training.exported import ExportedModel
-from coqui_stt_training.layout import LSTM_SCOPE
-
-SCOPES = {"layer_1": "weights", "layer_2": "weights", "layer_3": "weights", LSTM_SCOPE: "kernel",
-          "layer_5": "weights", "layer_6": "weights"}  # fmt: skip
+from coqui_stt_training.exported import WEIGHT_SCOPES, ExportedModel, kernel_name
 
 
 def _round_half_away(x: np.ndarray) -> np.ndarray:
@@ -40,8 +36,8 @@ def hybrid_dense(x: np.ndarray, q: np.ndarray, weight_scale: np.float32, bias: n
 def int8_layers(model: ExportedModel) -> dict[str, tuple[np.ndarray, np.float32, np.ndarray]]:
     """Each layer's weights quantised as the export stores them ([out, in] int8, scale) and its bias."""
     layers = {}
-    for scope, part in SCOPES.items():
-        q, scale = quantize_symmetric(model.get(f"{scope}/{part}").T)
+    for scope in WEIGHT_SCOPES:
+        q, scale = quantize_symmetric(model.get(kernel_name(scope)).T)
         layers[scope.split("/")[0]] = (q, scale, model.get(f"{scope}/bias").astype(np.float32))
     return layers
 
