@@ -197,6 +197,14 @@ def newest_checkpoint(directory: str) -> str | None:
     return max(serials, key=serials.__getitem__, default=None)
 
 
+def source_export_file(location: str) -> str | None:
+    """The exported model a load location names: a .tflite or .pb file, or a directory that holds one and
+    no checkpoint (checkpoints come first)."""
+    if os.path.isdir(location) and any(find_checkpoint(location, kind) for kind in STATE_FILES):
+        return None
+    return exported_model_file(location)
+
+
 LOAD_ORDER = {"auto": ["best", "last"], "best": ["best"], "last": ["last"], "init": []}
 _KIND = {"best": "best_dev", "last": "train"}
 _WHAT = {"best": "best validating", "last": "most recent"}

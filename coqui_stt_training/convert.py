@@ -26,10 +26,10 @@ import numpy as np
 import safetensors.numpy
 
 from . import log
-from .checkpoint import STATE_FILES, CheckpointError, find_checkpoint, open_checkpoint, read_flags_file
+from .checkpoint import STATE_FILES, CheckpointError, open_checkpoint, read_flags_file, source_export_file
 from .cli import run_cli
 from .config import CONVERT_FLAGS, COQUI_FLAG_COUNT, Config, ConfigError
-from .exported import as_checkpoint, exported_model_file, open_exported
+from .exported import as_checkpoint, open_exported
 from .files import copy_atomically, write_atomically, write_text_once
 from .formats.tf_bundle import write_tf_checkpoint
 from .formats.tf_state_file import read_state_file, read_state_file_all, write_state_file
@@ -177,8 +177,7 @@ def convert_job(config: Config) -> None:
             "Give the directory to convert (--load_checkpoint_dir) and a new one to write (--save_checkpoint_dir)"
         )
     source, target, checkpoint_format = config.load_checkpoint_dir, config.save_checkpoint_dir, config.checkpoint_format
-    has_checkpoints = os.path.isdir(source) and any(find_checkpoint(source, kind) for kind in STATE_FILES)
-    exported = None if has_checkpoints else exported_model_file(source)
+    exported = source_export_file(source)
     if exported:
         convert_exported(exported, target, checkpoint_format, config.beta1, config.beta2)
         return

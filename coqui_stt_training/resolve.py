@@ -13,12 +13,12 @@ import torch
 from . import log
 from .alphabet import AnyAlphabet, UTF8Alphabet, alphabet_from_transcripts, load_alphabet
 from .batches import LoaderSettings
-from .checkpoint import STATE_FILES, find_checkpoint, read_flags_file
+from .checkpoint import read_flags_file, source_export_file
 from .config import Config, ConfigError
 from .dataset import Sample, load_data_set, read_source
 from .decode import DecodeOptions, make_decoder
 from .distributed import World
-from .exported import ExportedModel, exported_model_file, open_exported
+from .exported import ExportedModel, open_exported
 from .exporting import ExportSettings, ModelCard
 from .features import FeatureSettings
 from .load import LoadedModel, load_model, require_directory
@@ -57,10 +57,7 @@ def apply_threads(config: Config) -> None:
 def source_export(config: Config) -> ExportedModel | None:
     """The exported model --load_checkpoint_dir names (a file, or a directory holding one and no
     checkpoint), if that is what it names."""
-    location = config.load_checkpoint_dir
-    if not location or (os.path.isdir(location) and any(find_checkpoint(location, k) for k in STATE_FILES)):
-        return None
-    path = exported_model_file(location)
+    path = source_export_file(config.load_checkpoint_dir)
     return open_exported(path) if path else None
 
 
