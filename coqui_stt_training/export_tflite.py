@@ -50,7 +50,7 @@ class _Builder:
         self.graph = Graph([], [], [], [])
 
     def tensor(self, name: str, shape, dtype=np.float32) -> int:
-        self.graph.tensors.append(Tensor(name, tuple(shape), np.dtype(dtype)))
+        self.graph.tensors.append(Tensor(name, tuple(shape), dtype if dtype == STRING else np.dtype(dtype)))
         return len(self.graph.tensors) - 1
 
     def constant(self, name: str, value: np.ndarray, quantize: bool = False) -> int:
@@ -199,8 +199,7 @@ def tflite_bytes(
             copy = g.constant(f"{name}_copy", np.array([numbers[name]], np.int32))
         else:
             copy = g.strings(f"{name}_copy", [texts[name]])
-        out = g.tensor(name, [1], np.int32)
-        g.graph.tensors[out].dtype = g.graph.tensors[copy].dtype
+        out = g.tensor(name, [1], g.graph.tensors[copy].dtype)
         g.op("RESHAPE", [copy, g.constant(f"{name}_copy_shape", np.array([1], np.int32))], [out], new_shape=[1])
         metadata_outputs.append(out)
 

@@ -122,18 +122,18 @@ def export_targets(settings: ExportSettings) -> ExportTargets:
 def export(settings: ExportSettings, model: DeepSpeech, alphabet: AnyAlphabet, targets: ExportTargets) -> list[str]:
     """Write the models, the model card and the zip that `targets` (from export_targets) name; returns
     the models' paths."""
-    common = dict(
-        features=settings.features,
-        n_steps=settings.n_steps,
-        beam_width=settings.beam_width,
-        language=settings.card.language,
+    features, n_steps, beam_width, language = (
+        settings.features,
+        settings.n_steps,
+        settings.beam_width,
+        settings.card.language,
     )
     for kind, path in targets.models.items():
         if kind == "tflite":
-            data = tflite_bytes(model, alphabet, quantize=settings.quantize, **common)  # type: ignore[arg-type]
+            data = tflite_bytes(model, alphabet, features, n_steps, beam_width, language, settings.quantize)
             what = "int8 weights" if settings.quantize else "float32"
         else:
-            data = onnx_bytes(model, alphabet, **common)  # type: ignore[arg-type]
+            data = onnx_bytes(model, alphabet, features, n_steps, beam_width, language)
             what = "float32, for onnxruntime"
         write_file_atomically(path, data)
         log.info(f"Exported {path} ({what}, {len(data) / 2**20:.1f} MiB)")

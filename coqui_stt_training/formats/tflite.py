@@ -302,30 +302,27 @@ def _options(op: tflite.Operator, name: str) -> dict[str, Any]:
     table = op.BuiltinOptions()
     if table is None:
         return {}
+
+    def parsed(options_type):
+        options = options_type()
+        options.Init(table.Bytes, table.Pos)
+        return options
+
     if name == "FULLY_CONNECTED":
-        fc = tflite.FullyConnectedOptions()
-        fc.Init(table.Bytes, table.Pos)
+        fc = parsed(tflite.FullyConnectedOptions)
         return {"activation": fc.FusedActivationFunction(), "keep_num_dims": fc.KeepNumDims()}
     if name == "SPLIT":
-        split = tflite.SplitOptions()
-        split.Init(table.Bytes, table.Pos)
-        return {"num_splits": split.NumSplits()}
+        return {"num_splits": parsed(tflite.SplitOptions).NumSplits()}
     if name == "RESHAPE":
-        reshape = tflite.ReshapeOptions()
-        reshape.Init(table.Bytes, table.Pos)
+        reshape = parsed(tflite.ReshapeOptions)
         return {"new_shape": [int(d) for d in reshape.NewShapeAsNumpy()] if reshape.NewShapeLength() else []}
     if name == "STRIDED_SLICE":
-        ss = tflite.StridedSliceOptions()
-        ss.Init(table.Bytes, table.Pos)
+        ss = parsed(tflite.StridedSliceOptions)
         return {"begin_mask": ss.BeginMask(), "end_mask": ss.EndMask(), "shrink_axis_mask": ss.ShrinkAxisMask()}
     if name == "CONCATENATION":
-        concat = tflite.ConcatenationOptions()
-        concat.Init(table.Bytes, table.Pos)
-        return {"axis": concat.Axis()}
+        return {"axis": parsed(tflite.ConcatenationOptions).Axis()}
     if name == "SOFTMAX":
-        softmax = tflite.SoftmaxOptions()
-        softmax.Init(table.Bytes, table.Pos)
-        return {"beta": softmax.Beta()}
+        return {"beta": parsed(tflite.SoftmaxOptions).Beta()}
     return {}
 
 
