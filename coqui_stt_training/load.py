@@ -127,6 +127,7 @@ class LoadReport:
     global_step: int
     source_classes: int
     target_classes: int
+    weights_only: bool = False  # the source was an exported model: no optimizer state
 
     @property
     def loaded(self) -> list[str]:
@@ -153,7 +154,6 @@ class LoadReport:
                 note += ", frozen"
             emit(f"  {name:<{width}}  {list(shape)!s:<11} {action}{note}")
         changed = sorted({n.split("/")[0] for n, _, a in self.rows if "re-initialised" in a})
-        exported = any("an exported model" in a for _, _, a in self.rows)
         log.info(
             f"Loaded {len(self.loaded)} of {len(self.rows)} tensors from {self.source}"
             + (f"; re-initialised: {', '.join(changed)}" if changed else "")
@@ -161,7 +161,7 @@ class LoadReport:
             f"model (alphabet of {self.target_classes - 1} labels + blank). "
             + (f"Learning rate from {self.learning_rate_from}; " if self.learning_rate_from else "")
             + f"global step {self.global_step}"
-            + ("; an exported model holds no optimizer state: Adam moments start at zero" if exported else "")
+            + ("; an exported model holds no optimizer state: Adam moments start at zero" if self.weights_only else "")
         )
 
 
@@ -303,7 +303,7 @@ def load_into(
     else:
         optimizer.lr, lr_from = float(ckpt.get("learning_rate")), "the checkpoint"
         rows.append(("learning_rate", (), "loaded"))
-    return LoadReport(prefix, rows, lr_from, global_step, source_classes, model.n_classes)
+    return LoadReport(prefix, rows, lr_from, global_step, source_classes, model.n_classes, weights_only)
 
 
 _UNLOADED = {
