@@ -18,11 +18,13 @@ from typing import Any
 
 import numpy as np
 import safetensors.numpy
+from safetensors import SafetensorError
 
 from . import log
 from .errors import UserError
 from .exported import EXPORT_SUFFIXES, exported_model_file, open_exported
 from .files import read_range, remove_stale_temporaries, write_atomically, write_file_atomically
+from .formats.crc32c import crc32c
 from .formats.tf_bundle import TFCheckpointReader
 from .formats.tf_state_file import read_state_file, read_state_file_all, write_state_file
 from .layout import TensorReader
@@ -33,6 +35,18 @@ STATE_FILES = {"train": "checkpoint", "best_dev": "best_dev_checkpoint"}
 
 class CheckpointError(UserError):
     pass
+
+
+class DamagedCheckpointError(CheckpointError):
+    """A checkpoint whose data no longer matches the checksums recorded when it was written."""
+
+
+class PickleRefusedError(CheckpointError):
+    """A pickle where a checkpoint should be: refused outright, never passed over as mere damage."""
+
+
+class NonFiniteWeightsError(CheckpointError):
+    """Weights that became NaN or infinite: never saved over a good checkpoint."""
 
 
 # ---- reading either format --------------------------------------------------------------------
@@ -55,15 +69,17 @@ class SafetensorsCheckpoint:
     """A safetensors file read lazily, one tensor at a time with a single copy. safetensors.safe_open loads
     as fast but maps the file, which adds it to the process's memory: loading a release-sized model's 670 MB
     peaks 235 MB higher with it (docs/benchmarks.md). The header is checked against the file before anything
-    is read: names, dtypes, shapes and byte ranges."""
+    is read: names, dtypes, shapes and byte ranges; each tensor's bytes are checked against the CRC32C that
+    its `.json` recorded when it was written (TensorFlow's index records the same for its files)."""
 
     def __init__(self, prefix: str):
         self.path = prefix + ".safetensors"
+        self.checksums, self._checksums_from = recorded_checksums(prefix)
         try:
             with open(self.path, "rb") as f:
                 head = f.read(8)
                 if looks_like_pickle(head):
-                    raise CheckpointError(f"{self.path}: {PICKLE_REFUSAL}")
+                    raise PickleRefusedError(f"{self.path}: {PICKLE_REFUSAL}")
                 header_size = int.from_bytes(head, "little") if len(head) == 8 else -1
                 if not 2 <= header_size <= 100 << 20:
                     raise ValueError("no safetensors header")
@@ -97,6 +113,12 @@ class SafetensorsCheckpoint:
                     f"{data_start + end}, the file has {file_size}"
                 )
             self._entries[name] = (dtype, shape, data_start + begin, end - begin)
+        if self.checksums is not None and set(self.checksums) != set(self._entries):
+            differ = sorted(set(self.checksums) ^ set(self._entries))
+            raise DamagedCheckpointError(
+                f"{self.path}: damaged: its tensors are not the ones {self._checksums_from} records "
+                f"({', '.join(differ[:3])}{', ...' if len(differ) > 3 else ''})"
+            )
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries
@@ -115,7 +137,37 @@ class SafetensorsCheckpoint:
         data = read_range(self.path, offset, size)
         if len(data) != size:
             raise CheckpointError(f"{self.path}: truncated while reading tensor {name!r}")
+        if self.checksums is not None and crc32c(data) != self.checksums[name]:
+            raise DamagedCheckpointError(
+                f"{self.path}: damaged: tensor {name!r} does not match the CRC32C checksum that "
+                f"{self._checksums_from} recorded when it was written"
+            )
         return np.frombuffer(data, dtype).reshape(shape)
+
+
+def recorded_checksums(prefix: str) -> tuple[dict[str, int] | None, str]:
+    """The CRC32C of each tensor that a safetensors checkpoint's `.json` recorded, and the file that says
+    so; None for checkpoints written before checksums were recorded (a warning says they go unchecked)."""
+    path = prefix + ".json"
+    state = read_run_state(prefix)
+    if state is None:
+        _warn_once(
+            f"{path} is missing: the data of {prefix}.safetensors cannot be checked, and its run state "
+            "(position in the run, histories, exact learning rate) is lost"
+        )
+        return None, path
+    if state.crc32c is None:
+        _warn_once(f"{path} records no checksums (written by an earlier version): {prefix}.safetensors goes unchecked")
+    return state.crc32c, path
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warn(message)
 
 
 PICKLE_REFUSAL = (
@@ -138,7 +190,7 @@ def refuse_pickles(directory: str) -> None:
     for name in found:
         with open(os.path.join(directory, name), "rb") as f:
             if looks_like_pickle(f.read(8)):
-                raise CheckpointError(f"{os.path.join(directory, name)}: {PICKLE_REFUSAL}")
+                raise PickleRefusedError(f"{os.path.join(directory, name)}: {PICKLE_REFUSAL}")
 
 
 def open_checkpoint(prefix: str) -> TensorReader:
@@ -151,6 +203,45 @@ def open_checkpoint(prefix: str) -> TensorReader:
     if os.path.isfile(prefix + ".index"):
         return TFCheckpointReader(prefix)
     raise CheckpointError(f"{prefix}: no checkpoint there (neither {prefix}.safetensors nor {prefix}.index)")
+
+
+def verify(prefix: str) -> None:
+    """Read every tensor of a checkpoint once, checking it against its recorded checksums (ours in the
+    `.json`, TensorFlow's in the `.index`) and that its values are finite; raise CheckpointError naming
+    the file if not. An exported model has no checksums: its structure is checked when it is opened."""
+    key = _file_key(prefix)
+    if key in _verified:
+        return
+    reader = open_checkpoint(prefix)
+    for name in reader.names():
+        value = reader.get(name)
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise DamagedCheckpointError(f"{prefix}: tensor {name!r} holds NaN or infinite values")
+    _verified.add(key)
+
+
+_verified: set[tuple] = set()  # checkpoints verified by this process, by their files' sizes and times
+
+
+def _file_key(prefix: str) -> tuple:
+    stats = []
+    for suffix in ("", ".safetensors", ".json", ".index", ".data-00000-of-00001"):
+        with contextlib.suppress(OSError):
+            st = os.stat(prefix + suffix)
+            stats.append((suffix, st.st_size, st.st_mtime_ns, st.st_ino))
+    return (os.path.abspath(prefix), tuple(stats))
+
+
+def damage(prefix: str) -> str | None:
+    """Why a checkpoint's data cannot be trusted (it differs from its checksums, is truncated, or cannot
+    be read), or None if it is intact. A pickle is not damage: it is refused (PickleRefusedError)."""
+    try:
+        verify(prefix)
+    except PickleRefusedError:
+        raise
+    except CheckpointError as e:
+        return str(e)
+    return None
 
 
 def read_run_state(prefix: str) -> RunState | None:
@@ -185,16 +276,57 @@ def read_flags_file(directory: str) -> dict[str, Any] | None:
 # ---- finding the checkpoint to load -------------------------------------------------------------
 
 
-def find_checkpoint(directory: str, kind: str) -> str | None:
-    """Prefix of the newest `kind` checkpoint ('train' or 'best_dev') that the state file names, if any."""
-    return read_state_file(os.path.join(directory, STATE_FILES[kind]))
+def find_checkpoint(directory: str, kind: str, intact: bool = False) -> str | None:
+    """Prefix of the newest `kind` checkpoint ('train' or 'best_dev') that the state file names, if any.
+    With `intact` (where training starts), a damaged one is passed over with a warning for the newest
+    intact one the state file still lists; None if none is intact."""
+    state_file = os.path.join(directory, STATE_FILES[kind])
+    newest = read_state_file(state_file)
+    if not intact or newest is None:
+        return newest
+    listed = [newest] + [p for p in reversed(read_state_file_all(state_file)) if p != newest]
+    for prefix in listed:
+        problem = damage(prefix)
+        if problem is None:
+            if prefix != newest:
+                _warn_once(
+                    f"Using {prefix}, the newest intact {kind} checkpoint; the damaged {newest} is kept "
+                    "until a newer save replaces it"
+                )
+            return prefix
+        _warn_once(f"{problem}; passing over it")
+    return None
 
 
-def newest_checkpoint(directory: str) -> str | None:
-    """The checkpoint this directory's runs saved last, train or best_dev (by the run state's save_serial)."""
-    candidates = [p for p in (find_checkpoint(directory, kind) for kind in STATE_FILES) if p]
+def newest_checkpoint(directory: str, intact: bool = False) -> str | None:
+    """The checkpoint this directory's runs saved last, train or best_dev (by the run state's save_serial);
+    with `intact`, the last one whose data is intact."""
+    candidates = [p for p in (find_checkpoint(directory, kind, intact) for kind in STATE_FILES) if p]
     serials = {p: state.save_serial for p in candidates if (state := read_run_state(p)) and state.save_serial}
     return max(serials, key=serials.__getitem__, default=None)
+
+
+def highest_save_serial(directory: str) -> int:
+    """The highest save serial of any checkpoint a state file lists, damaged or not: a new save must be
+    numbered after all of them."""
+    serials = [0]
+    for kind in STATE_FILES:
+        for prefix in read_state_file_all(os.path.join(directory, STATE_FILES[kind])):
+            with contextlib.suppress(CheckpointError):
+                state = read_run_state(prefix)
+                serials.append(state.save_serial if state else 0)
+    return max(serials)
+
+
+def require_intact_checkpoints(directory: str) -> None:
+    """Training does not start afresh over a directory whose every checkpoint is damaged: that would
+    look like success and bury the damage."""
+    listed = [p for kind in STATE_FILES if (p := find_checkpoint(directory, kind))]
+    if listed and not any(find_checkpoint(directory, kind, intact=True) for kind in STATE_FILES):
+        raise DamagedCheckpointError(
+            f"{directory}: every checkpoint its state files list is damaged or missing (warnings above); "
+            "nothing to resume from. Restore the files, or train into another --save_checkpoint_dir"
+        )
 
 
 def source_export_file(location: str) -> str | None:
@@ -229,11 +361,12 @@ class Search:
             log.info(f"Loading {_WHAT[self.found]} checkpoint from {self.prefix}")
 
 
-def search(directory: str, method: str, exported: bool = False) -> Search:
+def search(directory: str, method: str, exported: bool = False, intact: bool = False) -> Search:
     """Search `directory` in --load_train/--load_evaluate order. A directory that holds only PyTorch pickles
     is not taken for an empty one (which would train from scratch): that is a CheckpointError. With
     `exported` (a source to load from, never a save directory), `directory` may also be an exported model
-    or a directory holding one and no checkpoint."""
+    or a directory holding one and no checkpoint. With `intact` (training), damaged checkpoints are passed
+    over for the newest intact one, and a directory whose every checkpoint is damaged is an error."""
     tried: list[str] = []
     if exported and method != "init" and os.path.isfile(directory):
         model = exported_model_file(directory)
@@ -241,7 +374,7 @@ def search(directory: str, method: str, exported: bool = False) -> Search:
             raise CheckpointError(f"{directory}: not a checkpoint directory nor an exported model (.tflite, .pb)")
         return Search(model, "exported")
     for which in LOAD_ORDER[method]:
-        prefix = find_checkpoint(directory, _KIND[which]) if directory else None
+        prefix = find_checkpoint(directory, _KIND[which], intact) if directory else None
         if prefix:
             return Search(prefix, which, tried)
         tried.append(which)
@@ -250,6 +383,8 @@ def search(directory: str, method: str, exported: bool = False) -> Search:
         return Search(model, "exported", tried)
     if directory:
         refuse_pickles(directory)
+        if intact and os.path.isdir(directory):
+            require_intact_checkpoints(directory)
     return Search(None, None, tried)
 
 
@@ -263,22 +398,40 @@ def save(directory: str, kind: str, tensors: dict[str, np.ndarray], state: RunSt
     renamed once on disk, the state file changes only after both, and old checkpoints are removed only
     after the state file no longer names them. Pruning keeps the newest; best_dev has its own state file,
     so train pruning never touches it. A failed write (disk full, read-only) is a CheckpointError that
-    names the file, and the state file still names the last good checkpoint."""
+    names the file, and the state file still names the last good checkpoint. Weights that are no longer
+    finite are never saved (NonFiniteWeightsError): they would replace a good checkpoint with a useless
+    one. Each tensor's CRC32C goes into the run state, to be checked whenever it is read."""
     state.global_step = int(tensors["global_step"])
     prefix = os.path.join(directory, f"{kind}-{state.global_step}")
     state_file = os.path.join(directory, STATE_FILES[kind])
+    not_finite = [n for n, a in tensors.items() if a.dtype.kind == "f" and not np.isfinite(a).all()]
+    if not_finite:
+        last = newest_checkpoint(directory) if os.path.isdir(directory) else None
+        raise NonFiniteWeightsError(
+            f"the weights are no longer finite at step {state.global_step} ({not_finite[0]} holds NaN or "
+            "infinite values): not saving them; "
+            + (f"the last good checkpoint, {last}, is kept" if last else "no checkpoint was saved before")
+            + ". Try a lower --learning_rate"
+        )
+    state.crc32c = {name: crc32c(np.ascontiguousarray(a).data) for name, a in tensors.items()}
     try:
         os.makedirs(directory, exist_ok=True)
         remove_stale_temporaries(directory)
-        write_atomically(prefix + ".safetensors", lambda p: safetensors.numpy.save_file(tensors, p))
+        listed = read_state_file_all(state_file)
+        others = [p for p in listed if p != prefix]
+        if others and len(others) < len(listed):
+            # The prefix is saved again (a plateau went back to best_dev's step): its two files are not
+            # replaced in one rename, so the state file stops naming it until both are written.
+            write_state_file(state_file, others[-1], others)
+        write_atomically(prefix + ".safetensors", lambda p: _save_safetensors(tensors, p))
         write_file_atomically(prefix + ".json", json.dumps(state.to_json(), indent=2))
-        kept = [p for p in read_state_file_all(state_file) if p != prefix] + [prefix]
+        kept = others + [prefix]
         kept, removed = kept[-max(max_to_keep, 1) :], kept[: -max(max_to_keep, 1)]
         write_state_file(state_file, prefix, kept)
-    except OSError as e:
+    except (OSError, SafetensorError) as e:
         last = find_checkpoint(directory, kind) if os.path.isfile(state_file) else None
         raise CheckpointError(
-            f"cannot write checkpoint {prefix} ({e.strerror or e}); "
+            f"cannot write checkpoint {prefix} ({_reason(e)}); "
             + (f"the last good one, {last}, is unchanged" if last else "no earlier checkpoint")
         ) from None
     for old in removed:
@@ -286,6 +439,25 @@ def save(directory: str, kind: str, tensors: dict[str, np.ndarray], state: RunSt
             with contextlib.suppress(FileNotFoundError):
                 os.remove(old + ext)
     return prefix
+
+
+def _save_safetensors(tensors: dict[str, np.ndarray], path: str) -> None:
+    safetensors.numpy.save_file(tensors, path)
+    os.chmod(path, 0o666 & ~_umask())  # safetensors creates its file 0600; everything else we write is 0644
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _reason(e: Exception) -> str:
+    """An OSError's own words ("No space left on device"); safetensors wraps them in its message."""
+    if isinstance(e, OSError):
+        return str(e.strerror or e)
+    text = str(e)
+    return "No space left on device" if "No space left" in text or "os error 28" in text else text.splitlines()[0]
 
 
 def update_run_state(prefix: str, state: RunState) -> None:

@@ -16,7 +16,7 @@ import torch
 
 from . import log
 from .alphabet import AnyAlphabet, alphabet_record, load_alphabet
-from .checkpoint import CheckpointError, open_checkpoint, read_run_state, search
+from .checkpoint import CheckpointError, open_checkpoint, read_run_state, search, verify
 from .config import ConfigError
 from .exported import EXPORT_SUFFIXES, exported_model_file, open_exported
 from .layout import TensorReader, Variable, dimensions, dropped_substrings, variables
@@ -50,6 +50,7 @@ def load_model(
     found.log()
     if found.prefix is None:
         raise CheckpointError(f"All initialization methods failed ({found.tried}): no checkpoint in {directory}")
+    verify(found.prefix)  # a damaged checkpoint is refused by name, not evaluated
     reader = open_checkpoint(found.prefix)
     dims = dimensions(reader)
     if dims is None:

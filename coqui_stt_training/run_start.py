@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from . import log
 from .alphabet import AnyAlphabet, alphabet_record
-from .checkpoint import CheckpointError, newest_checkpoint, read_run_state, search
+from .checkpoint import CheckpointError, highest_save_serial, newest_checkpoint, read_run_state, search
 from .config import ConfigError
 from .exported import exported_model_file
 from .layout import LAYER_SCOPES, dropped_layers
@@ -29,10 +29,11 @@ class SaveDirectory:
     each with its run state."""
 
     one_dir: bool  # the load and save directories are one
-    newest: str | None = None
+    newest: str | None = None  # the newest intact checkpoint
     newest_state: RunState | None = None
     picked: str | None = None
     picked_state: RunState | None = None
+    highest_serial: int = 0  # of every checkpoint there, damaged ones included
 
 
 @dataclass(frozen=True)
@@ -89,14 +90,15 @@ def read_save_directory(load_dir: str, save_dir: str, load_train: str) -> SaveDi
     if not save_dir or not os.path.isdir(save_dir):
         return SaveDirectory(one_dir=False)
     one_dir = bool(load_dir) and os.path.realpath(load_dir) == os.path.realpath(save_dir)
-    newest = newest_checkpoint(save_dir)
-    picked = search(save_dir, load_train).prefix if load_train != "init" else None
+    newest = newest_checkpoint(save_dir, intact=True)
+    picked = search(save_dir, load_train, intact=True).prefix if load_train != "init" else None
     return SaveDirectory(
         one_dir,
         newest,
         read_run_state(newest) if newest else None,
         picked,
         read_run_state(picked) if picked else None,
+        highest_save_serial(save_dir),
     )
 
 
@@ -108,7 +110,7 @@ def choose(
     if load_dir and load_dir != save_dir and not os.path.isdir(load_dir) and not exported_model_file(load_dir):
         raise ConfigError(f"Missing checkpoint directory {load_dir!r} (--load_checkpoint_dir)")
     save = read_save_directory(load_dir, save_dir, load_train)
-    serial = save.newest_state.save_serial if save.newest_state else 0
+    serial = save.highest_serial
     own = own_checkpoint(save, load_train, drop_source_layers, alphabet)
     if own and own.exact:
         assert own.state is not None and own.state.progress is not None  # what made it exact
@@ -128,7 +130,7 @@ def choose(
             )
         )
         return own, serial
-    found = search(load_dir, load_train, exported=True)
+    found = search(load_dir, load_train, exported=True, intact=True)
     found.log()
     if found.prefix is None:
         if load_train not in ("init", "auto"):

@@ -68,10 +68,11 @@ class RunState:
     rng: list[dict[str, Any]] = field(default_factory=list)  # each process's generators, in rank order
     grad_scaler: dict[str, Any] | None = None  # float16 loss scaling on CUDA
     transfer: TransferRecord | None = None
+    crc32c: dict[str, int] | None = None  # of each tensor's bytes in the .safetensors file, checked when read
 
     def to_json(self) -> dict[str, Any]:
         record: dict[str, Any] = {"format_version": FORMAT_VERSION, **asdict(self)}
-        for optional in ("grad_scaler", "transfer"):
+        for optional in ("grad_scaler", "transfer", "crc32c"):
             if record[optional] is None:
                 del record[optional]
         return record

@@ -237,6 +237,7 @@ class Trainer:
         finite = bool(torch.isfinite(losses).all())
         (anywhere,) = self.world.any(not finite)
         if anywhere:
+            self.stop_if_weights_not_finite()
             bad = [s.audio_path for s, value in zip(batch.samples, losses.tolist()) if not math.isfinite(value)]
             if bad:
                 log.warn(f"The following files caused an infinite (or NaN) loss: {','.join(bad)}; step skipped")
@@ -252,6 +253,17 @@ class Trainer:
             self.optimizer.step()
         self.run.global_step += 1
         return loss.item()
+
+    def stop_if_weights_not_finite(self) -> None:
+        """A non-finite loss from non-finite weights would skip every step from here on: stop, keeping the
+        last good checkpoint (saving checks the same, so none is ever replaced by such weights)."""
+        (broken,) = self.world.any(not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()))
+        if broken:
+            raise checkpoint.NonFiniteWeightsError(
+                f"the weights became NaN or infinite at step {self.run.global_step}: stopping; "
+                + (f"the last good checkpoint, {self.last_saved}, is kept" if self.last_saved else "nothing was saved")
+                + ". Try a lower --learning_rate"
+            )
 
     def losses(self, batch: Batch) -> torch.Tensor:
         """Per-sample CTC losses of a training batch; under autocast with --automatic_mixed_precision
