@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -69,42 +70,54 @@ class Config:
     )
     auto_input_dataset: str = _flag("", "one CSV to split into train/dev/test (not supported yet: refused)")
     vocab_file: str = _flag("", "flashlight vocabulary (not supported: refused)")
-    read_buffer: int = _flag(1 << 20, "read buffer size, with K/M/G/T suffix. " + NO_EFFECT, size=True)
+    read_buffer: int = _flag(
+        1 << 20, "read buffer size, with K/M/G/T suffix. " + NO_EFFECT, size=True, valid="[1, inf)"
+    )
     feature_cache: str = _flag(
         "",
         "directory where each sample's features are kept after their first use, for "
         "later epochs and runs (empty: computed each time)",
     )
-    cache_for_epochs: int = _flag(0, "start a fresh generation of the feature cache every N epochs (0: never)")
+    cache_for_epochs: int = _flag(
+        0, "start a fresh generation of the feature cache every N epochs (0: never)", valid="[0, inf)"
+    )
     shuffle_batches: bool = _flag(False, "shuffle the order of batches each epoch")
-    shuffle_start: int = _flag(1, "first (0-based) epoch in which batches are shuffled")
-    shuffle_buffer: int = _flag(1000, "batch shuffle buffer size, in batches")
+    shuffle_start: int = _flag(1, "first (0-based) epoch in which batches are shuffled", valid="[0, inf)")
+    shuffle_buffer: int = _flag(1000, "batch shuffle buffer size, in batches", valid="[1, inf)")
     # features
-    feature_win_len: int = _flag(32, "feature extraction window length in milliseconds")
-    feature_win_step: int = _flag(20, "feature extraction window step in milliseconds")
-    audio_sample_rate: int = _flag(16000, "sample rate the model expects; audio is resampled to it")
+    feature_win_len: int = _flag(32, "feature extraction window length in milliseconds", valid="[1, 1000]")
+    feature_win_step: int = _flag(20, "feature extraction window step in milliseconds", valid="[1, 1000]")
+    audio_sample_rate: int = _flag(
+        16000, "sample rate the model expects; audio is resampled to it", valid="[1000, 384000]"
+    )
     normalize_sample_rate: bool = _flag(True, "resample training audio to --audio_sample_rate")
     augment: list[str] | None = _flag([], "augmentations (not supported yet: refused)")
     # optimisation
-    epochs: int = _flag(75, "number of epochs to train in this run")
-    dropout_rate: float = _flag(0.05, "dropout of layer 1, and default for layers 2, 3 and 6")
-    dropout_rate2: float = _flag(-1.0, "dropout of layer 2 (negative: --dropout_rate)")
-    dropout_rate3: float = _flag(-1.0, "dropout of layer 3 (negative: --dropout_rate)")
-    dropout_rate4: float = _flag(0.0, "unused by the model, as in Coqui")
-    dropout_rate5: float = _flag(0.0, "unused by the model, as in Coqui")
-    dropout_rate6: float = _flag(-1.0, "dropout applied to layer 5's output, as in Coqui (negative: --dropout_rate)")
-    relu_clip: float = _flag(20.0, "ReLU clipping value")
-    beta1: float = _flag(0.9, "Adam beta1")
-    beta2: float = _flag(0.999, "Adam beta2")
-    epsilon: float = _flag(1e-8, "Adam epsilon (added to the uncorrected root, as TensorFlow does)")
-    learning_rate: float = _flag(0.001, "initial learning rate; a loaded checkpoint's stored rate wins")
-    train_batch_size: int = _flag(1, "training batch size")
-    dev_batch_size: int = _flag(1, "validation batch size")
-    test_batch_size: int = _flag(1, "test batch size")
-    export_batch_size: int = _flag(1, "batch size of the exported model; the ONNX export takes any batch size")
+    epochs: int = _flag(75, "number of epochs to train in this run", valid="[0, inf)")
+    dropout_rate: float = _flag(0.05, "dropout of layer 1, and default for layers 2, 3 and 6", valid="[0, 1)")
+    dropout_rate2: float = _flag(-1.0, "dropout of layer 2 (negative: --dropout_rate)", valid="(-inf, 1)")
+    dropout_rate3: float = _flag(-1.0, "dropout of layer 3 (negative: --dropout_rate)", valid="(-inf, 1)")
+    dropout_rate4: float = _flag(0.0, "unused by the model, as in Coqui", valid="[0, 1)")
+    dropout_rate5: float = _flag(0.0, "unused by the model, as in Coqui", valid="[0, 1)")
+    dropout_rate6: float = _flag(
+        -1.0, "dropout applied to layer 5's output, as in Coqui (negative: --dropout_rate)", valid="(-inf, 1)"
+    )
+    relu_clip: float = _flag(20.0, "ReLU clipping value", valid="(0, inf)")
+    beta1: float = _flag(0.9, "Adam beta1", valid="[0, 1)")
+    beta2: float = _flag(0.999, "Adam beta2", valid="[0, 1)")
+    epsilon: float = _flag(1e-8, "Adam epsilon (added to the uncorrected root, as TensorFlow does)", valid="(0, inf)")
+    learning_rate: float = _flag(
+        0.001, "initial learning rate; a loaded checkpoint's stored rate wins", valid="(0, inf)"
+    )
+    train_batch_size: int = _flag(1, "training batch size", valid="[1, inf)")
+    dev_batch_size: int = _flag(1, "validation batch size", valid="[1, inf)")
+    test_batch_size: int = _flag(1, "test batch size", valid="[1, inf)")
+    export_batch_size: int = _flag(
+        1, "batch size of the exported model; the ONNX export takes any batch size", valid="[1, inf)"
+    )
     skip_batch_test: bool = _flag(False, "skip the initial forward/backward pass on the largest batch")
-    inter_op_parallelism_threads: int = _flag(0, "torch inter-op threads (0: torch's default)")
-    intra_op_parallelism_threads: int = _flag(0, "torch intra-op threads (0: torch's default)")
+    inter_op_parallelism_threads: int = _flag(0, "torch inter-op threads (0: torch's default)", valid="[0, inf)")
+    intra_op_parallelism_threads: int = _flag(0, "torch intra-op threads (0: torch's default)", valid="[0, inf)")
     use_allow_growth: bool = _flag(False, NO_EFFECT)
     load_cudnn: bool = _flag(False, "load a CuDNN-trained checkpoint. Not needed: any checkpoint loads on CPU or GPU")
     train_cudnn: bool = _flag(False, "train with the cuDNN LSTM. Not needed to load CuDNN checkpoints")
@@ -113,14 +126,16 @@ class Config:
         "mixed precision training: autocast to bfloat16 on CPU, float16 "
         "with loss scaling on CUDA; weights and checkpoints stay float32",
     )
-    limit_test: int = _flag(0, "maximum number of samples per test file (0: all)")
+    limit_test: int = _flag(0, "maximum number of samples per test file (0: all)", valid="[0, inf)")
     reverse_test: bool = _flag(False, "reverse the order of test samples")
     # checkpoints
     checkpoint_dir: str = _flag("", "load from and save to this directory (overrides the two below)")
     load_checkpoint_dir: str = _flag("", "directory to load the checkpoint from")
     save_checkpoint_dir: str = _flag("", "directory to save checkpoints to")
-    checkpoint_secs: int = _flag(600, "save a train checkpoint every N seconds within an epoch (0: off)")
-    max_to_keep: int = _flag(5, "number of train checkpoints to keep")
+    checkpoint_secs: int = _flag(
+        600, "save a train checkpoint every N seconds within an epoch (0: off)", valid="[0, inf)"
+    )
+    max_to_keep: int = _flag(5, "number of train checkpoints to keep", valid="[1, inf)")
     load_train: str = _flag(
         "auto",
         "checkpoint to train from: auto (best, then last, then init), best, last, init",
@@ -129,17 +144,21 @@ class Config:
     load_evaluate: str = _flag(
         "auto", "checkpoint to evaluate: auto (best, then last), best, last", choices=("auto", "best", "last")
     )
-    drop_source_layers: int = _flag(0, "transfer learning: re-initialise the last N layers of the loaded model")
+    drop_source_layers: int = _flag(
+        0, "transfer learning: re-initialise the last N layers of the loaded model", valid="[0, inf)"
+    )
     # export
     export_dir: str = _flag("", "export directory: the model and its model card are written there")
     remove_export: bool = _flag(False, "delete the export directory first")
     export_tflite: bool = _flag(True, "export a .tflite for Coqui's native client; false: ONNX instead of a .pb")
     export_quantize: bool = _flag(True, "int8 weights in the TFLite export (false: float32)")
     export_savedmodel: bool = _flag(False, "a TensorFlow SavedModel (needs TensorFlow: refused)")
-    n_steps: int = _flag(16, "time steps per call of the exported model")
+    n_steps: int = _flag(16, "time steps per call of the exported model", valid="[1, inf)")
     export_zip: bool = _flag(False, "zip the export directory, with the scorer, into <export_dir>.zip")
     export_file_name: str = _flag("output_graph", "export base file name")
-    export_beam_width: int = _flag(500, "beam width of exported models; also the width evaluation uses")
+    export_beam_width: int = _flag(
+        500, "beam width of exported models; also the width evaluation uses", valid="[1, inf)"
+    )
     export_author_id: str = _flag("author", "model card: author")
     export_model_name: str = _flag("model", "model card: model name")
     export_model_version: str = _flag("0.0.1", "model card: model version")
@@ -150,37 +169,37 @@ class Config:
     export_max_stt_version: str = _flag(_MAX_VERSION, "model card: maximum STT version")
     export_description: str = _flag(_DESCRIPTION, "model card: description")
     # reporting
-    log_level: int = _flag(1, "0 DEBUG, 1 INFO, 2 WARN, 3 ERROR")
+    log_level: int = _flag(1, "0 DEBUG, 1 INFO, 2 WARN, 3 ERROR", valid="[0, 3]")
     show_progressbar: bool = _flag(True, "show progress bars; false prints Coqui's log lines instead")
     log_placement: bool = _flag(False, NO_EFFECT)
-    report_count: int = _flag(5, "number of best, median and worst samples in the test report")
+    report_count: int = _flag(5, "number of best, median and worst samples in the test report", valid="[0, inf)")
     summary_dir: str = _flag("", "TensorBoard directory (default: <save_checkpoint_dir>/summaries)")
     test_output_file: str = _flag("", "write every test sample's result to this JSON file")
     # geometry
-    n_hidden: int = _flag(2048, "width of the hidden layers and the LSTM")
+    n_hidden: int = _flag(2048, "width of the hidden layers and the LSTM", valid="[1, inf)")
     layer_norm: bool = _flag(False, "layer normalisation after layers 1, 2, 3 and 5")
-    random_seed: int = _flag(4568, "random seed")
+    random_seed: int = _flag(4568, "random seed", valid="[0, 4294967295]")
     # early stopping and plateau
     early_stop: bool = _flag(False, "stop when the dev loss has not improved for --es_epochs epochs")
-    es_epochs: int = _flag(25, "early-stopping patience in epochs")
-    es_min_delta: float = _flag(0.05, "minimum dev-loss improvement for early stopping and plateaus")
+    es_epochs: int = _flag(25, "early-stopping patience in epochs", valid="[1, inf)")
+    es_min_delta: float = _flag(0.05, "minimum dev-loss improvement for early stopping and plateaus", valid="[0, inf)")
     reduce_lr_on_plateau: bool = _flag(False, "reduce the learning rate when the dev loss plateaus")
-    plateau_epochs: int = _flag(10, "plateau patience in epochs")
-    plateau_reduction: float = _flag(0.1, "learning-rate multiplier on a plateau")
+    plateau_epochs: int = _flag(10, "plateau patience in epochs", valid="[1, inf)")
+    plateau_reduction: float = _flag(0.1, "learning-rate multiplier on a plateau", valid="(0, 1]")
     force_initialize_learning_rate: bool = _flag(False, "ignore the checkpoint's learning rate; use --learning_rate")
     # alphabet and decoding
     bytes_output_mode: bool = _flag(False, "predict UTF-8 bytes instead of alphabet characters")
     alphabet_config_path: str = _flag("", "alphabet file")
     scorer_path: str = _flag("", "Coqui scorer package (KenLM + vocabulary) for beam search; empty: no language model")
-    beam_width: int = _flag(1024, "beam width for transcription")
-    lm_alpha: float = _flag(0.931289039105002, "language model weight")
-    lm_beta: float = _flag(1.1834137581510284, "word insertion bonus")
-    cutoff_prob: float = _flag(1.0, "cumulative probability cut-off for beam search")
-    cutoff_top_n: int = _flag(300, "top-N cut-off for beam search")
+    beam_width: int = _flag(1024, "beam width for transcription", valid="[1, inf)")
+    lm_alpha: float = _flag(0.931289039105002, "language model weight", valid="[0, inf)")
+    lm_beta: float = _flag(1.1834137581510284, "word insertion bonus", valid="(-inf, inf)")
+    cutoff_prob: float = _flag(1.0, "cumulative probability cut-off for beam search", valid="(0, 1]")
+    cutoff_top_n: int = _flag(300, "top-N cut-off for beam search", valid="[1, inf)")
     one_shot_infer: str | None = _flag(None, "transcribe this one audio file with the checkpoint")
-    lm_alpha_max: int = _flag(5, "lm_optimize: maximum alpha")
-    lm_beta_max: int = _flag(5, "lm_optimize: maximum beta")
-    n_trials: int = _flag(2400, "lm_optimize: number of trials")
+    lm_alpha_max: int = _flag(5, "lm_optimize: maximum alpha", valid="(0, inf)")
+    lm_beta_max: int = _flag(5, "lm_optimize: maximum beta", valid="(0, inf)")
+    n_trials: int = _flag(2400, "lm_optimize: number of trials", valid="[1, inf)")
     # beyond Coqui: after its 96 flags, so flags.txt starts as Coqui's does
     keep_shared_symbols: bool = _flag(
         False,
@@ -191,9 +210,12 @@ class Config:
         0,
         "with --drop_source_layers: do not train the layers loaded from the source "
         "checkpoint for the first N epochs (-1: the whole run)",
+        valid="[-1, inf)",
     )
     source_layers_lr_scale: float = _flag(
-        1.0, "with --drop_source_layers: learning-rate multiplier for the layers loaded from the source checkpoint"
+        1.0,
+        "with --drop_source_layers: learning-rate multiplier for the layers loaded from the source checkpoint",
+        valid="[0, inf)",
     )
     skip_invalid_samples: bool = _flag(
         False,
@@ -202,17 +224,19 @@ class Config:
         "too long for its audio), with a count, instead of stopping",
     )
     data_workers: int = _flag(
-        1, "processes that read audio and compute features while the model trains (0: in the training process itself)"
+        1,
+        "processes that read audio and compute features while the model trains (0: in the training process itself)",
+        valid="[0, inf)",
     )
     # transcribe's own flags (Coqui's TranscribeConfig)
     src: str = _flag("", "transcribe: an audio file or a directory of them")
     dst: str = _flag("", "transcribe: where to write the .tlog of a single --src file (default: beside it)")
     recursive: bool = _flag(False, "transcribe: scan the --src directory recursively")
     force: bool = _flag(False, "transcribe: overwrite existing .tlog files")
-    vad_aggressiveness: int = _flag(3, "transcribe: how readily quiet audio counts as silence (0 to 3)")
-    batch_size: int = _flag(40, "transcribe: segments per batch")
-    outlier_duration_ms: int = _flag(10000, "transcribe: segments longer than this are batched apart")
-    outlier_batch_size: int = _flag(1, "transcribe: batch size of those long segments")
+    vad_aggressiveness: int = _flag(3, "transcribe: how readily quiet audio counts as silence (0 to 3)", valid="[0, 3]")
+    batch_size: int = _flag(40, "transcribe: segments per batch", valid="[1, inf)")
+    outlier_duration_ms: int = _flag(10000, "transcribe: segments longer than this are batched apart", valid="[1, inf)")
+    outlier_batch_size: int = _flag(1, "transcribe: batch size of those long segments", valid="[1, inf)")
     checkpoint_format: str = _flag(
         "safetensors",
         "convert: format to write, ours (safetensors + JSON) or tf (TensorFlow V2, as Coqui STT writes)",
@@ -238,9 +262,10 @@ class Config:
             used = uses is None or f.name in uses
             if not used and i >= COQUI_FLAG_COUNT:
                 continue
+            text = f.metadata["help"] + (f"; valid: {f.metadata['valid']}" if "valid" in f.metadata else "")
             kwargs: dict[str, Any] = {
                 "dest": f.name,
-                "help": f.metadata["help"] if used else argparse.SUPPRESS,
+                "help": text.replace("%", "%%") if used else argparse.SUPPRESS,
                 "default": f.default,
             }
             if f.metadata.get("list"):
@@ -273,6 +298,7 @@ class Config:
     def finalize(self) -> Config:
         """Apply Coqui's rules that turn the flags into the values the run uses; raise ConfigError.
         Reads no file and changes nothing outside this object."""
+        self.check_ranges()
         if self.checkpoint_dir:
             self.load_checkpoint_dir = self.save_checkpoint_dir = self.checkpoint_dir
         for name in ("dropout_rate2", "dropout_rate3", "dropout_rate6"):
@@ -292,12 +318,6 @@ class Config:
                     f"multiplied by --audio_sample_rate value ({self.audio_sample_rate}) must be an "
                     "integer value. Adjust your --feature_win_len value or resample your audio accordingly."
                 )
-        for name in ("train_batch_size", "dev_batch_size", "test_batch_size", "n_hidden"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("drop_source_layers", "data_workers", "cache_for_epochs"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{name} must be 0 or more, got {getattr(self, name)}")
         transfer_options = [
             f"--{name}"
             for name, unset in (
@@ -311,11 +331,21 @@ class Config:
             raise ConfigError(
                 f"{', '.join(transfer_options)} only apply to transfer learning: add --drop_source_layers"
             )
-        if self.source_layers_lr_scale < 0:
-            raise ConfigError(f"--source_layers_lr_scale must be 0 or more, got {self.source_layers_lr_scale}")
         if not self.summary_dir and self.save_checkpoint_dir:
             self.summary_dir = os.path.join(self.save_checkpoint_dir, "summaries")
         return self
+
+    def check_ranges(self) -> None:
+        """Every numeric flag against the range its definition states (shown in --help), before anything
+        is read or written: a negative learning rate would train by gradient ascent, a zero window would
+        give garbage features, and neither says so."""
+        for f in dataclasses.fields(self):
+            value, valid = getattr(self, f.name), f.metadata.get("valid")
+            if valid is None or isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            if not in_interval(value, valid):
+                what = "a finite number" if isinstance(value, float) and not math.isfinite(value) else "in " + valid
+                raise ConfigError(f"--{f.name} {value}: must be {what}")
 
     def adopt_source_flags(self, source_flags: dict[str, Any] | None, features: bool = False) -> Config:
         """n_hidden from the source checkpoint's flags.txt, as Coqui does; and, beyond Coqui, its bytes output
@@ -373,6 +403,20 @@ class _OneLineErrorParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def in_interval(value: float, interval: str) -> bool:
+    """Whether `value` lies in an interval written as in mathematics: "[0, 1)", "(0, inf)", "[1, 1000]".
+    NaN lies in none; infinity only where a bound is written inf and closed, which none is."""
+    match = re.fullmatch(r"([\[(])\s*(\S+)\s*,\s*(\S+)\s*([\])])", interval)
+    assert match, interval  # the flag definitions' own notation
+    opening, low, high, closing = match.groups()
+    lo, hi = float(low), float(high)
+    if math.isnan(value) or math.isinf(value):
+        return False
+    above = value >= lo if opening == "[" else value > lo
+    below = value <= hi if closing == "]" else value < hi
+    return above and below
 
 
 def parse_bool(text: str) -> bool:

@@ -1,11 +1,13 @@
+import dataclasses
 import json
 import os
+import re
 
 import pytest
 import torch
 
 from coqui_stt_training import convert, evaluate, export, lm_optimize, train, training_graph_inference, transcribe
-from coqui_stt_training.config import COQUI_FLAG_COUNT, TRAIN_FLAGS, Config, ConfigError, parse_size
+from coqui_stt_training.config import COQUI_FLAG_COUNT, TRAIN_FLAGS, Config, ConfigError, in_interval, parse_size
 from coqui_stt_training.errors import UnsupportedFlagError
 from coqui_stt_training.resolve import prepare
 from tests.helpers import ALPHABET, FIXTURES
@@ -140,12 +142,47 @@ def test_bytes_output_mode_comes_from_source_flags_txt_unless_an_alphabet_is_giv
         (["--train_cudnn", "true", "--load_cudnn", "true"], "--load_cudnn was also specified"),
         (["--bytes_output_mode", "true", "--alphabet_config_path", "a.txt"], "--alphabet_config_path *and*"),
         (["--audio_sample_rate", "22050"], "must be an integer value"),
-        (["--train_batch_size", "0"], "at least 1"),
     ],
 )
 def test_finalize_refuses_contradictions(argv, message):
     with pytest.raises(ConfigError, match=message.replace("*", r"\*")):
         Config.from_args(argv).finalize()
+
+
+NUMERIC_FLAGS = [f for f in dataclasses.fields(Config) if f.type in ("int", "float")]
+
+
+def test_every_numeric_flag_states_its_valid_range_and_its_default_lies_in_it():
+    assert len(NUMERIC_FLAGS) == 54
+    for f in NUMERIC_FLAGS:
+        assert "valid" in f.metadata, f.name
+        assert in_interval(f.default, f.metadata["valid"]), f.name
+    help_text = Config.parser().format_help()
+    assert "valid: (0, inf)" in help_text and "valid: [0, 1)" in help_text
+
+
+def just_outside(f) -> list[str]:
+    """Values on the wrong side of each finite bound of a flag's range (and NaN for a float)."""
+    opening, low, high, closing = re.fullmatch(r"([\[(])(\S+), (\S+)([\])])", f.metadata["valid"]).groups()
+    step = 1 if f.type == "int" else 1e-6
+    values = []
+    if low != "-inf":
+        values.append(float(low) - step if opening == "[" else float(low))
+    if high != "inf":
+        values.append(float(high) + step if closing == "]" else float(high))
+    as_text = [str(int(v)) if f.type == "int" else repr(v) for v in values]
+    return as_text + (["nan"] if f.type == "float" else [])
+
+
+@pytest.mark.parametrize("flag", NUMERIC_FLAGS, ids=lambda f: f.name)
+def test_a_numeric_flag_outside_its_range_is_one_line_naming_flag_value_and_range(flag, tmp_path, capsys):
+    for text in just_outside(flag):
+        with pytest.raises(ConfigError) as error:
+            prepare(Config.from_args([f"--{flag.name}={text}", "--checkpoint_dir", str(tmp_path / "never")]))
+        value = getattr(Config.from_args([f"--{flag.name}={text}"]), flag.name)
+        what = "a finite number" if text == "nan" else f"in {flag.metadata['valid']}"
+        assert str(error.value) == f"--{flag.name} {value}: must be {what}"
+    assert not (tmp_path / "never").exists()
 
 
 def test_read_buffer_sizes():

@@ -217,7 +217,10 @@ def test_kept_layers_learning_rate_scale_zero_keeps_them(tmp_path, cli):
     "argv, message",
     [
         (["--freeze_source_layers", "3"], "--freeze_source_layers only apply to transfer learning"),
-        (["--drop_source_layers", "1", "--source_layers_lr_scale", "-1"], "--source_layers_lr_scale must be 0 or more"),
+        (
+            ["--drop_source_layers", "1", "--source_layers_lr_scale", "-1"],
+            "--source_layers_lr_scale -1.0: must be in [0, inf)",
+        ),
     ],
 )
 def test_transfer_options_are_checked(argv, message, cli):
