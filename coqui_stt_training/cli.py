@@ -1,24 +1,43 @@
 """The command line's frame around every tool: parse the tool's flags, prepare them, run, and show a
-user's mistake as one line (`E <message>`, exit status 1) instead of a traceback."""
+user's mistake, a file the system refused, or a stop signal as one line instead of a traceback."""
 
 from __future__ import annotations
 
 import sys
+import traceback
 from collections.abc import Callable
 
 from . import log
 from .config import Config
 from .errors import UserError
 from .resolve import prepare
+from .signals import Stopped, stop_on_signals
 
 
 def run_cli(job: Callable[[Config], None], argv: list[str] | None, prog: str, uses: frozenset[str]) -> None:
-    """Parse `argv` with the flags of a tool that uses `uses`, then run `job(config)`. Every UserError
-    becomes one line on stderr and exit status 1; anything else is a bug and keeps its traceback."""
+    """Parse `argv` with the flags of a tool that uses `uses`, then run `job(config)`. A UserError, or an
+    OSError the job did not explain (a full disk, a read-only folder: the system's words and the file),
+    becomes one line `E <message>` on stderr and exit status 1; a stop signal ends with one line saying
+    what it interrupted and what was kept, exit status 0 (128 + the signal for a second one, which stops
+    at once). With --log_level 0 the traceback follows the line. Anything else is a bug and keeps its
+    traceback."""
     config = Config.from_args(argv, prog=prog, uses=uses)
     log.set_level(config.log_level)
-    try:
-        job(prepare(config))
-    except UserError as e:
-        log.error(str(e))
-        sys.exit(1)
+    with stop_on_signals():
+        try:
+            job(prepare(config))
+        except Stopped as stop:
+            (log.error if stop.at_once else log.info)(stop.message())
+            sys.exit(stop.exit_status)
+        except UserError as e:
+            fail(str(e), config.log_level)
+        except OSError as e:
+            where = f"{e.filename}: " if e.filename else ""
+            fail(f"{where}{e.strerror or e}", config.log_level)
+
+
+def fail(message: str, log_level: int) -> None:
+    log.error(message)
+    if log_level == log.DEBUG:
+        traceback.print_exc()
+    sys.exit(1)

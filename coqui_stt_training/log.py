@@ -1,5 +1,6 @@
 """Coqui-style log lines: one letter of level, a space, the message ("I Loading best validating ...")."""
 
+import contextlib
 import sys
 
 DEBUG, INFO, WARN, ERROR = 0, 1, 2, 3
@@ -14,7 +15,8 @@ def set_level(level: int) -> None:
 def _emit(level: int, prefix: str, message: str) -> None:
     if level >= _level:
         stream = sys.stderr if level >= WARN else sys.stdout
-        print(f"{prefix} {message}", file=stream, flush=True)
+        with contextlib.suppress(OSError):  # the terminal is gone (SIGHUP): the run must still reach its save
+            print(f"{prefix} {message}", file=stream, flush=True)
 
 
 def debug(message: str) -> None:

@@ -1,14 +1,25 @@
-"""Stopping a training run cleanly on SIGINT (Ctrl-C) or SIGTERM (what a cluster sends before pre-empting
-a job): the current step finishes, a checkpoint is saved and the process exits 0. A second signal
-stops at once, without saving."""
+"""Stopping cleanly on SIGINT (Ctrl-C), SIGTERM (what a cluster sends before pre-empting a job) and SIGHUP
+(a closed terminal or ssh session), in every phase of every tool.
+
+Inside the training loop (StopSignals) a signal only sets a flag: the current step finishes, a checkpoint
+is saved and the process exits 0; a second signal stops at once, without saving. Everywhere else (the
+data check, the dummy run, the test phase, evaluation, export, transcription) the handler that the
+command line installs raises Stopped, which each phase annotates with what was kept, and which the
+command line shows as one line with the same exit status 0. Once a stop is under way, further signals
+are reported and otherwise ignored, so that the clean stop finishes.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import signal
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
 from . import log
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Interrupted(Exception):
@@ -20,17 +31,66 @@ class Interrupted(Exception):
         self.saved = saved  # the checkpoint that holds the run's work so far (None: nothing trained yet)
 
 
-class StopSignals:
-    """While entered, SIGINT and SIGTERM only set `received`; the loop checks it at its safe points."""
+class Stopped(Exception):
+    """A stop signal outside the training loop. `during` and `kept` are filled in by the phase it
+    interrupted (see phase()); `at_once`: a second signal, which stops without saving."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    def __init__(self, signal_name: str, at_once: bool = False):
+        super().__init__(signal_name)
+        self.signal_name, self.at_once = signal_name, at_once
+        self.exit_status = 128 + signal.Signals[signal_name].value if at_once else 0  # the shell's convention
+        self.during = ""
+        self.kept = ""
+
+    def message(self) -> str:
+        head = f"Stopped on {'a second ' if self.at_once else ''}{self.signal_name}"
+        return head + (f" {self.during}" if self.during else "") + (f"; {self.kept}" if self.kept else "")
+
+
+_stopping = [False]  # a stop is under way: further signals must not interrupt its cleanup
+
+
+def _raise_stopped(number: int, frame: FrameType | None) -> None:
+    name = signal.Signals(number).name
+    if _stopping[0]:
+        log.warn(f"Received {name} again: already stopping")
+        return
+    _stopping[0] = True
+    raise Stopped(name)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """The command line's frame: SIGINT, SIGTERM and SIGHUP raise Stopped (instead of a KeyboardInterrupt
+    traceback, or death without a word)."""
+    previous = {sig: signal.signal(sig, _raise_stopped) for sig in SIGNALS}
+    _stopping[0] = False
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def phase(during: str, kept: str) -> Iterator[None]:
+    """Say what a Stopped interrupted ("while checking the data") and what it left ("nothing was written")."""
+    try:
+        yield
+    except Stopped as stop:
+        stop.during, stop.kept = stop.during or during, stop.kept or kept
+        raise
+
+
+class StopSignals:
+    """While entered, SIGINT, SIGTERM and SIGHUP only set `received`; the loop checks it at its safe points."""
 
     def __init__(self) -> None:
         self.received: str | None = None
         self._previous: dict[int, Any] = {}  # what signal.signal returned: a handler, SIG_DFL or None
 
     def __enter__(self) -> StopSignals:
-        for sig in self.SIGNALS:
+        for sig in SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -38,14 +98,15 @@ class StopSignals:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+        if self.received:
+            _stopping[0] = True  # the loop honours it now: later signals must not cut the save short
 
     def _handle(self, number: int, frame: FrameType | None) -> None:
         name = signal.Signals(number).name
         if self.received:
             log.warn(f"Received {name} again: stopping now, without saving")
             self.__exit__()
-            signal.raise_signal(number)
-            return
+            raise Stopped(name, at_once=True)
         self.received = name
         log.info(
             f"Received {name}: finishing the current step, then saving a checkpoint and stopping "

@@ -32,7 +32,7 @@ from .resolve import (
     test_phase,
 )
 from .run_start import choose
-from .signals import Interrupted
+from .signals import Interrupted, phase
 from .training import Trainer
 from .transcription import one_shot_infer
 
@@ -54,10 +54,11 @@ def train_and_test(config: Config, world: World) -> None:
         raise ConfigError("Missing checkpoint directory (--checkpoint_dir or --save_checkpoint_dir)")
     alphabet = resolve_alphabet(config)
     # Every data set is checked before the first step: a bad row found in epoch 40 wastes a day.
-    train_set = data_set(config, config.train_files, alphabet, "train") if config.train_files else []
-    dev_sets = [(p, data_set(config, [p], alphabet, "dev")) for p in config.dev_files or []]
-    metrics_sets = [(p, data_set(config, [p], alphabet, "metrics")) for p in config.metrics_files or []]
-    test_sets = [(p, data_set(config, [p], alphabet, "test")) for p in config.test_files or []]
+    with phase("while checking the data", "nothing was written. Run the same command again to start"):
+        train_set = data_set(config, config.train_files, alphabet, "train") if config.train_files else []
+        dev_sets = [(p, data_set(config, [p], alphabet, "dev")) for p in config.dev_files or []]
+        metrics_sets = [(p, data_set(config, [p], alphabet, "metrics")) for p in config.metrics_files or []]
+        test_sets = [(p, data_set(config, [p], alphabet, "test")) for p in config.test_files or []]
     global_batch = config.train_batch_size * world.size
     if config.train_files and len(train_set) < global_batch:
         raise DataError(
@@ -77,21 +78,22 @@ def train_and_test(config: Config, world: World) -> None:
         save_dir = config.save_checkpoint_dir
         trainer = Trainer(config, alphabet, world)
         try:
-            start, save_serial = choose(
-                config.load_checkpoint_dir,
-                save_dir,
-                config.load_train,
-                config.drop_source_layers,
-                config.epochs,
-                alphabet,
-            )
-            trainer.begin(start, save_serial)
-            if world.is_main:
-                check_writable(save_dir)
-                write_text_once(os.path.join(save_dir, "flags.txt"), config.to_json())
-                if not alphabet.is_bytes:
-                    write_text_once(os.path.join(save_dir, "alphabet.txt"), alphabet.serialize_text())
-            trainer.train(train_set, dev_sets, metrics_sets)
+            with phase("before the first training step", "no checkpoint was written. Run the same command again"):
+                start, save_serial = choose(
+                    config.load_checkpoint_dir,
+                    save_dir,
+                    config.load_train,
+                    config.drop_source_layers,
+                    config.epochs,
+                    alphabet,
+                )
+                trainer.begin(start, save_serial)
+                if world.is_main:
+                    check_writable(save_dir)
+                    write_text_once(os.path.join(save_dir, "flags.txt"), config.to_json())
+                    if not alphabet.is_bytes:
+                        write_text_once(os.path.join(save_dir, "alphabet.txt"), alphabet.serialize_text())
+                trainer.train(train_set, dev_sets, metrics_sets)
         except Interrupted as stop:
             p = trainer.progress
             log.info(
@@ -107,15 +109,21 @@ def train_and_test(config: Config, world: World) -> None:
         # Test, export and transcribe what this run produced (its save directory), never the checkpoint it
         # started from; the model is loaded once for all three.
         world.barrier()  # after rank 0's last write
-        loaded = model_for(config, config.save_checkpoint_dir or config.load_checkpoint_dir, world)
-        if config.test_files:
-            test_phase(config, loaded, test_sets, world)
-        if targets:
-            export(exporting, loaded.model, loaded.alphabet, targets)
-        if config.one_shot_infer and world.is_main:
-            options = decode_options(config, config.beam_width)
-            scorer = scorer_for(config, loaded.alphabet)
-            print(one_shot_infer(config.one_shot_infer, loaded, feature_settings(config), options, scorer), flush=True)
+        kept = "python -m coqui_stt_training.evaluate (or .export) with the same flags does the rest"
+        if config.train_files:
+            kept = f"the training had finished and its checkpoints are in {config.save_checkpoint_dir}; {kept}"
+        with phase("while testing or exporting", kept):
+            loaded = model_for(config, config.save_checkpoint_dir or config.load_checkpoint_dir, world)
+            if config.test_files:
+                test_phase(config, loaded, test_sets, world)
+            if targets:
+                export(exporting, loaded.model, loaded.alphabet, targets)
+            if config.one_shot_infer and world.is_main:
+                options = decode_options(config, config.beam_width)
+                scorer = scorer_for(config, loaded.alphabet)
+                print(
+                    one_shot_infer(config.one_shot_infer, loaded, feature_settings(config), options, scorer), flush=True
+                )
 
 
 def main(argv: list[str] | None = None) -> None:
