@@ -1,6 +1,7 @@
 """Audio files to float32 mono samples at the model's rate (docs/compatibility.md, "Audio").
 
-WAV, FLAC, Ogg Vorbis and Ogg Opus are decoded by libsndfile (through soundfile). Integer PCM is read
+Every format libsndfile reads is decoded (through soundfile): WAV, FLAC, Ogg Vorbis and Opus, MP3, AIFF and
+the rest; a file is judged by what the decoder makes of it, never by its name. Integer PCM is read
 as int16 and scaled by 1/32767 as Coqui does (TensorFlow's decode_wav would use 1/32768); other
 encodings arrive as floats from the decoder. Channels are averaged. Other rates are resampled with
 soxr, a band-limited resampler of the same quality class as Coqui's resampy "kaiser_fast".
@@ -8,18 +9,38 @@ soxr, a band-limited resampler of the same quality class as Coqui's resampy "kai
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import soundfile
 import soxr
 
 from .errors import UserError
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus")
+# What a folder scan (transcribe --src DIR) picks up: the usual names of formats libsndfile reads. Files
+# named in a CSV or passed one by one are read whatever their names.
+AUDIO_EXTENSIONS = (
+    ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".au", ".snd", ".caf",
+    ".w64", ".rf64", ".sph", ".nist", ".voc",
+)  # fmt: skip
 INT16_MAX = np.float32(np.iinfo(np.int16).max)  # Coqui divides by 32767
 
 
 class AudioError(UserError):
     pass
+
+
+def audio_info(path: str) -> soundfile._SoundFileInfo:
+    """The header of an audio file, checked: a missing, unreadable or empty file is an AudioError."""
+    if not os.path.isfile(path):
+        raise AudioError(f"audio file not found: {path}")
+    try:
+        info = soundfile.info(path)
+    except Exception as e:  # soundfile raises several types for bad headers
+        raise AudioError(f"unreadable audio {path} ({_decoder_problem(e, path)})") from None
+    if info.frames <= 0:
+        raise AudioError(f"empty audio {path}")
+    return info
 
 
 def read_audio(path: str) -> tuple[np.ndarray, int]:
@@ -33,11 +54,19 @@ def read_audio(path: str) -> tuple[np.ndarray, int]:
             if as_int16:
                 samples = samples.astype(np.float32) / INT16_MAX
     except (RuntimeError, soundfile.LibsndfileError, OSError) as e:
-        raise AudioError(f"unreadable audio {path} ({str(e).splitlines()[0]})") from None
+        raise AudioError(f"unreadable audio {path} ({_decoder_problem(e, path)})") from None
     if samples.shape[0] == 0:
         raise AudioError(f"empty audio {path}")
     mono = samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
     return np.ascontiguousarray(mono, dtype=np.float32), rate
+
+
+def _decoder_problem(e: Exception, path: str) -> str:
+    """libsndfile's first line; its MP3 probe says a file "does not exist" when it only is not audio."""
+    text = str(e).splitlines()[0]
+    if "File does not exist or is not a regular file" in text and os.path.isfile(path):
+        return f"Error opening {path!r}: Format not recognised."
+    return text
 
 
 def _read_all(f: soundfile.SoundFile, dtype: str) -> np.ndarray:

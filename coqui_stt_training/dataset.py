@@ -17,8 +17,6 @@ import itertools
 import os
 from dataclasses import dataclass
 
-import soundfile
-
 from . import audio, log
 from .alphabet import AnyAlphabet
 from .errors import UserError
@@ -116,9 +114,6 @@ def _check_sample(
 ) -> tuple[str, str] | None:
     if not s.wav_filename:
         return "empty wav_filename", "empty wav_filename"
-    ext = os.path.splitext(s.audio_path)[1].lower()
-    if ext not in audio.AUDIO_EXTENSIONS:
-        return "unknown audio type", f'Unknown audio type extension "{ext}" ({s.wav_filename})'
     if not os.path.isfile(s.audio_path):
         return "audio file not found", f"audio file not found: {s.audio_path}"
     if not s.transcript:
@@ -132,11 +127,9 @@ def _check_sample(
             f"{missing}. Check that your alphabet contains all characters in the corpus."
         )
     try:
-        info = soundfile.info(s.audio_path)
-    except Exception as e:  # soundfile raises several types for bad headers
-        return "unreadable audio", f"unreadable audio {s.audio_path} ({str(e).splitlines()[0]})"
-    if info.frames <= 0:
-        return "empty audio", f"empty audio {s.audio_path}"
+        info = audio.audio_info(s.audio_path)
+    except audio.AudioError as e:
+        return ("empty audio" if str(e).startswith("empty") else "unreadable audio"), str(e)
     if not normalize_sample_rate and info.samplerate != features.sample_rate:
         return "wrong sample rate", (
             f"{s.audio_path} has sample rate {info.samplerate} but --audio_sample_rate is "

@@ -81,7 +81,7 @@ class Scorer:
 
         try:
             self.lm = kenlm.Model(path)
-        except (OSError, RuntimeError) as e:
+        except (OSError, RuntimeError, ValueError) as e:  # random bytes: a UnicodeDecodeError
             what = (
                 "its language model"
                 if self.next_state is not None

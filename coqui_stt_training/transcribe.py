@@ -18,11 +18,13 @@ import json
 import os
 
 from . import log
-from .audio import AUDIO_EXTENSIONS, AudioError
+from .audio import AUDIO_EXTENSIONS
 from .cli import run_cli
 from .config import TRANSCRIBE_FLAGS, Config, ConfigError
+from .errors import UserError
 from .files import write_file_atomically
 from .resolve import decode_options, feature_settings, model_for, scorer_for, segmentation
+from .signals import phase
 from .transcription import transcribe_file
 
 
@@ -102,14 +104,24 @@ def transcribe_job(config: Config) -> None:
         decode_options(config, config.beam_width),
         segmentation(config),
     )
+    skipped = 0
     for i, (src, dst) in enumerate(pairs, 1):
         try:
-            results = transcribe_file(src, loaded, features, options, scorer, pieces)
-        except AudioError as e:
+            with phase(f"while transcribing {src}", f"{i - 1 - skipped} .tlog file(s) written before it"):
+                results = transcribe_file(src, loaded, features, options, scorer, pieces)
+                write_file_atomically(dst, json.dumps(results, ensure_ascii=False))
+        except UserError as e:  # the file is checked as train checks it: one bad file does not stop the rest
             log.error(f"{e}; skipped")
+        except OSError as e:
+            log.error(f"cannot write {dst} ({e.strerror or e}); skipped")
+        else:
+            print(f'[{i}]: "{src}" -> "{dst}"', flush=True)
             continue
-        write_file_atomically(dst, json.dumps(results, ensure_ascii=False))
-        print(f'[{i}]: "{src}" -> "{dst}"', flush=True)
+        skipped += 1
+    if skipped:
+        raise UserError(
+            f"{skipped} of {len(pairs)} file(s) skipped (reasons above); {len(pairs) - skipped} .tlog file(s) written"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .audio import load_audio
+from .audio import AudioError, audio_info, load_audio
 from .batches import pad_features
 from .dataset import DataError
 from .decode import DecodeOptions, beam_search_decode
@@ -100,7 +100,13 @@ def transcribe_file(
 ) -> list[dict]:
     """Coqui's .tlog entries of one file: {"start": ms, "end": ms, "transcript": text} per piece, in order."""
     rate = features.sample_rate
+    audio_info(path)  # the checks train's data check makes: missing, unreadable, empty
     samples = load_audio(path, rate)
+    if features.frames(len(samples)) < 1:
+        raise AudioError(
+            f"{path} is too short to transcribe: {len(samples) * 1000 // rate} ms, less than one feature window "
+            f"({features.win_len_ms} ms)"
+        )
     pieces = speech_segments(samples, rate, segmentation.vad_aggressiveness)
     outlier = segmentation.outlier_duration_ms * rate // 1000
     pieces.sort(key=lambda p: p[1] - p[0])

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from coqui_stt_training.alphabet import load_alphabet
+from coqui_stt_training.audio import load_audio
 from coqui_stt_training.batches import LoaderSettings, data_loader, make_batches
 from coqui_stt_training.dataset import DataError, check_samples, ctc_min_frames, load_data_set, read_csv
 from coqui_stt_training.features import FeatureSettings
@@ -78,7 +79,12 @@ BAD_INPUTS = [
         "{csv}, row 2: transcript too long for its audio: {dir}/a.wav gives 145 feature frames but its 100 labels "
         "need at least 199 for CTC",
     ),
-    (["a.mp3,1,hello"], None, "unknown audio type", '{csv}, row 2: Unknown audio type extension ".mp3" (a.mp3)'),
+    (
+        ["notes.mp3,1,hello"],
+        None,
+        "unreadable audio",
+        "{csv}, row 2: unreadable audio {dir}/notes.mp3 (Error opening '{dir}/notes.mp3': Format not recognised.)",
+    ),
     ([",1,hello"], None, "empty wav_filename", "{csv}, row 2: empty wav_filename"),
     (["a.wav,big,hello"], None, "bad wav_filesize", "{csv}, row 2: wav_filesize is not an integer: 'big'"),
     (
@@ -114,6 +120,7 @@ BAD_INPUTS = [
 @pytest.mark.parametrize("rows, header, kind, message", BAD_INPUTS)
 def test_each_bad_input_has_its_exact_message(folder, rows, header, kind, message):
     (folder / "garbage.wav").write_bytes(b"RIFF not really a wave file at all")
+    (folder / "notes.mp3").write_text("a text file with an audio name\n")
     soundfile.write(folder / "silent.wav", np.zeros(0, np.int16), 16000, subtype="PCM_16")
     soundfile.write(folder / "8k.wav", np.zeros(8000, np.int16), 8000, subtype="PCM_16")
     path = write_csv(folder, rows, "wav_filename,wav_filesize,transcript" if header is None else header)
@@ -134,6 +141,7 @@ def test_each_bad_input_has_its_exact_message(folder, rows, header, kind, messag
 def test_every_bad_row_is_reported_at_once_grouped_by_kind(folder):
     (folder / "empty.wav").write_bytes(b"")
     (folder / "garbage.wav").write_bytes(b"RIFF not really a wave file at all")
+    (folder / "notes.mp3").write_text("a text file with an audio name\n")
     rows = ["a.wav,1,fine", "gone.wav,1,x", "empty.wav,1,x", "garbage.wav,1,x", "a.wav,1,X"]
     rows += [f"gone{i}.wav,1,x" for i in range(12)]
     path = write_csv(folder, rows)
@@ -266,3 +274,17 @@ def test_fuzz_csv_reader_random_bytes(folder, content):
 )
 def test_fuzz_csv_reader_csv_like_text(folder, rows):
     check_random_csv(folder, HEADER + "\n".join("".join(row) for row in rows).encode("utf-8"))
+
+
+def test_mp3_and_other_formats_are_read_whatever_their_names(folder):
+    """No format is refused by its name: an MP3 (what Common Voice ships) and a WAV named .dat read alike."""
+    speech = load_audio(LDC_WAV, 16000)
+    soundfile.write(folder / "clip.mp3", speech, 16000, format="MP3")
+    shutil.copy(LDC_WAV, folder / "clip.dat")
+    path = write_csv(folder, ["clip.mp3,1,she had your dark suit", "clip.dat,2,she had your dark suit"])
+    samples = load_data_set([path], ALPHABET, FEATURES, "train")
+    assert [s.wav_filename for s in samples] == ["clip.mp3", "clip.dat"]
+    assert abs(samples[0].duration - len(speech) / 16000) < 0.01
+    decoded = load_audio(str(folder / "clip.mp3"), 16000)
+    assert len(decoded) == len(speech)
+    assert float(np.corrcoef(decoded, speech)[0, 1]) > 0.95  # lossy, but the same speech
