@@ -13,6 +13,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import socket
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +27,7 @@ from safetensors import SafetensorError
 from . import log
 from .errors import UserError
 from .exported import EXPORT_SUFFIXES, exported_model_file, open_exported
-from .files import read_range, remove_stale_temporaries, write_atomically, write_file_atomically
+from .files import process_alive, read_range, remove_stale_temporaries, write_atomically, write_file_atomically
 from .formats.crc32c import crc32c
 from .formats.tf_bundle import TFCheckpointReader
 from .formats.tf_state_file import read_state_file, read_state_file_all, write_state_file
@@ -151,23 +155,14 @@ def recorded_checksums(prefix: str) -> tuple[dict[str, int] | None, str]:
     path = prefix + ".json"
     state = read_run_state(prefix)
     if state is None:
-        _warn_once(
+        log.warn_once(
             f"{path} is missing: the data of {prefix}.safetensors cannot be checked, and its run state "
             "(position in the run, histories, exact learning rate) is lost"
         )
         return None, path
     if state.crc32c is None:
-        _warn_once(f"{path} records no checksums (written by an earlier version): {prefix}.safetensors goes unchecked")
+        log.warn_once(f"{path} records no checksums (an earlier version wrote it): {prefix}.safetensors is unchecked")
     return state.crc32c, path
-
-
-_warned: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    if message not in _warned:
-        _warned.add(message)
-        log.warn(message)
 
 
 PICKLE_REFUSAL = (
@@ -250,7 +245,7 @@ def read_run_state(prefix: str) -> RunState | None:
     if not os.path.isfile(path):
         return None
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             record = json.load(f)
         if not isinstance(record, dict):
             raise ValueError("not a JSON object")
@@ -260,17 +255,43 @@ def read_run_state(prefix: str) -> RunState | None:
 
 
 def read_flags_file(directory: str) -> dict[str, Any] | None:
-    """A checkpoint directory's flags.txt (the flags of the run that made it), or None if it has none or
-    an old one that is not JSON (Coqui ignores those too)."""
+    """A checkpoint directory's flags.txt (the flags of the run that made it): Coqui's JSON, or DeepSpeech's
+    older absl flag file (`--n_hidden=2048` lines), which Coqui ignored. None if there is none; anything
+    else is named in a warning and ignored, as Coqui ignores it, so --n_hidden is not taken from it."""
     path = os.path.join(directory, "flags.txt") if directory else ""
     if not path or not os.path.isfile(path):
         return None
     try:
-        with open(path, encoding="utf-8") as f:
-            flags = json.load(f)
-    except (ValueError, UnicodeDecodeError):
+        with open(path, encoding="utf-8-sig") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        log.warn_once(f"{path}: unreadable ({getattr(e, 'strerror', None) or e}); its flags (n_hidden) are not used")
         return None
-    return flags if isinstance(flags, dict) else None
+    try:
+        flags = json.loads(text)
+    except ValueError:
+        flags = _absl_flags(text)
+    if not isinstance(flags, dict):
+        log.warn_once(
+            f"{path}: neither Coqui's JSON flags nor a DeepSpeech flag file; ignored, so --n_hidden is not taken "
+            "from it"
+        )
+        return None
+    return flags
+
+
+def _absl_flags(text: str) -> dict[str, Any] | None:
+    """DeepSpeech 0.x's flags.txt: one `--name=value` per line; integers read as integers."""
+    flags: dict[str, Any] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        match = re.fullmatch(r"--(\w+)=(.*)", line.strip())
+        if not match:
+            return None
+        name, value = match.groups()
+        flags[name] = int(value) if re.fullmatch(r"-?\d+", value) else value
+    return flags or None
 
 
 # ---- finding the checkpoint to load -------------------------------------------------------------
@@ -289,12 +310,12 @@ def find_checkpoint(directory: str, kind: str, intact: bool = False) -> str | No
         problem = damage(prefix)
         if problem is None:
             if prefix != newest:
-                _warn_once(
+                log.warn_once(
                     f"Using {prefix}, the newest intact {kind} checkpoint; the damaged {newest} is kept "
                     "until a newer save replaces it"
                 )
             return prefix
-        _warn_once(f"{problem}; passing over it")
+        log.warn_once(f"{problem}; passing over it")
     return None
 
 
@@ -468,6 +489,86 @@ def update_run_state(prefix: str, state: RunState) -> None:
         raise CheckpointError(
             f"cannot update {prefix}.json ({e.strerror or e}); the checkpoint itself is intact"
         ) from None
+
+
+# ---- one writer per directory ------------------------------------------------------------------
+
+LOCK_NAME = "train.lock"
+
+
+@contextlib.contextmanager
+def training_lock(directory: str) -> Iterator[None]:
+    """Hold `<directory>/train.lock` while training: a second run on the same directory would resume from
+    the first one's files and write the same names. The lock records the holder's host, process and its
+    start time; a lock whose process is gone (a crash, SIGKILL) is taken over with a warning. Readers
+    (evaluate, export, convert) never take it."""
+    path = os.path.join(directory, LOCK_NAME)
+    os.makedirs(directory, exist_ok=True)
+    mine = {"host": socket.gethostname(), "pid": os.getpid(), "process_start": _process_start(os.getpid()),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            holder = _read_lock(path)
+            if holder is not None and not _lock_is_stale(holder):
+                raise CheckpointError(
+                    f"{directory} is in use by another training run (process {holder.get('pid')} on "
+                    f"{holder.get('host')}, since {holder.get('since')}): two runs would overwrite each other's "
+                    f"checkpoints. Wait for it to end, or if it is gone, delete {path}"
+                ) from None
+            if holder is not None:
+                log.warn(
+                    f"Taking over {path}: its process {holder.get('pid')} on {holder.get('host')} is gone "
+                    "(it crashed or was killed)"
+                )
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+            else:
+                time.sleep(0.2)  # being written by a run starting just now: look again
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(mine, f)
+        break
+    else:
+        raise CheckpointError(f"{path}: cannot take the training lock (another run keeps taking it)")
+    try:
+        yield
+    finally:
+        if _read_lock(path) == mine:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+
+
+def _read_lock(path: str) -> dict[str, Any] | None:
+    """The holder a lock file names; None while it is still empty or unreadable (being written)."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            holder = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return holder if isinstance(holder, dict) else None
+
+
+def _lock_is_stale(holder: dict[str, Any]) -> bool:
+    """Only a lock of this machine can be judged: its process is gone, or the pid now belongs to another
+    process (started at another time)."""
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False
+    pid = holder["pid"]
+    if not process_alive(pid):
+        return True
+    started = _process_start(pid)
+    return started is not None and holder.get("process_start") not in (None, started)
+
+
+def _process_start(pid: int) -> int | None:
+    """A process's start time in clock ticks since boot (Linux); None where /proc does not say."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def check_writable(directory: str) -> None:

@@ -28,9 +28,24 @@ def write_atomically(path: str, write: Callable[[str], object], durable: bool = 
         os.replace(tmp, path)
         if durable:
             _fsync_directory(os.path.dirname(os.path.abspath(path)))  # makes the rename itself durable
+    except OSError as e:  # named by the file the user asked for, not our temporary one
+        raise OSError(e.errno, e.strerror or str(e), path) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def check_can_write_in(directory: str) -> None:
+    """Raise OSError (naming `directory`) unless a file can be created there: made if missing, then a
+    probe written and removed. For outputs that would otherwise fail only at the end of a run."""
+    probe = os.path.join(directory, f".write-test{TMP_MARK}{os.getpid()}")
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with open(probe, "wb") as f:
+            f.write(b"can write\n")
+        os.remove(probe)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror or str(e), directory) from None
 
 
 def write_file_atomically(path: str, data: bytes | str) -> None:
@@ -67,12 +82,12 @@ def remove_stale_temporaries(directory: str) -> None:
     """Temporary files of processes that were killed mid-write (SIGKILL leaves them behind)."""
     for name in os.listdir(directory):
         _, mark, pid = name.rpartition(TMP_MARK)
-        if mark and pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+        if mark and pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(directory, name))
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)  # signal 0 only asks whether the process exists
     except ProcessLookupError:

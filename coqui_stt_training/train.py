@@ -11,10 +11,11 @@ best checkpoint; --export_dir and --one_shot_infer use that checkpoint too.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from . import log
-from .checkpoint import check_writable
+from .checkpoint import check_writable, training_lock
 from .cli import run_cli
 from .config import TRAIN_FLAGS, Config, ConfigError
 from .dataset import DataError
@@ -77,8 +78,13 @@ def train_and_test(config: Config, world: World) -> None:
     if config.train_files:
         save_dir = config.save_checkpoint_dir
         trainer = Trainer(config, alphabet, world)
+        if world.is_main:
+            check_writable(save_dir)
         try:
-            with phase("before the first training step", "no checkpoint was written. Run the same command again"):
+            with (
+                training_lock(save_dir) if world.is_main else contextlib.nullcontext(),
+                phase("before the first training step", "no checkpoint was written. Run the same command again"),
+            ):
                 start, save_serial = choose(
                     config.load_checkpoint_dir,
                     save_dir,
@@ -89,7 +95,6 @@ def train_and_test(config: Config, world: World) -> None:
                 )
                 trainer.begin(start, save_serial)
                 if world.is_main:
-                    check_writable(save_dir)
                     write_text_once(os.path.join(save_dir, "flags.txt"), config.to_json())
                     if not alphabet.is_bytes:
                         write_text_once(os.path.join(save_dir, "alphabet.txt"), alphabet.serialize_text())
