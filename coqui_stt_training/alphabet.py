@@ -8,6 +8,7 @@ the label "#", empty lines are skipped. Bytes mode maps label n to UTF-8 byte n+
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -147,9 +148,15 @@ def parse_alphabet(text: str, source: str = "alphabet") -> Alphabet:
         raise AlphabetError(f"{source}: the alphabet has no labels")
     for i, label in enumerate(labels):
         if len(label) > 1:  # accepted, as Coqui does, but say why it will never be used
-            log.warn(
+            nfc = unicodedata.normalize("NFC", label)
+            hint = (
+                f"it is {nfc!r} in Unicode NFD: normalise the alphabet (and the transcripts) to NFC"
+                if len(nfc) == 1
+                else "split it into its code points, or use --bytes_output_mode"
+            )
+            log.warn_once(
                 f"{source}: label {i} {label!r} is {len(label)} code points; transcripts are matched one code "
-                "point at a time, so it can never match (an alphabet in Unicode NFD? normalise it to NFC)"
+                f"point at a time, so it can never match ({hint})"
             )
     try:
         return Alphabet(labels)
@@ -164,7 +171,7 @@ def load_alphabet(path: str) -> Alphabet:
     except OSError as e:
         raise AlphabetError(f"{path}: cannot read alphabet file ({e.strerror})") from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte-order mark (Windows editors write one) is not a label
     except UnicodeDecodeError as e:
         raise AlphabetError(f"{path}: not UTF-8 (byte {e.start})") from None
     return parse_alphabet(text, path)

@@ -15,6 +15,8 @@ import heapq
 import io
 import itertools
 import os
+import re
+import unicodedata
 from dataclasses import dataclass
 
 from . import audio, log
@@ -124,7 +126,7 @@ def _check_sample(
     if missing:
         return "characters not in the alphabet", (
             f'Alphabet cannot encode transcript "{s.transcript}" of {s.wav_filename}; missing characters are: '
-            f"{missing}. Check that your alphabet contains all characters in the corpus."
+            f"{missing}. Check that your alphabet contains all characters in the corpus." + _form_hint(s, alphabet)
         )
     try:
         info = audio.audio_info(s.audio_path)
@@ -145,6 +147,31 @@ def _check_sample(
             f"{len(s.labels)} labels need at least {needed} for CTC"
         )
     return None
+
+
+def _form_hint(s: Sample, alphabet: AnyAlphabet) -> str:
+    """Accents can be one code point (NFC) or a letter plus a combining mark (NFD): the same text to a reader,
+    different labels to CTC. Say so when the other form would fit."""
+    for form in ("NFC", "NFD"):
+        other = unicodedata.normalize(form, s.transcript)
+        if other != s.transcript and not alphabet.missing_characters(other):
+            return f" Its Unicode {form} form fits the alphabet: normalise the transcripts to {form}."
+    return ""
+
+
+def normalise_spaces(samples: list[Sample]) -> list[Sample]:
+    """Leading, trailing and repeated spaces removed from transcripts (CTC would learn them as spaces, and
+    a scorer never sees them); the samples changed."""
+    changed = []
+    for s in samples:
+        clean = _SPACES.sub(" ", s.transcript.strip(" "))
+        if clean != s.transcript:
+            s.transcript = clean
+            changed.append(s)
+    return changed
+
+
+_SPACES = re.compile(" {2,}")
 
 
 def grouped_report(problems: list[tuple[Sample, str, str]]) -> str:
@@ -179,6 +206,12 @@ def load_data_set(
     which leaves them out and says how many. Only training data may keep its own sample rate
     (--normalize_sample_rate false)."""
     sources = [read_source(p) for p in paths]
+    spaced = [s for samples in sources for s in normalise_spaces(samples)]
+    if spaced:
+        log.warn(
+            f"--{kind}_files: {len(spaced)} transcript(s) had leading, trailing or repeated spaces, removed "
+            f"(first: {spaced[0].where})"
+        )
     problems = []
     for samples in sources:
         problems += check_samples(samples, alphabet, features, normalize_sample_rate or kind != "train")

@@ -33,3 +33,14 @@ def warn(message: str) -> None:
 
 def error(message: str) -> None:
     _emit(ERROR, "E", message)
+
+
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """A warning about a file or setting that several steps meet (an alphabet read for training and again
+    for testing): said once per process."""
+    if message not in _warned:
+        _warned.add(message)
+        warn(message)

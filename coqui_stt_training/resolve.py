@@ -21,6 +21,7 @@ from .distributed import World
 from .exported import ExportedModel, open_exported
 from .exporting import ExportSettings, ModelCard
 from .features import FeatureSettings
+from .files import check_can_write_in
 from .load import LoadedModel, load_model, require_directory
 from .report import EvaluationSettings, SampleResult, run_test
 from .scorer import Scorer, load_scorer
@@ -37,6 +38,7 @@ def prepare(config: Config) -> Config:
     else:
         config.adopt_source_flags(read_flags_file(config.load_checkpoint_dir))
     config.refuse_unsupported()
+    check_outputs(config)
     if config.train_cudnn or config.load_cudnn:
         log.info(
             "--train_cudnn/--load_cudnn are not needed: any checkpoint loads on CPU or GPU, and the "
@@ -44,6 +46,28 @@ def prepare(config: Config) -> Config:
         )
     apply_threads(config)
     return config
+
+
+def check_outputs(config: Config) -> None:
+    """Outputs that would otherwise fail at the end of a long run, or quietly cost speed: the feature cache
+    and --test_output_file's folder must be writable now. (Checkpoint and export directories are checked
+    by the tools that write them.)"""
+    if config.feature_cache:
+        if os.path.exists(config.feature_cache) and not os.path.isdir(config.feature_cache):
+            raise ConfigError(f"--feature_cache {config.feature_cache}: a file, not a directory")
+        try:
+            check_can_write_in(config.feature_cache)
+        except OSError as e:
+            raise ConfigError(f"--feature_cache {config.feature_cache}: cannot write there ({e.strerror})") from None
+    if config.test_output_file:
+        if os.path.isdir(config.test_output_file):
+            raise ConfigError(f"--test_output_file {config.test_output_file}: a directory, not a file")
+        try:
+            check_can_write_in(os.path.dirname(os.path.abspath(config.test_output_file)))
+        except OSError as e:
+            raise ConfigError(
+                f"--test_output_file {config.test_output_file}: cannot write there ({e.strerror})"
+            ) from None
 
 
 def apply_threads(config: Config) -> None:

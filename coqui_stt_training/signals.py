@@ -106,7 +106,9 @@ class StopSignals:
         if self.received:
             log.warn(f"Received {name} again: stopping now, without saving")
             self.__exit__()
-            raise Stopped(name, at_once=True)
+            stop = Stopped(name, at_once=True)
+            stop.during, stop.kept = "during training", "stopped at once, without saving; earlier checkpoints are kept"
+            raise stop
         self.received = name
         log.info(
             f"Received {name}: finishing the current step, then saving a checkpoint and stopping "

@@ -22,7 +22,7 @@ from .audio import AUDIO_EXTENSIONS
 from .cli import run_cli
 from .config import TRANSCRIBE_FLAGS, Config, ConfigError
 from .errors import UserError
-from .files import write_file_atomically
+from .files import check_can_write_in, write_file_atomically
 from .resolve import decode_options, feature_settings, model_for, scorer_for, segmentation
 from .signals import phase
 from .transcription import transcribe_file
@@ -32,7 +32,7 @@ def catalog_tasks(path: str) -> list[tuple[str, str]]:
     """(audio, .tlog) pairs of a DSAlign .catalog: a JSON list of {"audio": path, "tlog": path, ...}, relative
     paths taken from the catalog's folder, as Coqui reads it."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             entries = json.load(f)
     except (ValueError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not a JSON catalog ({e})") from None
@@ -86,9 +86,11 @@ def tasks(config: Config) -> list[tuple[str, str]]:
             raise ConfigError(f'Destination file "{dst}" already exists - use --force for overwriting')
         if not is_catalog and not os.path.isdir(os.path.dirname(os.path.abspath(dst))):
             raise ConfigError(f"Missing destination directory for {dst}")
-    if is_catalog:  # as Coqui does, a catalog's .tlog folders are made
-        for _, dst in pairs:
-            os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+    for folder in sorted({os.path.dirname(os.path.abspath(dst)) for _, dst in pairs}):
+        try:  # a read-only destination fails now, not after the model has run over every file
+            check_can_write_in(folder)  # (as Coqui does, a catalog's .tlog folders are made)
+        except OSError as e:
+            raise ConfigError(f"cannot write .tlog files in {folder} ({e.strerror})") from None
     return pairs
 
 

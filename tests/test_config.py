@@ -123,8 +123,16 @@ def test_n_hidden_comes_from_source_flags_txt(tmp_path, capsys):
     c = prepare(Config.from_args(["--load_checkpoint_dir", str(tmp_path)]))
     assert c.n_hidden == 100
     assert "is different from value found in checkpoint (100)" in capsys.readouterr().err
-    (tmp_path / "flags.txt").write_text("--n_hidden=50\n")  # pre-JSON flags files are ignored
+    # DeepSpeech 0.x wrote absl flag files, which Coqui ignored; they say n_hidden as well
+    (tmp_path / "flags.txt").write_text("--alphabet_config_path=data/alphabet.txt\n--n_hidden=50\n")
+    assert prepare(Config.from_args(["--load_checkpoint_dir", str(tmp_path)])).n_hidden == 50
+    # anything else is named and ignored, so --n_hidden stands
+    (tmp_path / "flags.txt").write_bytes(b"\x00garbage{")
     assert prepare(Config.from_args(["--load_checkpoint_dir", str(tmp_path)])).n_hidden == 2048
+    assert (
+        f"W {tmp_path}/flags.txt: neither Coqui's JSON flags nor a DeepSpeech flag file; ignored, so --n_hidden "
+        "is not taken from it" in capsys.readouterr().err
+    )
 
 
 def test_bytes_output_mode_comes_from_source_flags_txt_unless_an_alphabet_is_given(tmp_path, capsys):

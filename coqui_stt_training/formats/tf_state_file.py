@@ -43,7 +43,7 @@ def _escape(text: str) -> str:
 
 def _parse_state_file(path: str) -> tuple[str | None, list[str]] | None:
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             lines = f.read().splitlines()
     except FileNotFoundError:
         return None
