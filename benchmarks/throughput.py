@@ -34,7 +34,8 @@ from coqui_stt_training.features import (
     mfcc,
     power_spectrogram,
 )
-from coqui_stt_training.model import DeepSpeech, ModelDimensions, ctc_loss
+from coqui_stt_training.loss import ctc_loss
+from coqui_stt_training.model import DeepSpeech, ModelDimensions
 from coqui_stt_training.optimizer import TFAdam
 
 RATE = 16000

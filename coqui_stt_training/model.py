@@ -1,4 +1,4 @@
-"""The DeepSpeech acoustic model of Coqui STT 1.4 (docs/compatibility.md, "Model") and its CTC loss.
+"""The DeepSpeech acoustic model of Coqui STT 1.4 (docs/compatibility.md, "Model"); its CTC loss is loss.py's.
 
 features [B, T, 26] -> 19-frame context windows [B, T, 19, 26] -> three clipped-ReLU dense layers ->
 unidirectional LSTM -> clipped-ReLU dense -> linear output with the CTC blank as the last class.
@@ -21,6 +21,7 @@ from torch import nn
 from .features import N_CONTEXT, N_INPUT, context_windows
 
 WINDOW_SIZE = (2 * N_CONTEXT + 1) * N_INPUT  # layer 1's input: one flattened context window
+INFERENCE_CHUNK_FRAMES = 2048  # about 41 s of audio per pass of the layers when evaluating
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,18 @@ class DeepSpeech(nn.Module):
         logits, _ = self.from_windows(context_windows(features))
         return logits
 
+    def infer(self, features: torch.Tensor, chunk_frames: int = INFERENCE_CHUNK_FRAMES) -> torch.Tensor:
+        """forward() for evaluation and transcription, in memory bounded whatever the length: the windows
+        (a view of the features) go through the layers chunk_frames at a time, the LSTM state carried
+        from one chunk to the next, as Coqui's streaming client runs. The logits equal forward()'s to
+        rounding."""
+        windows = context_windows(features)
+        state, pieces = None, []
+        for start in range(0, max(windows.shape[1], 1), chunk_frames):
+            logits, state = self.from_windows(windows[:, start : start + chunk_frames], state)
+            pieces.append(logits)
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+
     def from_windows(self, windows: torch.Tensor, state: LSTMState | None = None) -> tuple[torch.Tensor, LSTMState]:
         """windows [B, T, 19, 26] and the LSTM's state before them (None: zeros) -> logits [T, B, C] and
         the state after them. Training and evaluation start from zeros; an exported model is called
@@ -156,21 +169,6 @@ class DeepSpeech(nn.Module):
         x, state = self.lstm(x.reshape(time, batch, self.n_hidden), state)
         x = self.layer_5(x.reshape(time * batch, self.n_hidden), self.relu_clip, d5)
         return self.layer_6(x).reshape(time, batch, self.n_classes), state
-
-
-def ctc_loss(logits: torch.Tensor, feature_lengths, labels, label_lengths) -> torch.Tensor:
-    """Per-sample CTC negative log-likelihood (a sum over the utterance, not normalised), blank last.
-    Computed in float32 whatever the logits' dtype."""
-    log_probs = F.log_softmax(logits.float(), dim=-1)
-    return F.ctc_loss(
-        log_probs,
-        labels,
-        feature_lengths,
-        label_lengths,
-        blank=logits.shape[-1] - 1,
-        reduction="none",
-        zero_infinity=False,
-    )
 
 
 def _glorot_uniform_(tensor: torch.Tensor, fan_in: int, fan_out: int, generator: torch.Generator | None) -> None:

@@ -17,7 +17,8 @@ from .dataset import Sample
 from .decode import Decoder, utterance_log_probs
 from .distributed import World
 from .files import write_file_atomically
-from .model import DeepSpeech, ctc_loss
+from .loss import ctc_loss
+from .model import DeepSpeech
 
 
 @dataclass
@@ -114,7 +115,7 @@ def evaluate_samples(
     model.eval()
     results = []
     for batch in data_loader(samples, batch_size, loader, train=False, world=world):
-        logits = model(batch.features.to(device))
+        logits = model.infer(batch.features.to(device))
         losses = ctc_loss(logits, batch.feature_lengths, batch.labels, batch.label_lengths)
         texts = decoder(logits, batch.feature_lengths)
         results += [score(s, t, float(loss)) for s, t, loss in zip(batch.samples, texts, losses)]
@@ -130,7 +131,7 @@ def log_probabilities(
     model.eval()
     out: list[tuple[Sample, np.ndarray]] = []
     for batch in data_loader(samples, batch_size, loader, train=False):
-        out += zip(batch.samples, utterance_log_probs(model(batch.features.to(device)), batch.feature_lengths))
+        out += zip(batch.samples, utterance_log_probs(model.infer(batch.features.to(device)), batch.feature_lengths))
     return out
 
 

@@ -30,7 +30,8 @@ from .distributed import World
 from .formats.tfevents import SummaryWriter
 from .layout import to_tensors
 from .load import check_alphabet, load_into, shared_output_columns, source_alphabet
-from .model import DeepSpeech, ModelDimensions, ctc_loss
+from .loss import ctc_loss
+from .model import DeepSpeech, ModelDimensions
 from .optimizer import TFAdam
 from .report import evaluate_samples, totals
 from .resolve import loader_settings
@@ -311,7 +312,7 @@ class Trainer:
                 # the epoch's `train` checkpoint is where a resumed run re-validates
                 raise Interrupted(self.signals.received, self.last_saved)
             with torch.no_grad():
-                logits = self.model(batch.features.to(self.device))
+                logits = self.model.infer(batch.features.to(self.device))
                 loss = float(ctc_loss(logits, batch.feature_lengths, batch.labels, batch.label_lengths).mean())
             total, steps = total + loss, steps + 1
             if self.summaries:

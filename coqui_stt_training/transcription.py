@@ -86,7 +86,7 @@ def decode_signals(
     """The transcripts of several signals at the model's rate, run through the model as one batch."""
     batch, lengths = pad_features([mfcc(s, features) for s in signals])
     with torch.no_grad():
-        logits = loaded.model.eval()(batch.to(loaded.device))
+        logits = loaded.model.eval().infer(batch.to(loaded.device))
     return beam_search_decode(logits, lengths, loaded.alphabet, options, scorer)
 
 

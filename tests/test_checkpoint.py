@@ -15,7 +15,8 @@ from coqui_stt_training.decode import greedy_decode
 from coqui_stt_training.formats.tf_bundle import write_tf_checkpoint
 from coqui_stt_training.layout import to_tensors
 from coqui_stt_training.load import load_into, shared_output_columns
-from coqui_stt_training.model import DeepSpeech, ModelDimensions, ctc_loss
+from coqui_stt_training.loss import ctc_loss
+from coqui_stt_training.model import DeepSpeech, ModelDimensions
 from coqui_stt_training.optimizer import TFAdam
 from coqui_stt_training.run_state import RunState
 from tests.helpers import FIXTURES

@@ -3,7 +3,8 @@ import torch
 
 from coqui_stt_training.features import context_windows
 from coqui_stt_training.layout import LSTM_SCOPE, variables
-from coqui_stt_training.model import DeepSpeech, Dense, ModelDimensions, ctc_loss
+from coqui_stt_training.loss import ctc_loss
+from coqui_stt_training.model import DeepSpeech, Dense, ModelDimensions
 
 
 def sigmoid(x):
@@ -113,3 +114,14 @@ def test_streaming_windows_with_the_state_carried_give_the_whole_utterances_logi
         logits, state = model.from_windows(windows[:, start : start + 5], state)
         pieces.append(logits)
     torch.testing.assert_close(torch.cat(pieces), whole, rtol=1e-5, atol=1e-5)
+
+
+def test_chunked_inference_gives_the_logits_of_the_whole():
+    """Evaluation and transcription run the layers a chunk of frames at a time, carrying the LSTM state."""
+    torch.manual_seed(0)
+    model = DeepSpeech(ModelDimensions(32, 10)).eval()
+    features = torch.randn(2, 500, 26)
+    with torch.no_grad():
+        whole = model(features)
+        for chunk in (7, 64, 499, 500, 2048):
+            torch.testing.assert_close(model.infer(features, chunk_frames=chunk), whole, rtol=1e-5, atol=1e-5)
