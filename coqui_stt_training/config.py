@@ -223,6 +223,14 @@ class Config:
         "validation (missing or unreadable audio, transcript not in the alphabet or "
         "too long for its audio), with a count, instead of stopping",
     )
+    max_batch_memory: int = _flag(
+        12 << 30,
+        "memory one training step may need (K/M/G/T suffix), estimated for every training batch from its "
+        "lengths before training: a longer utterance or a larger batch is refused by name (the default, 12G, "
+        "keeps a 2048-unit model within a 16 GB GPU or a 24 GB machine)",
+        size=True,
+        valid="[1048576, inf)",
+    )
     data_workers: int = _flag(
         1,
         "processes that read audio and compute features while the model trains (0: in the training process itself)",
@@ -406,8 +414,7 @@ class _OneLineErrorParser(argparse.ArgumentParser):
 
 
 def in_interval(value: float, interval: str) -> bool:
-    """Whether `value` lies in an interval written as in mathematics: "[0, 1)", "(0, inf)", "[1, 1000]".
-    NaN lies in none; infinity only where a bound is written inf and closed, which none is."""
+    """Whether `value` lies in an interval written as in mathematics: "[0, 1)", "(0, inf)"; NaN and inf in none."""
     match = re.fullmatch(r"([\[(])\s*(\S+)\s*,\s*(\S+)\s*([\])])", interval)
     assert match, interval  # the flag definitions' own notation
     opening, low, high, closing = match.groups()
@@ -472,7 +479,8 @@ TRAIN_FLAGS = (
         "automatic_mixed_precision save_checkpoint_dir checkpoint_secs max_to_keep load_train drop_source_layers "
         "show_progressbar log_placement summary_dir n_hidden layer_norm random_seed early_stop es_epochs "
         "es_min_delta reduce_lr_on_plateau plateau_epochs plateau_reduction force_initialize_learning_rate "
-        "beam_width one_shot_infer keep_shared_symbols freeze_source_layers source_layers_lr_scale data_workers"
+        "beam_width one_shot_infer keep_shared_symbols freeze_source_layers source_layers_lr_scale data_workers "
+        "max_batch_memory"
     )
 )
 EVALUATE_FLAGS = MODEL_FLAGS | SCORER_FLAGS | TEST_FLAGS

@@ -40,6 +40,7 @@ class Sample:
     where: str  # "<csv>, row <n>" for messages
     labels: list[int] | None = None
     duration: float = 0.0
+    frames: int = 0  # feature frames, from the header (for memory estimates)
     problem: tuple[str, str] | None = None  # (kind, message), found while reading the row
 
 
@@ -140,6 +141,7 @@ def _check_sample(
     s.duration = info.frames / info.samplerate
     s.labels = alphabet.encode(s.transcript)
     frames = features.frames(audio.resampled_length(info.frames, info.samplerate, features.sample_rate))
+    s.frames = frames
     needed = ctc_min_frames(s.labels)
     if frames < needed:
         return "transcript too long for its audio", (
@@ -206,6 +208,7 @@ def load_data_set(
     which leaves them out and says how many. Only training data may keep its own sample rate
     (--normalize_sample_rate false)."""
     sources = [read_source(p) for p in paths]
+    log.info(f"Checking the {sum(len(s) for s in sources)} samples of --{kind}_files")
     spaced = [s for samples in sources for s in normalise_spaces(samples)]
     if spaced:
         log.warn(

@@ -260,9 +260,10 @@ class Trainer:
         last good checkpoint (saving checks the same, so none is ever replaced by such weights)."""
         (broken,) = self.world.any(not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()))
         if broken:
+            last = self.last_saved or checkpoint.newest_checkpoint(self.config.save_checkpoint_dir)
             raise checkpoint.NonFiniteWeightsError(
                 f"the weights became NaN or infinite at step {self.run.global_step}: stopping; "
-                + (f"the last good checkpoint, {self.last_saved}, is kept" if self.last_saved else "nothing was saved")
+                + (f"the last good checkpoint, {last}, is kept" if last else "nothing was saved")
                 + ". Try a lower --learning_rate"
             )
 

@@ -25,6 +25,7 @@ def test_defaults_match_coqui_flags_txt():
         "freeze_source_layers",
         "source_layers_lr_scale",
         "skip_invalid_samples",
+        "max_batch_memory",
         "data_workers",
         "src",
         "dst",
@@ -161,7 +162,7 @@ NUMERIC_FLAGS = [f for f in dataclasses.fields(Config) if f.type in ("int", "flo
 
 
 def test_every_numeric_flag_states_its_valid_range_and_its_default_lies_in_it():
-    assert len(NUMERIC_FLAGS) == 54
+    assert len(NUMERIC_FLAGS) == 55
     for f in NUMERIC_FLAGS:
         assert "valid" in f.metadata, f.name
         assert in_interval(f.default, f.metadata["valid"]), f.name
