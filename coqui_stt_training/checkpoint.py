@@ -13,12 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
-import socket
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import safetensors.numpy
@@ -27,7 +22,7 @@ from safetensors import SafetensorError
 from . import log
 from .errors import UserError
 from .exported import EXPORT_SUFFIXES, exported_model_file, open_exported
-from .files import process_alive, read_range, remove_stale_temporaries, write_atomically, write_file_atomically
+from .files import check_can_write_in, read_range, remove_stale_temporaries, write_atomically, write_file_atomically
 from .formats.crc32c import crc32c
 from .formats.tf_bundle import TFCheckpointReader
 from .formats.tf_state_file import read_state_file, read_state_file_all, write_state_file
@@ -254,46 +249,6 @@ def read_run_state(prefix: str) -> RunState | None:
         raise CheckpointError(f"{path}: corrupt checkpoint state ({e})") from None
 
 
-def read_flags_file(directory: str) -> dict[str, Any] | None:
-    """A checkpoint directory's flags.txt (the flags of the run that made it): Coqui's JSON, or DeepSpeech's
-    older absl flag file (`--n_hidden=2048` lines), which Coqui ignored. None if there is none; anything
-    else is named in a warning and ignored, as Coqui ignores it, so --n_hidden is not taken from it."""
-    path = os.path.join(directory, "flags.txt") if directory else ""
-    if not path or not os.path.isfile(path):
-        return None
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        log.warn_once(f"{path}: unreadable ({getattr(e, 'strerror', None) or e}); its flags (n_hidden) are not used")
-        return None
-    try:
-        flags = json.loads(text)
-    except ValueError:
-        flags = _absl_flags(text)
-    if not isinstance(flags, dict):
-        log.warn_once(
-            f"{path}: neither Coqui's JSON flags nor a DeepSpeech flag file; ignored, so --n_hidden is not taken "
-            "from it"
-        )
-        return None
-    return flags
-
-
-def _absl_flags(text: str) -> dict[str, Any] | None:
-    """DeepSpeech 0.x's flags.txt: one `--name=value` per line; integers read as integers."""
-    flags: dict[str, Any] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        match = re.fullmatch(r"--(\w+)=(.*)", line.strip())
-        if not match:
-            return None
-        name, value = match.groups()
-        flags[name] = int(value) if re.fullmatch(r"-?\d+", value) else value
-    return flags or None
-
-
 # ---- finding the checkpoint to load -------------------------------------------------------------
 
 
@@ -491,93 +446,10 @@ def update_run_state(prefix: str, state: RunState) -> None:
         ) from None
 
 
-# ---- one writer per directory ------------------------------------------------------------------
-
-LOCK_NAME = "train.lock"
-
-
-@contextlib.contextmanager
-def training_lock(directory: str) -> Iterator[None]:
-    """Hold `<directory>/train.lock` while training: a second run on the same directory would resume from
-    the first one's files and write the same names. The lock records the holder's host, process and its
-    start time; a lock whose process is gone (a crash, SIGKILL) is taken over with a warning. Readers
-    (evaluate, export, convert) never take it."""
-    path = os.path.join(directory, LOCK_NAME)
-    os.makedirs(directory, exist_ok=True)
-    mine = {"host": socket.gethostname(), "pid": os.getpid(), "process_start": _process_start(os.getpid()),
-            "since": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
-    for _ in range(3):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            holder = _read_lock(path)
-            if holder is not None and not _lock_is_stale(holder):
-                raise CheckpointError(
-                    f"{directory} is in use by another training run (process {holder.get('pid')} on "
-                    f"{holder.get('host')}, since {holder.get('since')}): two runs would overwrite each other's "
-                    f"checkpoints. Wait for it to end, or if it is gone, delete {path}"
-                ) from None
-            if holder is not None:
-                log.warn(
-                    f"Taking over {path}: its process {holder.get('pid')} on {holder.get('host')} is gone "
-                    "(it crashed or was killed)"
-                )
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(path)
-            else:
-                time.sleep(0.2)  # being written by a run starting just now: look again
-            continue
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(mine, f)
-        break
-    else:
-        raise CheckpointError(f"{path}: cannot take the training lock (another run keeps taking it)")
-    try:
-        yield
-    finally:
-        if _read_lock(path) == mine:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
-
-
-def _read_lock(path: str) -> dict[str, Any] | None:
-    """The holder a lock file names; None while it is still empty or unreadable (being written)."""
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            holder = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return holder if isinstance(holder, dict) else None
-
-
-def _lock_is_stale(holder: dict[str, Any]) -> bool:
-    """Only a lock of this machine can be judged: its process is gone, or the pid now belongs to another
-    process (started at another time)."""
-    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
-        return False
-    pid = holder["pid"]
-    if not process_alive(pid):
-        return True
-    started = _process_start(pid)
-    return started is not None and holder.get("process_start") not in (None, started)
-
-
-def _process_start(pid: int) -> int | None:
-    """A process's start time in clock ticks since boot (Linux); None where /proc does not say."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def check_writable(directory: str) -> None:
     """Fail before training, not at the first save hours later (read-only mount, wrong owner, a file
     in the way)."""
-    probe = os.path.join(directory, ".write-test")
     try:
-        os.makedirs(directory, exist_ok=True)
-        write_file_atomically(probe, "can write\n")
-        os.remove(probe)
+        check_can_write_in(directory)
     except OSError as e:
         raise CheckpointError(f"cannot write to the checkpoint directory {directory} ({e.strerror or e})") from None

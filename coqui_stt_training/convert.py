@@ -26,11 +26,12 @@ import numpy as np
 import safetensors.numpy
 
 from . import log
-from .checkpoint import STATE_FILES, CheckpointError, open_checkpoint, read_flags_file, source_export_file
+from .checkpoint import STATE_FILES, CheckpointError, open_checkpoint, source_export_file
 from .cli import run_cli
 from .config import CONVERT_FLAGS, COQUI_FLAG_COUNT, Config, ConfigError
 from .exported import as_checkpoint, open_exported
 from .files import copy_atomically, write_atomically, write_text_once
+from .flags_file import read_flags_file
 from .formats.tf_bundle import write_tf_checkpoint
 from .formats.tf_state_file import read_state_file, read_state_file_all, write_state_file
 from .layout import TensorReader

@@ -13,7 +13,7 @@ import torch
 from . import log
 from .alphabet import AnyAlphabet, UTF8Alphabet, alphabet_from_transcripts, load_alphabet
 from .batches import LoaderSettings
-from .checkpoint import read_flags_file, source_export_file
+from .checkpoint import source_export_file
 from .config import Config, ConfigError
 from .dataset import Sample, load_data_set, read_source
 from .decode import DecodeOptions, make_decoder
@@ -22,6 +22,7 @@ from .exported import ExportedModel, open_exported
 from .exporting import ExportSettings, ModelCard
 from .features import FeatureSettings
 from .files import check_can_write_in
+from .flags_file import read_flags_file
 from .load import LoadedModel, load_model, require_directory
 from .report import EvaluationSettings, SampleResult, run_test
 from .scorer import Scorer, load_scorer

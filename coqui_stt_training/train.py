@@ -15,13 +15,15 @@ import contextlib
 import os
 
 from . import log
-from .checkpoint import check_writable, training_lock
+from .checkpoint import check_writable
 from .cli import run_cli
 from .config import TRAIN_FLAGS, Config, ConfigError
 from .dataset import DataError
 from .distributed import World, close_world, init_world
 from .exporting import export, export_targets
-from .files import write_text_once
+from .files import check_can_write_in, write_text_once
+from .lock import training_lock
+from .memory import fit_training_batches
 from .resolve import (
     data_set,
     decode_options,
@@ -60,6 +62,15 @@ def train_and_test(config: Config, world: World) -> None:
         dev_sets = [(p, data_set(config, [p], alphabet, "dev")) for p in config.dev_files or []]
         metrics_sets = [(p, data_set(config, [p], alphabet, "metrics")) for p in config.metrics_files or []]
         test_sets = [(p, data_set(config, [p], alphabet, "test")) for p in config.test_files or []]
+    if train_set:
+        train_set = fit_training_batches(
+            train_set,
+            config.train_batch_size,
+            config.n_hidden,
+            alphabet.size + 1,
+            config.max_batch_memory,
+            config.skip_invalid_samples,
+        )
     global_batch = config.train_batch_size * world.size
     if config.train_files and len(train_set) < global_batch:
         raise DataError(
@@ -78,13 +89,11 @@ def train_and_test(config: Config, world: World) -> None:
     if config.train_files:
         save_dir = config.save_checkpoint_dir
         trainer = Trainer(config, alphabet, world)
-        if world.is_main:
-            check_writable(save_dir)
         try:
-            with (
-                training_lock(save_dir) if world.is_main else contextlib.nullcontext(),
-                phase("before the first training step", "no checkpoint was written. Run the same command again"),
-            ):
+            with contextlib.ExitStack() as held:
+                held.enter_context(phase("before the first training step", "no checkpoint was written. Run the "
+                                         "same command again"))  # fmt: skip
+                # Reading first: a run refused here (another alphabet, a damaged source) has written nothing.
                 start, save_serial = choose(
                     config.load_checkpoint_dir,
                     save_dir,
@@ -95,6 +104,8 @@ def train_and_test(config: Config, world: World) -> None:
                 )
                 trainer.begin(start, save_serial)
                 if world.is_main:
+                    check_outputs_of_training(config)
+                    held.enter_context(training_lock(save_dir))
                     write_text_once(os.path.join(save_dir, "flags.txt"), config.to_json())
                     if not alphabet.is_bytes:
                         write_text_once(os.path.join(save_dir, "alphabet.txt"), alphabet.serialize_text())
@@ -129,6 +140,16 @@ def train_and_test(config: Config, world: World) -> None:
                 print(
                     one_shot_infer(config.one_shot_infer, loaded, feature_settings(config), options, scorer), flush=True
                 )
+
+
+def check_outputs_of_training(config: Config) -> None:
+    """The checkpoint and summary directories, before the first step rather than at the first save."""
+    check_writable(config.save_checkpoint_dir)
+    if config.summary_dir:
+        try:
+            check_can_write_in(config.summary_dir)
+        except OSError as e:
+            raise ConfigError(f"--summary_dir {config.summary_dir}: cannot write there ({e.strerror})") from None
 
 
 def main(argv: list[str] | None = None) -> None:
