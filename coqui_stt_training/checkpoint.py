@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,7 +23,7 @@ from safetensors import SafetensorError
 from . import log
 from .errors import UserError
 from .exported import EXPORT_SUFFIXES, exported_model_file, open_exported
-from .files import check_can_write_in, read_range, remove_stale_temporaries, write_atomically, write_file_atomically
+from .files import check_can_write_in, read_range, remove_stale_temporaries, write_file_atomically
 from .formats.crc32c import crc32c
 from .formats.tf_bundle import TFCheckpointReader
 from .formats.tf_state_file import read_state_file, read_state_file_all, write_state_file
@@ -395,11 +396,15 @@ def save(directory: str, kind: str, tensors: dict[str, np.ndarray], state: RunSt
         remove_stale_temporaries(directory)
         listed = read_state_file_all(state_file)
         others = [p for p in listed if p != prefix]
-        if others and len(others) < len(listed):
-            # The prefix is saved again (a plateau went back to best_dev's step): its two files are not
-            # replaced in one rename, so the state file stops naming it until both are written.
-            write_state_file(state_file, others[-1], others)
-        write_atomically(prefix + ".safetensors", lambda p: _save_safetensors(tensors, p))
+        if len(others) < len(listed):
+            # The prefix is saved again (a resumed run re-evaluated the step it resumed at, or a plateau
+            # went back to best_dev's step): its two files are not replaced in one rename, so the state
+            # file stops naming it until both are written.
+            if others:
+                write_state_file(state_file, others[-1], others)
+            else:
+                os.remove(state_file)
+        write_safetensors(prefix + ".safetensors", tensors)
         write_file_atomically(prefix + ".json", json.dumps(state.to_json(), indent=2))
         kept = others + [prefix]
         kept, removed = kept[-max(max_to_keep, 1) :], kept[: -max(max_to_keep, 1)]
@@ -417,15 +422,12 @@ def save(directory: str, kind: str, tensors: dict[str, np.ndarray], state: RunSt
     return prefix
 
 
-def _save_safetensors(tensors: dict[str, np.ndarray], path: str) -> None:
-    safetensors.numpy.save_file(tensors, path)
-    os.chmod(path, 0o666 & ~_umask())  # safetensors creates its file 0600; everything else we write is 0644
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def write_safetensors(path: str, tensors: Mapping[str, np.ndarray]) -> None:
+    """A .safetensors file, written atomically. Serialised here and written by us: safetensors' own
+    save_file writes through a temporary file of its own (`.tmpXXXXXX`), which a killed run would leave
+    behind, unnamed and uncleared, beside the checkpoints."""
+    payload = safetensors.numpy.save(dict(tensors))
+    write_file_atomically(path, payload)
 
 
 def _reason(e: Exception) -> str:

@@ -23,14 +23,13 @@ import os
 from collections.abc import Iterator, Mapping
 
 import numpy as np
-import safetensors.numpy
 
 from . import log
-from .checkpoint import STATE_FILES, CheckpointError, open_checkpoint, source_export_file
+from .checkpoint import STATE_FILES, CheckpointError, open_checkpoint, source_export_file, write_safetensors
 from .cli import run_cli
 from .config import CONVERT_FLAGS, COQUI_FLAG_COUNT, Config, ConfigError
 from .exported import as_checkpoint, open_exported
-from .files import copy_atomically, write_atomically, write_text_once
+from .files import copy_atomically, write_text_once
 from .flags_file import read_flags_file
 from .formats.tf_bundle import write_tf_checkpoint
 from .formats.tf_state_file import read_state_file, read_state_file_all, write_state_file
@@ -59,7 +58,7 @@ def convert_checkpoint(reader: TensorReader, source_prefix: str, target_prefix: 
         write_tf_checkpoint(target_prefix, LazyTensors(reader))
     else:  # safetensors serialises from one dict; a checkpoint is read whole once
         tensors = {name: np.require(reader.get(name), requirements="C") for name in reader.names()}
-        write_atomically(target_prefix + ".safetensors", lambda tmp: safetensors.numpy.save_file(tensors, tmp))
+        write_safetensors(target_prefix + ".safetensors", tensors)
     copy_atomically(source_prefix + ".json", target_prefix + ".json")
     return len(reader.names())
 
@@ -111,7 +110,7 @@ def convert_exported(path: str, target_dir: str, checkpoint_format: str, beta1: 
     if checkpoint_format == "tf":
         write_tf_checkpoint(prefix, tensors)
     else:
-        write_atomically(prefix + ".safetensors", lambda tmp: safetensors.numpy.save_file(tensors, tmp))
+        write_safetensors(prefix + ".safetensors", tensors)
     if not alphabet.is_bytes:
         write_text_once(os.path.join(target_dir, "alphabet.txt"), alphabet.serialize_text())
     write_text_once(os.path.join(target_dir, "flags.txt"), flags_text(flags, checkpoint_format))

@@ -8,8 +8,6 @@ import os
 import signal
 import sys
 
-import safetensors.numpy
-
 from coqui_stt_training import files, train
 
 kill_at, events = int(sys.argv[1]), [0]
@@ -46,7 +44,6 @@ def writer(function, path_argument: int):
     return wrapped
 
 
-safetensors.numpy.save_file = writer(safetensors.numpy.save_file, 1)
 files._write_bytes = writer(files._write_bytes, 0)
 for name in ("replace", "remove", "fsync"):
     setattr(os, name, around(getattr(os, name)))

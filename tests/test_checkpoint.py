@@ -296,3 +296,28 @@ def test_pruning_keeps_the_newest_and_never_touches_best_dev(tmp_path):
     assert find_checkpoint(str(tmp_path), "train").endswith("train-6")
     assert os.path.isfile(tmp_path / "train-6.json")
     assert os.path.isfile(tmp_path / "best_dev-2.safetensors")
+
+
+@pytest.mark.parametrize("others", [0, 1])
+def test_a_checkpoint_saved_again_under_its_name_is_not_named_while_half_replaced(tmp_path, monkeypatch, others):
+    """A resumed run can save best_dev-N again (the step it resumed at, re-evaluated). Its .safetensors and
+    .json are two renames; dying between them must not leave the state file naming a mismatched pair."""
+    model, optimizer = fresh_model()
+    for step in range(2 - others, 3):
+        save(str(tmp_path), "best_dev", to_tensors(model, optimizer, step), RunState(), max_to_keep=2)
+    again = to_tensors(model, optimizer, 2)
+    again["learning_rate"] = np.asarray(again["learning_rate"] / 2, dtype=np.float32)
+    real_write = checkpoint.write_file_atomically
+
+    def dies_before_the_json(path, data):
+        if path.endswith(".json"):
+            raise OSError(5, "Input/output error", path)  # where SIGKILL would have struck
+        real_write(path, data)
+
+    monkeypatch.setattr(checkpoint, "write_file_atomically", dies_before_the_json)
+    with pytest.raises(CheckpointError):
+        save(str(tmp_path), "best_dev", again, RunState(), max_to_keep=2)
+    named = find_checkpoint(str(tmp_path), "best_dev")
+    assert named == (str(tmp_path / "best_dev-1") if others else None)
+    if named:
+        assert checkpoint.damage(named) is None

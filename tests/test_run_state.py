@@ -236,7 +236,7 @@ def test_sigkill_at_random_moments_never_loses_the_last_checkpoint(tmp_path):
     out += child.stdout.read()
     assert child.wait(timeout=60) == 0, out
     assert "Resuming the interrupted run from" in out
-    assert not [name for name in os.listdir(ckpt) if ".tmp-" in name]  # a killed run's temporaries are cleared
+    assert not [name for name in os.listdir(ckpt) if ".tmp" in name]  # a killed run's temporaries are cleared
 
 
 def test_a_run_state_is_one_record_written_and_read_back_whole():
