@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import audio
+from . import audio, signals
 from .dataset import Sample
 from .distributed import World, shard_batches, split_global_batches
 from .feature_cache import FeatureCache
@@ -116,7 +116,7 @@ def data_loader(
     workers = settings.data_workers if len(batches) >= MIN_BATCHES_FOR_WORKERS else 0
     # Its own generator: a DataLoader draws a seed each time it is iterated, and from torch's global
     # generator that draw would shift the dropout masks of a resumed run against an uninterrupted one.
-    return torch.utils.data.DataLoader(
+    return _DataLoader(
         batches,  # type: ignore[arg-type]
         batch_size=None,
         collate_fn=collate,
@@ -127,8 +127,14 @@ def data_loader(
     )
 
 
+class _DataLoader(torch.utils.data.DataLoader):
+    def __iter__(self):
+        with signals.deferred():  # the workers start here
+            return super().__iter__()
+
+
 def _quiet_worker(_: int) -> None:
     """Ctrl-C reaches the whole process group: the training process alone decides how to stop, and
     closes its workers itself."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for stop in signals.SIGNALS:
+        signal.signal(stop, signal.SIG_IGN)

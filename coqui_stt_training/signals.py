@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from collections.abc import Iterator
 from types import FrameType
 from typing import Any
@@ -70,6 +71,25 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Hold stop signals over a few lines that must not be cut in the middle, then deliver them to the
+    handlers that were in place. Starting a DataLoader's workers is such a place: interrupted there, torch
+    leaves a half-built iterator whose clean-up fails with a traceback of its own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers run on the main thread only; there is nothing to hold here
+        return
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda number, frame: received.append(number)) for sig in SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for number in received:
+            signal.raise_signal(number)
 
 
 @contextlib.contextmanager

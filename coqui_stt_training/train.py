@@ -62,15 +62,15 @@ def train_and_test(config: Config, world: World) -> None:
         dev_sets = [(p, data_set(config, [p], alphabet, "dev")) for p in config.dev_files or []]
         metrics_sets = [(p, data_set(config, [p], alphabet, "metrics")) for p in config.metrics_files or []]
         test_sets = [(p, data_set(config, [p], alphabet, "test")) for p in config.test_files or []]
-    if train_set:
-        train_set = fit_training_batches(
-            train_set,
-            config.train_batch_size,
-            config.n_hidden,
-            alphabet.size + 1,
-            config.max_batch_memory,
-            config.skip_invalid_samples,
-        )
+        if train_set:  # every training batch's memory, estimated from its lengths (memory.py)
+            train_set = fit_training_batches(
+                train_set,
+                config.train_batch_size,
+                config.n_hidden,
+                alphabet.size + 1,
+                config.max_batch_memory,
+                config.skip_invalid_samples,
+            )
     global_batch = config.train_batch_size * world.size
     if config.train_files and len(train_set) < global_batch:
         raise DataError(
@@ -90,9 +90,9 @@ def train_and_test(config: Config, world: World) -> None:
         save_dir = config.save_checkpoint_dir
         trainer = Trainer(config, alphabet, world)
         try:
+            before = phase("before the first training step", "no checkpoint was written. Run the same command again")
             with contextlib.ExitStack() as held:
-                held.enter_context(phase("before the first training step", "no checkpoint was written. Run the "
-                                         "same command again"))  # fmt: skip
+                held.enter_context(before)
                 # Reading first: a run refused here (another alphabet, a damaged source) has written nothing.
                 start, save_serial = choose(
                     config.load_checkpoint_dir,
