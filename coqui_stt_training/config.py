@@ -68,7 +68,7 @@ class Config:
         "extra CSV files reported after validation each epoch (loss, greedy "
         "WER and CER); they do not affect best-dev selection",
     )
-    auto_input_dataset: str = _flag("", "one CSV to split into train/dev/test (not supported yet: refused)")
+    auto_input_dataset: str = _flag("", "one CSV to split into train/dev/test CSVs beside it (and an alphabet)")
     vocab_file: str = _flag("", "flashlight vocabulary (not supported: refused)")
     read_buffer: int = _flag(
         1 << 20, "read buffer size, with K/M/G/T suffix. " + NO_EFFECT, size=True, valid="[1, inf)"
@@ -348,12 +348,9 @@ class Config:
         is read or written: a negative learning rate would train by gradient ascent, a zero window would
         give garbage features, and neither says so."""
         for f in dataclasses.fields(self):
-            value, valid = getattr(self, f.name), f.metadata.get("valid")
-            if valid is None or isinstance(value, bool) or not isinstance(value, int | float):
-                continue
-            if not in_interval(value, valid):
-                what = "a finite number" if isinstance(value, float) and not math.isfinite(value) else "in " + valid
-                raise ConfigError(f"--{f.name} {value}: must be {what}")
+            problem = range_problem(getattr(self, f.name), f.metadata.get("valid"))
+            if problem:
+                raise ConfigError(f"--{f.name} {getattr(self, f.name)}: {problem}")
 
     def adopt_source_flags(self, source_flags: dict[str, Any] | None, features: bool = False) -> Config:
         """n_hidden from the source checkpoint's flags.txt, as Coqui does; and, beyond Coqui, its bytes output
@@ -390,11 +387,7 @@ class Config:
 
     def refuse_unsupported(self) -> None:
         """Flags set to something this implementation cannot do yet: better refused than silently ignored."""
-        refused = [
-            f"--{name}"
-            for name in ("auto_input_dataset", "vocab_file", "augment", "export_savedmodel")
-            if getattr(self, name)
-        ]
+        refused = [f"--{name}" for name in ("vocab_file", "augment", "export_savedmodel") if getattr(self, name)]
         if refused:
             raise UnsupportedFlagError(f"{', '.join(refused)}: not supported yet by this implementation")
 
@@ -411,6 +404,13 @@ class _OneLineErrorParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def range_problem(value: Any, valid: str | None) -> str:
+    """What is wrong with a flag's number for the range its definition states ("" when nothing is)."""
+    if valid is None or isinstance(value, bool) or not isinstance(value, int | float) or in_interval(value, valid):
+        return ""
+    return "must be " + ("a finite number" if isinstance(value, float) and not math.isfinite(value) else "in " + valid)
 
 
 def in_interval(value: float, interval: str) -> bool:

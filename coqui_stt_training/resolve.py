@@ -12,6 +12,7 @@ import torch
 
 from . import log
 from .alphabet import AnyAlphabet, UTF8Alphabet, alphabet_from_transcripts, load_alphabet
+from .auto_input import create_datasets
 from .batches import LoaderSettings
 from .checkpoint import source_export_file
 from .config import Config, ConfigError
@@ -33,6 +34,8 @@ def prepare(config: Config) -> Config:
     """Everything the command line derives from the flags before a tool runs: Coqui's rules, the source
     checkpoint's flags.txt, refusals, and the thread counts."""
     config.finalize()
+    if config.auto_input_dataset:
+        split_auto_input(config)
     exported = source_export(config)
     if exported:
         config.adopt_source_flags(exported.source_flags(), features=True)
@@ -47,6 +50,18 @@ def prepare(config: Config) -> Config:
         )
     apply_threads(config)
     return config
+
+
+def split_auto_input(config: Config) -> None:
+    """--auto_input_dataset: the train, dev and test sets (and the alphabet) made from one CSV."""
+    if config.train_files or config.dev_files or config.test_files:
+        raise ConfigError(
+            "When using --auto_input_dataset, do not specify --train_files, --dev_files, or --test_files."
+        )
+    made = create_datasets(config.auto_input_dataset, config.alphabet_config_path, config.random_seed)
+    config.train_files, config.dev_files, config.test_files = [made.train], [made.dev], [made.test]
+    if not config.bytes_output_mode:
+        config.alphabet_config_path = made.alphabet
 
 
 def check_outputs(config: Config) -> None:

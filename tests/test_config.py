@@ -213,7 +213,6 @@ def test_finalize_reads_no_file_and_sets_nothing_outside_the_config(tmp_path):
     "argv, flag",
     [
         (["--augment", "volume"], "--augment"),
-        (["--auto_input_dataset", "all.csv"], "--auto_input_dataset"),
         (["--vocab_file", "vocab.txt"], "--vocab_file"),
         (["--export_savedmodel", "true"], "--export_savedmodel"),
     ],
