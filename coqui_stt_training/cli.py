@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from . import log
 from .config import Config
-from .errors import UserError
+from .errors import UserError, os_error_line
 from .resolve import prepare
 from .signals import Stopped, stop_on_signals
 
@@ -27,13 +27,12 @@ def run_cli(job: Callable[[Config], None], argv: list[str] | None, prog: str, us
         try:
             job(prepare(config))
         except Stopped as stop:
-            (log.error if stop.at_once else log.info)(stop.message())
+            stop.report()
             sys.exit(stop.exit_status)
         except UserError as e:
             fail(str(e), config.log_level)
         except OSError as e:
-            where = f"{e.filename}: " if e.filename else ""
-            fail(f"{where}{e.strerror or e}", config.log_level)
+            fail(os_error_line(e), config.log_level)
 
 
 def fail(message: str, log_level: int) -> None:

@@ -10,5 +10,11 @@ class UserError(Exception):
     """A problem with the user's flags, data or files, told in one line."""
 
 
+def os_error_line(e: OSError) -> str:
+    """An OSError the code did not explain (a full disk, a read-only folder), as the user reads it: the
+    file, then the system's words."""
+    return (f"{e.filename}: " if e.filename else "") + str(e.strerror or e)
+
+
 class UnsupportedFlagError(UserError):
     """A flag asks for something this implementation does not do (yet): refused rather than ignored."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .cli import run_cli
 from .config import EVALUATE_FLAGS, Config, ConfigError
+from .python_api import run_library_call
 from .resolve import model_for, test_phase
 
 
@@ -18,6 +19,12 @@ def evaluate_job(config: Config) -> None:
     if not config.test_files:
         raise ConfigError("You need to specify what files to use for evaluation via the --test_files flag.")
     test_phase(config, model_for(config, config.load_checkpoint_dir))
+
+
+def test() -> None:
+    """Coqui's Python API: test the model of the process-wide configuration (util.config's
+    initialize_globals_from_args) on its test_files, with the report the command line prints."""
+    run_library_call(evaluate_job)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -47,8 +47,17 @@ class Stopped(Exception):
         head = f"Stopped on {'a second ' if self.at_once else ''}{self.signal_name}"
         return head + (f" {self.during}" if self.during else "") + (f"; {self.kept}" if self.kept else "")
 
+    def report(self) -> None:
+        """The one line the user sees: an error for a second signal (work was dropped), else information."""
+        (log.error if self.at_once else log.info)(self.message())
+
 
 _stopping = [False]  # a stop is under way: further signals must not interrupt its cleanup
+
+
+def stopping() -> bool:
+    """Whether a stop signal has been honoured since stop_on_signals() was entered."""
+    return _stopping[0]
 
 
 def _raise_stopped(number: int, frame: FrameType | None) -> None:

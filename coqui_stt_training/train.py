@@ -24,6 +24,7 @@ from .exporting import export, export_targets
 from .files import check_can_write_in, write_text_once
 from .lock import training_lock
 from .memory import fit_training_batches
+from .python_api import run_library_call
 from .resolve import (
     data_set,
     decode_options,
@@ -40,17 +41,18 @@ from .training import Trainer
 from .transcription import one_shot_infer
 
 
-def train_job(config: Config) -> None:
+def train_job(config: Config, then_test: bool = True) -> None:
+    """The command line's run: train, then (with `then_test`) test, export and transcribe as flagged."""
     world = init_world()
     if not world.is_main:
         log.set_level(max(config.log_level, log.WARN))  # rank 0 speaks for the run; others only warn
     try:
-        train_and_test(config, world)
+        train_and_test(config, world, then_test)
     finally:
         close_world(world)
 
 
-def train_and_test(config: Config, world: World) -> None:
+def train_and_test(config: Config, world: World, then_test: bool = True) -> None:
     if not config.train_files:
         log.warn("Calling training module without --train_files.")
     elif not config.save_checkpoint_dir:
@@ -61,7 +63,7 @@ def train_and_test(config: Config, world: World) -> None:
         train_set = data_set(config, config.train_files, alphabet, "train") if config.train_files else []
         dev_sets = [(p, data_set(config, [p], alphabet, "dev")) for p in config.dev_files or []]
         metrics_sets = [(p, data_set(config, [p], alphabet, "metrics")) for p in config.metrics_files or []]
-        test_sets = [(p, data_set(config, [p], alphabet, "test")) for p in config.test_files or []]
+        test_sets = [(p, data_set(config, [p], alphabet, "test")) for p in config.test_files or [] if then_test]
         if train_set:  # every training batch's memory, estimated from its lengths (memory.py)
             train_set = fit_training_batches(
                 train_set,
@@ -80,7 +82,7 @@ def train_and_test(config: Config, world: World) -> None:
         )
     # Coqui's train also exports with --export_dir: its target is checked now, not after the training.
     exporting = export_settings(config)
-    targets = export_targets(exporting) if config.export_dir and world.is_main else None
+    targets = export_targets(exporting) if then_test and config.export_dir and world.is_main else None
     if world.distributed:
         log.info(
             f"Distributed training: {world.size} processes, global batch {global_batch} "
@@ -121,7 +123,7 @@ def train_and_test(config: Config, world: World) -> None:
             return
         finally:
             trainer.close()
-    if config.test_files or config.export_dir or config.one_shot_infer:
+    if then_test and (config.test_files or config.export_dir or config.one_shot_infer):
         # Test, export and transcribe what this run produced (its save directory), never the checkpoint it
         # started from; the model is loaded once for all three.
         world.barrier()  # after rank 0's last write
@@ -150,6 +152,12 @@ def check_outputs_of_training(config: Config) -> None:
             check_can_write_in(config.summary_dir)
         except OSError as e:
             raise ConfigError(f"--summary_dir {config.summary_dir}: cannot write there ({e.strerror})") from None
+
+
+def train() -> None:
+    """Coqui's Python API: train with the process-wide configuration (util.config's
+    initialize_globals_from_args). As Coqui's train(), it only trains: test() tests."""
+    run_library_call(lambda config: train_job(config, then_test=False))
 
 
 def main(argv: list[str] | None = None) -> None:

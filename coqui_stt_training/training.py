@@ -18,7 +18,7 @@ import time
 from datetime import timedelta
 
 import torch
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a notebook's own progress bar under Jupyter, text elsewhere
 
 from . import checkpoint, log
 from .alphabet import AnyAlphabet, alphabet_record
