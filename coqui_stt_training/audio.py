@@ -34,6 +34,8 @@ def audio_info(path: str) -> soundfile._SoundFileInfo:
     """The header of an audio file, checked: a missing, unreadable or empty file is an AudioError."""
     if not os.path.isfile(path):
         raise AudioError(f"audio file not found: {path}")
+    if os.path.getsize(path) == 0:  # (libsndfile would call it a format it does not recognise)
+        raise AudioError(f"empty audio {path} (0 bytes)")
     try:
         info = soundfile.info(path)
     except Exception as e:  # soundfile raises several types for bad headers

@@ -8,7 +8,6 @@ process gets its slice of every global training batch, and a share of the evalua
 
 from __future__ import annotations
 
-import signal
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,7 +121,7 @@ def data_loader(
         collate_fn=collate,
         num_workers=workers,
         prefetch_factor=4 if workers else None,
-        worker_init_fn=_quiet_worker,
+        worker_init_fn=signals.ignore_stop_signals,
         generator=torch.Generator().manual_seed(settings.random_seed + epoch),
     )
 
@@ -131,10 +130,3 @@ class _DataLoader(torch.utils.data.DataLoader):
     def __iter__(self):
         with signals.deferred():  # the workers start here
             return super().__iter__()
-
-
-def _quiet_worker(_: int) -> None:
-    """Ctrl-C reaches the whole process group: the training process alone decides how to stop, and
-    closes its workers itself."""
-    for stop in signals.SIGNALS:
-        signal.signal(stop, signal.SIG_IGN)

@@ -23,16 +23,21 @@ def run_cli(job: Callable[[Config], None], argv: list[str] | None, prog: str, us
     traceback."""
     config = Config.from_args(argv, prog=prog, uses=uses)
     log.set_level(config.log_level)
+    run_guarded(lambda: job(prepare(config)), config.log_level)
+
+
+def run_guarded(job: Callable[[], object], log_level: int) -> None:
+    """Run `job` as run_cli runs a tool (the frame of tools whose flags are their own: import_cv)."""
     with stop_on_signals():
         try:
-            job(prepare(config))
+            job()
         except Stopped as stop:
             stop.report()
             sys.exit(stop.exit_status)
         except UserError as e:
-            fail(str(e), config.log_level)
+            fail(str(e), log_level)
         except OSError as e:
-            fail(os_error_line(e), config.log_level)
+            fail(os_error_line(e), log_level)
 
 
 def fail(message: str, log_level: int) -> None:

@@ -82,6 +82,13 @@ def stop_on_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def ignore_stop_signals(*_: object) -> None:
+    """A worker process's initialiser: Ctrl-C reaches the whole process group, and the main process alone
+    decides how to stop, and closes its workers itself."""
+    for stop in SIGNALS:
+        signal.signal(stop, signal.SIG_IGN)
+
+
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
     """Hold stop signals over a few lines that must not be cut in the middle, then deliver them to the

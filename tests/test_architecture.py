@@ -11,7 +11,7 @@ from tests.helpers import ROOT
 PACKAGE = os.path.join(ROOT, "coqui_stt_training")
 # `python -m coqui_stt_training.<name>`: Coqui's entry points and ours
 ENTRY_POINTS = {"train", "evaluate", "export", "convert", "transcribe", "lm_optimize", "training_graph_inference",
-                "inference"}  # fmt: skip
+                "inference", "import_cv"}  # fmt: skip
 # imports inside functions are for optional extras only, so that the package works without them
 OPTIONAL = {"onnx", "onnxruntime", "kenlm", "optuna"}
 MAX_LINES = 500

@@ -152,11 +152,12 @@ def test_every_bad_row_is_reported_at_once_grouped_by_kind(folder):
     headings = [line for line in lines if line.startswith("  ") and not line.startswith("    ")]
     assert headings == [
         "  audio file not found: 13 row(s)",
-        "  unreadable audio: 2 row(s)",
+        "  empty audio: 1 row(s)",  # 0 bytes
+        "  unreadable audio: 1 row(s)",
         "  characters not in the alphabet: 1 row(s)",
     ]
     assert lines[1 + 1 + 10] == "    ... and 3 more"  # at most 10 rows listed per kind
-    assert [line.split(":")[0].strip() for line in lines[14:16]] == [f"{path}, row {n}" for n in (4, 5)]
+    assert [line.split(":")[0].strip() for line in (lines[14], lines[16])] == [f"{path}, row {n}" for n in (4, 5)]
 
 
 def test_skip_invalid_samples_leaves_them_out_with_a_count(folder, capsys):
