@@ -10,6 +10,7 @@ soxr, a band-limited resampler of the same quality class as Coqui's resampy "kai
 from __future__ import annotations
 
 import os
+from typing import BinaryIO
 
 import numpy as np
 import soundfile
@@ -45,8 +46,9 @@ def audio_info(path: str) -> soundfile._SoundFileInfo:
     return info
 
 
-def read_audio(path: str) -> tuple[np.ndarray, int]:
-    """Float32 mono samples in [-1, 1] and the file's own sample rate."""
+def read_audio(path: str | BinaryIO) -> tuple[np.ndarray, int]:
+    """Float32 mono samples in [-1, 1] and the file's own sample rate (`path` may be an open file: an SDB's
+    WAV chunk)."""
     try:
         with soundfile.SoundFile(path) as f:
             rate = f.samplerate
@@ -63,10 +65,10 @@ def read_audio(path: str) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(mono, dtype=np.float32), rate
 
 
-def _decoder_problem(e: Exception, path: str) -> str:
+def _decoder_problem(e: Exception, path: str | BinaryIO) -> str:
     """libsndfile's first line; its MP3 probe says a file "does not exist" when it only is not audio."""
     text = str(e).splitlines()[0]
-    if "File does not exist or is not a regular file" in text and os.path.isfile(path):
+    if "File does not exist or is not a regular file" in text and isinstance(path, str) and os.path.isfile(path):
         return f"Error opening {path!r}: Format not recognised."
     return text
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import audio, signals
-from .dataset import Sample
+from . import signals
+from .dataset import Sample, load_sample_audio, sample_key
 from .distributed import World, shard_batches, split_global_batches
 from .feature_cache import FeatureCache
 from .features import N_INPUT, FeatureSettings, mfcc
@@ -70,11 +70,11 @@ class Collate:
         batch = [self.samples[i] for i in indices]
         each = []
         for sample in batch:
-            features = self.cache.get(sample.audio_path) if self.cache else None
+            features = self.cache.get(sample.audio_path, sample_key(sample)) if self.cache else None
             if features is None:
                 features = self.compute(sample)
                 if self.cache:
-                    self.cache.put(sample.audio_path, features)
+                    self.cache.put(sample.audio_path, sample_key(sample), features)
             each.append(features)
         padded, feature_lengths = pad_features(each)
         labels = torch.tensor([label for s in batch for label in s.labels or []], dtype=torch.long)
@@ -82,7 +82,7 @@ class Collate:
         return Batch(padded, feature_lengths, labels, label_lengths, batch)
 
     def compute(self, sample: Sample) -> np.ndarray:
-        return mfcc(audio.load_audio(sample.audio_path, self.features.sample_rate), self.features)
+        return mfcc(load_sample_audio(sample, self.features.sample_rate), self.features)
 
 
 def data_loader(

@@ -17,10 +17,8 @@ from __future__ import annotations
 import csv
 import importlib.util
 import io
-import multiprocessing
 import os
 import re
-import signal
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -28,12 +26,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import soundfile
-from tqdm.auto import tqdm
 
 from . import audio, log
 from .alphabet import Alphabet, alphabet_from_transcripts, load_alphabet
 from .errors import UserError
 from .files import write_atomically, write_file_atomically
+from .parallel import ordered_map
 
 SETS = ("train", "dev", "test", "validated", "other")
 SKIPPED_LIST = "import_cv-skipped.csv"
@@ -190,31 +188,9 @@ def _locale_rule(path: str) -> Callable[[str], str | None]:
 
 def clip_infos(paths: Iterable[str], options: ImportOptions) -> dict[str, ClipInfo]:
     """Every distinct clip checked (and converted with --audio_format wav) once, in parallel."""
-    unique = list(dict.fromkeys(paths))
-    work = [(p, options.audio_format, options.sample_rate) for p in unique]
-    workers = options.workers or len(os.sched_getaffinity(0))
+    work = [(p, options.audio_format, options.sample_rate) for p in dict.fromkeys(paths)]
     what = "Converting clips to WAV" if options.audio_format == "wav" else "Checking clips"
-    bar = tqdm(total=len(work), desc=what, unit="clip", disable=not work)
-    infos = {}
-    if workers <= 1 or len(work) < 2 * workers:
-        for item in work:
-            infos[item[0]] = clip_info(item)
-            bar.update()
-    else:
-        context = multiprocessing.get_context("spawn")  # the parent may hold threads: fork is not safe
-        with context.Pool(workers, initializer=_ignore_interrupts) as pool:
-            for item, info in zip(work, pool.imap(clip_info, work, chunksize=8)):
-                infos[item[0]] = info
-                bar.update()
-    bar.close()
-    return infos
-
-
-def _ignore_interrupts() -> None:
-    """Ctrl-C and a closed terminal reach the whole process group: the importer alone stops, and ends its
-    workers (Pool.terminate sends SIGTERM, which must keep its default)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    return {item[0]: info for item, info in zip(work, ordered_map(clip_info, work, options.workers, what))}
 
 
 def clip_info(item: tuple[str, str, int]) -> ClipInfo:

@@ -16,10 +16,14 @@ import io
 import itertools
 import os
 import re
+import struct
 import unicodedata
 from dataclasses import dataclass
 
-from . import audio, log
+import numpy as np
+import soundfile
+
+from . import audio, log, sdb
 from .alphabet import AnyAlphabet
 from .errors import UserError
 from .features import FeatureSettings
@@ -42,14 +46,58 @@ class Sample:
     duration: float = 0.0
     frames: int = 0  # feature frames, from the header (for memory estimates)
     problem: tuple[str, str] | None = None  # (kind, message), found while reading the row
+    chunk: tuple[int, int] | None = None  # in an SDB: (offset, size) of the audio in audio_path ...
+    mime: str = ""  # ... and its type
+
+
+def sample_key(s: Sample) -> str:
+    """What names a sample's audio (the feature cache's key): its file, and where in an SDB."""
+    return s.audio_path if s.chunk is None else f"{s.audio_path}:{s.chunk[0]}"
+
+
+def load_sample_audio(s: Sample, sample_rate: int) -> np.ndarray:
+    """A sample's audio as the feature pipeline consumes it: mono float32 at `sample_rate`."""
+    samples, rate = read_sample_audio(s)
+    return audio.resample(samples, rate, sample_rate)
+
+
+def read_sample_audio(s: Sample) -> tuple[np.ndarray, int]:
+    """A sample's audio, mono float32 at its own rate."""
+    if s.chunk is None:
+        return audio.read_audio(s.audio_path)
+    try:
+        return sdb.decode_chunk(sdb.read_chunk(s.audio_path, s.chunk), s.mime)
+    except (ValueError, struct.error, RuntimeError) as e:  # (a decoder's complaint about damaged audio)
+        raise audio.AudioError(f"unreadable audio {s.wav_filename} at offset {s.chunk[0]} ({e})") from None
 
 
 # ---- reading ----------------------------------------------------------------------------------
 
 
 def read_source(path: str) -> list[Sample]:
-    """The samples of one data source (today a CSV file), in file order, not yet checked."""
-    return read_csv(path)
+    """The samples of one data source (a CSV file, or an SDB by its .sdb name as in Coqui), in file order,
+    not yet checked."""
+    return read_sdb_samples(path) if is_sdb(path) else read_csv(path)
+
+
+def is_sdb(path: str) -> bool:
+    return path.lower().endswith(".sdb")
+
+
+def read_sdb_samples(path: str) -> list[Sample]:
+    collection = sdb.read_sdb(path)
+    return [
+        Sample(
+            audio_path=path,
+            wav_filename=f"{path}:{e.index}",  # Coqui's sample id
+            transcript=e.transcript,
+            filesize=e.audio[1],
+            where=f"{path}, sample {e.index} (offset {e.offset})",
+            chunk=e.audio,
+            mime=collection.mime,
+        )
+        for e in collection.entries
+    ]
 
 
 def read_csv(path: str) -> list[Sample]:
@@ -117,7 +165,7 @@ def _check_sample(
 ) -> tuple[str, str] | None:
     if not s.wav_filename:
         return "empty wav_filename", "empty wav_filename"
-    if not os.path.isfile(s.audio_path):
+    if s.chunk is None and not os.path.isfile(s.audio_path):
         return "audio file not found", f"audio file not found: {s.audio_path}"
     if not s.transcript:
         return "empty transcript", (
@@ -130,17 +178,17 @@ def _check_sample(
             f"{missing}. Check that your alphabet contains all characters in the corpus." + _form_hint(s, alphabet)
         )
     try:
-        info = audio.audio_info(s.audio_path)
+        n_samples, rate = _audio_length(s)
     except audio.AudioError as e:
         return ("empty audio" if str(e).startswith("empty") else "unreadable audio"), str(e)
-    if not normalize_sample_rate and info.samplerate != features.sample_rate:
+    if not normalize_sample_rate and rate != features.sample_rate:
         return "wrong sample rate", (
-            f"{s.audio_path} has sample rate {info.samplerate} but --audio_sample_rate is "
+            f"{s.wav_filename if s.chunk else s.audio_path} has sample rate {rate} but --audio_sample_rate is "
             f"{features.sample_rate} and --normalize_sample_rate is false"
         )
-    s.duration = info.frames / info.samplerate
+    s.duration = n_samples / rate
     s.labels = alphabet.encode(s.transcript)
-    frames = features.frames(audio.resampled_length(info.frames, info.samplerate, features.sample_rate))
+    frames = features.frames(audio.resampled_length(n_samples, rate, features.sample_rate))
     s.frames = frames
     needed = ctc_min_frames(s.labels)
     if frames < needed:
@@ -149,6 +197,20 @@ def _check_sample(
             f"{len(s.labels)} labels need at least {needed} for CTC"
         )
     return None
+
+
+def _audio_length(s: Sample) -> tuple[int, int]:
+    """(samples, rate) of a sample's audio, from its header; an AudioError when there is none to read."""
+    if s.chunk is None:
+        info = audio.audio_info(s.audio_path)
+        return info.frames, info.samplerate
+    try:
+        n_samples, rate = sdb.chunk_frames(sdb.read_chunk(s.audio_path, s.chunk), s.mime)
+    except (ValueError, struct.error, RuntimeError, soundfile.LibsndfileError) as e:
+        raise audio.AudioError(f"unreadable audio {s.wav_filename} at offset {s.chunk[0]} ({e})") from None
+    if n_samples <= 0 or rate <= 0:
+        raise audio.AudioError(f"empty audio {s.wav_filename} at offset {s.chunk[0]}")
+    return n_samples, rate
 
 
 def _form_hint(s: Sample, alphabet: AnyAlphabet) -> str:
@@ -232,7 +294,8 @@ def load_data_set(
         log.warn(
             f"Skipping {len(problems)} invalid sample(s) of --{kind}_files, {left} left:\n" + grouped_report(problems)
         )
-    ordered = [sorted(s, key=lambda x: x.filesize) for s in sources]
+    # a CSV in order of wav_filesize, an SDB in its stored order, as Coqui reads them
+    ordered = [s if is_sdb(p) else sorted(s, key=lambda x: x.filesize) for p, s in zip(paths, sources)]
     if len(ordered) == 1:
         return ordered[0]
     return list(heapq.merge(*[sorted(s, key=lambda x: x.duration) for s in ordered], key=lambda x: x.duration))

@@ -45,13 +45,14 @@ class FeatureCache:
                     f"starting a new one in {self.directory}"
                 )
 
-    def path(self, audio_path: str) -> str:
+    def path(self, audio_path: str, name: str) -> str:
+        """The entry of the audio `name` in file `audio_path` (the file itself, or a sample of an SDB)."""
         stat = os.stat(audio_path)
-        key = f"{os.path.abspath(audio_path)}\0{stat.st_size}\0{stat.st_mtime_ns}"
+        key = f"{os.path.abspath(name)}\0{stat.st_size}\0{stat.st_mtime_ns}"
         return os.path.join(self.directory, hashlib.sha1(key.encode()).hexdigest() + ".npy")
 
-    def get(self, audio_path: str) -> np.ndarray | None:
-        path = self.path(audio_path)
+    def get(self, audio_path: str, name: str) -> np.ndarray | None:
+        path = self.path(audio_path, name)
         try:
             features = np.load(path, allow_pickle=False)
         except FileNotFoundError:
@@ -62,13 +63,13 @@ class FeatureCache:
             return None
         return features
 
-    def put(self, audio_path: str, features: np.ndarray) -> None:
+    def put(self, audio_path: str, name: str, features: np.ndarray) -> None:
         if not self.writable:
             return
         array = np.ascontiguousarray(features, dtype=np.float32)
         try:
             # not flushed to disk: an entry lost in a crash is computed again
-            write_atomically(self.path(audio_path), lambda tmp: _save(tmp, array), durable=False)
+            write_atomically(self.path(audio_path, name), lambda tmp: _save(tmp, array), durable=False)
         except OSError as e:  # a full disk makes the cache useless, not the run
             log.warn(
                 f"cannot write to the feature cache {self.directory} ({e.strerror or e}); uncached features "

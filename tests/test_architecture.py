@@ -11,9 +11,9 @@ from tests.helpers import ROOT
 PACKAGE = os.path.join(ROOT, "coqui_stt_training")
 # `python -m coqui_stt_training.<name>`: Coqui's entry points and ours
 ENTRY_POINTS = {"train", "evaluate", "export", "convert", "transcribe", "lm_optimize", "training_graph_inference",
-                "inference", "import_cv"}  # fmt: skip
+                "inference", "import_cv", "data_set_tool"}  # fmt: skip
 # imports inside functions are for optional extras only, so that the package works without them
-OPTIONAL = {"onnx", "onnxruntime", "kenlm", "optuna"}
+OPTIONAL = {"onnx", "onnxruntime", "kenlm", "optuna", "av"}
 MAX_LINES = 500
 
 

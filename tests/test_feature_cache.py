@@ -65,7 +65,7 @@ def test_cached_features_are_the_computed_ones_and_are_reused(tmp_path, monkeypa
     assert computed[-1] == "LDC93S1.flac"
     assert len(computed) == 10
     # a damaged cache file is recomputed, not trusted (the entry in use: the edited file's old one is not)
-    entry = FeatureCache(cache, cached.features).path(str(tmp_path / "LDC93S1.wav"))
+    entry = FeatureCache(cache, cached.features).path(str(tmp_path / "LDC93S1.wav"), str(tmp_path / "LDC93S1.wav"))
     assert os.path.isfile(entry)
     with open(entry, "wb") as f:
         f.write(b"\x93NUMPY garbage")
