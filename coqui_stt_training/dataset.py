@@ -1,4 +1,5 @@
-"""Data sets: CSV files in Coqui's format (docs/compatibility.md, "Data"), read and checked before training.
+"""Data sets: CSV files, SDBs and WebDataset shards in Coqui's formats (docs/compatibility.md, "Data"), read
+and checked before training.
 
 A CSV has a header row with `wav_filename` (relative paths resolve against the CSV's folder),
 `transcript`, and optionally `wav_filesize` (used only for ordering). Every problem found in the
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile
 
-from . import audio, log, sdb
+from . import audio, log, sdb, shards
 from .alphabet import AnyAlphabet
 from .errors import UserError
 from .features import FeatureSettings
@@ -75,13 +76,49 @@ def read_sample_audio(s: Sample) -> tuple[np.ndarray, int]:
 
 
 def read_source(path: str) -> list[Sample]:
-    """The samples of one data source (a CSV file, or an SDB by its .sdb name as in Coqui), in file order,
-    not yet checked."""
-    return read_sdb_samples(path) if is_sdb(path) else read_csv(path)
+    """The samples of one data source, in file order, not yet checked: a CSV file, an SDB or WebDataset
+    shards (a .tar, or a glob of them), told apart by their names as in Coqui."""
+    if is_sdb(path):
+        return read_sdb_samples(path)
+    if shards.is_shard(path):
+        return [s for shard in shards.shard_paths(path) for s in read_shard_samples(shard)]
+    return read_csv(path)
 
 
 def is_sdb(path: str) -> bool:
     return path.lower().endswith(".sdb")
+
+
+def keeps_stored_order(path: str) -> bool:
+    """SDBs and shards are read in their stored order; CSVs in order of wav_filesize (as in Coqui)."""
+    return is_sdb(path) or shards.is_shard(path)
+
+
+def read_shard_samples(path: str) -> list[Sample]:
+    samples = []
+    for entry in shards.read_shard(path):
+        problem = None
+        if entry.audio is None:
+            problem = ("no audio", f"sample {entry.key} has no audio member")
+        elif entry.transcript is None:
+            problem = (
+                "no transcript",
+                f"sample {entry.key} has audio but no txt member",
+            )
+        extension = entry.audio_member.rsplit(".", 1)[-1].lower()
+        samples.append(
+            Sample(
+                audio_path=path,
+                wav_filename=entry.key,  # Coqui's sample id: the WebDataset key
+                transcript=entry.transcript or "",
+                filesize=entry.audio[1] if entry.audio else 0,
+                where=f"{path}, member {entry.audio_member or entry.key}",
+                problem=problem,
+                chunk=entry.audio,
+                mime=f"audio/{extension}",
+            )
+        )
+    return samples
 
 
 def read_sdb_samples(path: str) -> list[Sample]:
@@ -295,7 +332,7 @@ def load_data_set(
             f"Skipping {len(problems)} invalid sample(s) of --{kind}_files, {left} left:\n" + grouped_report(problems)
         )
     # a CSV in order of wav_filesize, an SDB in its stored order, as Coqui reads them
-    ordered = [s if is_sdb(p) else sorted(s, key=lambda x: x.filesize) for p, s in zip(paths, sources)]
+    ordered = [s if keeps_stored_order(p) else sorted(s, key=lambda x: x.filesize) for p, s in zip(paths, sources)]
     if len(ordered) == 1:
         return ordered[0]
     return list(heapq.merge(*[sorted(s, key=lambda x: x.duration) for s in ordered], key=lambda x: x.duration))

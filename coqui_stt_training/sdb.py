@@ -144,7 +144,8 @@ def read_chunk(path: str, chunk: tuple[int, int]) -> bytes:
 
 
 def chunk_frames(data: bytes, mime: str) -> tuple[int, int]:
-    """(frames, sample rate) of an audio chunk, from its header."""
+    """(frames, sample rate) of an audio chunk, from its header (Coqui's Opus container, or any audio file:
+    an SDB's WAV, a WebDataset member)."""
     if mime == OPUS:
         pcm_bytes, rate, channels, width = struct.unpack(">IIBB", data[:10])
         return pcm_bytes // max(1, channels * width), rate
@@ -154,7 +155,7 @@ def chunk_frames(data: bytes, mime: str) -> tuple[int, int]:
 
 def decode_chunk(data: bytes, mime: str) -> tuple[np.ndarray, int]:
     """Float32 mono samples and their rate."""
-    if mime == WAV:
+    if mime != OPUS:
         return audio.read_audio(io.BytesIO(data))
     pcm_bytes, rate, channels, width = struct.unpack(">IIBB", data[:10])
     frames = pcm_bytes // max(1, channels * width)
