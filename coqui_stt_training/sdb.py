@@ -159,11 +159,12 @@ def decode_chunk(data: bytes, mime: str) -> tuple[np.ndarray, int]:
         return audio.read_audio(io.BytesIO(data))
     pcm_bytes, rate, channels, width = struct.unpack(">IIBB", data[:10])
     frames = pcm_bytes // max(1, channels * width)
-    decoder = _codec("r")
+    decoder = _codec("r", channels=channels)
     pieces, at = [], 10
     while at + 2 <= len(data):
         (size,) = struct.unpack(">H", data[at : at + 2])
         packet = _av().Packet(data[at + 2 : at + 2 + size])
+        # s16 samples, interleaved: [1, frames * channels]
         pieces += [frame.to_ndarray().reshape(-1, channels).mean(axis=1) for frame in decoder.decode(packet)]
         at += 2 + size
     decoded = np.concatenate(pieces).astype(np.float32) / audio.INT16_MAX if pieces else np.zeros(0, np.float32)
@@ -207,9 +208,9 @@ def _av() -> Any:
     return av
 
 
-def _codec(mode: str, rate: int = 48000, bitrate: int = 16000) -> Any:
+def _codec(mode: str, rate: int = 48000, bitrate: int = 16000, channels: int = 1) -> Any:
     codec = _av().CodecContext.create("libopus", mode)
-    codec.sample_rate, codec.layout = rate, "mono"
+    codec.sample_rate, codec.layout = rate, "stereo" if channels == 2 else "mono"
     if mode == "w":
         codec.format, codec.bit_rate = "s16", bitrate
         codec.options = {"frame_duration": str(OPUS_FRAME_MS), "application": "audio"}
