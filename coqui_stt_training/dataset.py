@@ -49,6 +49,7 @@ class Sample:
     problem: tuple[str, str] | None = None  # (kind, message), found while reading the row
     chunk: tuple[int, int] | None = None  # in an SDB: (offset, size) of the audio in audio_path ...
     mime: str = ""  # ... and its type
+    known_length: tuple[int, int] | None = None  # (samples, rate), when reading the source gave them
 
 
 def sample_key(s: Sample) -> str:
@@ -67,7 +68,7 @@ def read_sample_audio(s: Sample) -> tuple[np.ndarray, int]:
     if s.chunk is None:
         return audio.read_audio(s.audio_path)
     try:
-        return sdb.decode_chunk(sdb.read_chunk(s.audio_path, s.chunk), s.mime)
+        return sdb.decode_chunk(shards.read_bytes(s.audio_path, s.chunk), s.mime)
     except (ValueError, struct.error, RuntimeError) as e:  # (a decoder's complaint about damaged audio)
         raise audio.AudioError(f"unreadable audio {s.wav_filename} at offset {s.chunk[0]} ({e})") from None
 
@@ -116,6 +117,7 @@ def read_shard_samples(path: str) -> list[Sample]:
                 problem=problem,
                 chunk=entry.audio,
                 mime=f"audio/{extension}",
+                known_length=entry.length,
             )
         )
     return samples
@@ -242,7 +244,7 @@ def _audio_length(s: Sample) -> tuple[int, int]:
         info = audio.audio_info(s.audio_path)
         return info.frames, info.samplerate
     try:
-        n_samples, rate = sdb.chunk_frames(sdb.read_chunk(s.audio_path, s.chunk), s.mime)
+        n_samples, rate = s.known_length or sdb.chunk_frames(shards.read_bytes(s.audio_path, s.chunk), s.mime)
     except (ValueError, struct.error, RuntimeError, soundfile.LibsndfileError) as e:
         raise audio.AudioError(f"unreadable audio {s.wav_filename} at offset {s.chunk[0]} ({e})") from None
     if n_samples <= 0 or rate <= 0:

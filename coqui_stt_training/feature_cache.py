@@ -20,6 +20,7 @@ import numpy as np
 from . import log
 from .features import N_INPUT, FeatureSettings
 from .files import write_atomically, write_file_atomically
+from .shards import URL
 
 
 class FeatureCache:
@@ -46,9 +47,13 @@ class FeatureCache:
                 )
 
     def path(self, audio_path: str, name: str) -> str:
-        """The entry of the audio `name` in file `audio_path` (the file itself, or a sample of an SDB)."""
-        stat = os.stat(audio_path)
-        key = f"{os.path.abspath(name)}\0{stat.st_size}\0{stat.st_mtime_ns}"
+        """The entry of the audio `name` in file `audio_path` (the file itself, or a sample of an SDB or a
+        shard); a shard at a URL is taken as unchanging, as a published data set is."""
+        if audio_path.startswith(URL):
+            key = name
+        else:
+            stat = os.stat(audio_path)
+            key = f"{os.path.abspath(name)}\0{stat.st_size}\0{stat.st_mtime_ns}"
         return os.path.join(self.directory, hashlib.sha1(key.encode()).hexdigest() + ".npy")
 
     def get(self, audio_path: str, name: str) -> np.ndarray | None:

@@ -137,12 +137,6 @@ def _read(f: BinaryIO, path: str, size: int) -> SDB:
 # ---- audio chunks -------------------------------------------------------------------------------
 
 
-def read_chunk(path: str, chunk: tuple[int, int]) -> bytes:
-    with open(path, "rb") as f:
-        f.seek(chunk[0])
-        return f.read(chunk[1])
-
-
 def chunk_frames(data: bytes, mime: str) -> tuple[int, int]:
     """(frames, sample rate) of an audio chunk, from its header (Coqui's Opus container, or any audio file:
     an SDB's WAV, a WebDataset member)."""

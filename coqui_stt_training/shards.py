@@ -5,20 +5,34 @@ form one sample: the `txt` member is its transcript, and a member in an audio fo
 and the rest libsndfile reads) its audio. A shard is indexed, never unpacked: the headers are read once, and
 each sample's audio is read in place (its offset and size) when its features are computed, so the rest of the
 pipeline (the checks, ordering, caching, exact resume, each process's slice) is the one CSVs and SDBs use.
-Samples keep the shard's order, as in Coqui. Compressed shards and remote URLs cannot be read in place.
+Samples keep the shard's order, as in Coqui.
+
+A shard at an http(s) URL is streamed once to index it (never stored), and each sample's audio is then read
+with an HTTP range request: training needs no local copy, and each process reads only its own samples'
+audio. Brace ranges name many shards (`https://host/train-{000..099}.tar`). `pipe:` and `s3://` sources, which
+only a stream can read, are refused until the pipeline can train from a stream; compressed shards too.
 """
 
 from __future__ import annotations
 
 import glob
+import io
 import os
+import re
 import tarfile
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
+from typing import BinaryIO
+
+import soundfile
 
 from .audio import AUDIO_EXTENSIONS
 from .errors import UserError
 
 REMOTE = ("http://", "https://", "s3://", "pipe:")
+URL = ("http://", "https://")
+TIMEOUT_S = 60
 
 
 class ShardError(UserError):
@@ -31,6 +45,7 @@ class ShardSample:
     audio: tuple[int, int] | None  # (offset, size) of the audio member
     audio_member: str
     transcript: str | None
+    length: tuple[int, int] | None = None  # (samples, rate) of the audio, when the index saw its bytes
 
 
 def is_shard(source: str) -> bool:
@@ -38,12 +53,23 @@ def is_shard(source: str) -> bool:
 
 
 def shard_paths(source: str) -> list[str]:
-    """The local shards a source names: a path, or a glob (`shards/train-*.tar`)."""
-    if source.startswith(REMOTE):
+    """The shards a source names: a path or URL, a glob (`shards/train-*.tar`), brace ranges (`{000..099}`)."""
+    if source.startswith(REMOTE) and not source.startswith(URL):
         raise ShardError(
-            f"{source}: remote WebDataset shards cannot be read in place yet; download them and give the local "
-            "paths (or a glob)"
+            f"{source}: pipe: and s3:// shards can only be streamed, which training cannot do yet; give an "
+            "http(s) URL (read by byte ranges) or a local path"
         )
+    ranges = re.search(r"\{(\d+)\.\.(\d+)\}", source)
+    if ranges:
+        low, high = ranges.groups()
+        width = len(low) if low.startswith("0") else 0
+        return [
+            path
+            for n in range(int(low), int(high) + 1)
+            for path in shard_paths(source[: ranges.start()] + str(n).zfill(width) + source[ranges.end() :])
+        ]
+    if source.startswith(URL):
+        return [source]
     if any(c in source for c in "*?["):
         found = sorted(glob.glob(source))
         if not found:
@@ -53,11 +79,12 @@ def shard_paths(source: str) -> list[str]:
 
 
 def read_shard(path: str) -> list[ShardSample]:
-    """The samples of a local shard, in member order."""
+    """The samples of a shard (a local file, or a URL streamed once), in member order."""
     samples: dict[str, ShardSample] = {}
     member = None
+    remote = path.startswith(URL)
     try:
-        with tarfile.open(path, "r:") as tar:
+        with _open(path) as stream, tarfile.open(fileobj=stream, mode="r|" if remote else "r:") as tar:
             for member in tar:
                 if not member.isfile():
                     continue
@@ -76,15 +103,54 @@ def read_shard(path: str) -> list[ShardSample]:
                         raise ShardError(f"{path}, member {member.name}: transcript is not UTF-8") from None
                 elif "." + extension.lower() in AUDIO_EXTENSIONS:
                     sample.audio, sample.audio_member = (member.offset_data, member.size), member.name
+                    if remote:  # its bytes pass by once: take its length now, not with another request
+                        reader = tar.extractfile(member)
+                        assert reader is not None
+                        sample.length = _length(reader.read())
     except FileNotFoundError:
         raise ShardError(f"{path}: no such shard") from None
+    except urllib.error.URLError as e:
+        raise ShardError(f"{path}: cannot read ({getattr(e, 'reason', e)})") from None
     except (tarfile.ReadError, EOFError, OSError) as e:
         after = f" after member {member.name}" if member is not None else ""
         if isinstance(e, tarfile.ReadError) and member is None:
             raise ShardError(f"{path}: not an uncompressed tar shard ({e})") from None
         raise ShardError(f"{path}: damaged or truncated{after} ({e})") from None
+    if remote:
+        return list(samples.values())
     size = os.path.getsize(path)
     for sample in samples.values():  # a shard cut inside a member's data still lists the member
         if sample.audio and sample.audio[0] + sample.audio[1] > size:
             raise ShardError(f"{path}, member {sample.audio_member}: truncated (the shard ends at {size} bytes)")
     return list(samples.values())
+
+
+def _open(path: str) -> BinaryIO:
+    if path.startswith(URL):
+        return urllib.request.urlopen(path, timeout=TIMEOUT_S)
+    return open(path, "rb")
+
+
+def _length(data: bytes) -> tuple[int, int] | None:
+    try:
+        info = soundfile.info(io.BytesIO(data))
+    except (RuntimeError, soundfile.LibsndfileError):
+        return None  # unreadable: the data check says so, reading it again
+    return info.frames, info.samplerate
+
+
+def read_bytes(path: str, chunk: tuple[int, int]) -> bytes:
+    """`chunk` (offset, size) of a local file, or of a URL with an HTTP range request."""
+    offset, size = chunk
+    if not path.startswith(URL):
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(size)
+    request = urllib.request.Request(path, headers={"Range": f"bytes={offset}-{offset + size - 1}"})
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+            if response.status != 206:
+                raise ShardError(f"{path}: the server does not answer byte-range requests (HTTP {response.status})")
+            return response.read()
+    except urllib.error.URLError as e:
+        raise ShardError(f"{path}, offset {offset}: cannot read ({getattr(e, 'reason', e)})") from None

@@ -3,10 +3,16 @@ with our command), globs, and damaged or incomplete shards named with the member
 
 from __future__ import annotations
 
+import functools
+import http.server
 import io
 import os
+import re
+import shutil
 import tarfile
+import threading
 
+import pytest
 import soundfile as sf
 
 from coqui_stt_training import train
@@ -75,5 +81,62 @@ def test_bad_shards_are_one_line_naming_the_shard_and_member(tmp_path, capsys):
     [line] = out.strip().splitlines()[-1:]
     assert line.startswith(f"E {truncated}") and "member webdataset/LDC93S1_" in line and "truncated" in line, out
     assert digest(tmp_path) == before and not (tmp_path / "ckpt").exists()
-    status, out = run(train.main, [*args, "https://example.org/shard-000.tar"], capsys)
-    assert status == 1 and "remote WebDataset shards cannot be read in place yet" in out.strip().splitlines()[-1]
+    status, out = run(train.main, [*args, "pipe:curl -s https://example.org/shard-000.tar"], capsys)
+    assert status == 1 and "pipe: and s3:// shards can only be streamed" in out.strip().splitlines()[-1]
+
+
+class RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """The standard library's file server, answering byte-range requests as web servers and object stores do."""
+
+    def log_message(self, *args):
+        pass
+
+    def send_head(self):
+        match = re.fullmatch(r"bytes=(\d+)-(\d+)", self.headers.get("Range", ""))
+        if not match:
+            return super().send_head()
+        path = self.translate_path(self.path)
+        with open(path, "rb") as f:
+            data = f.read()
+        start, end = int(match.group(1)), min(int(match.group(2)), len(data) - 1)
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.end_headers()
+        return io.BytesIO(data[start : end + 1])
+
+
+@pytest.fixture
+def server(tmp_path):
+    """http://127.0.0.1:PORT/ serving tmp_path/www, and a count of the bytes it sent."""
+    www = tmp_path / "www"
+    www.mkdir()
+    handler = functools.partial(RangeHandler, directory=str(www))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", www
+    httpd.shutdown()
+
+
+def test_shards_at_urls_train_without_a_local_copy(tmp_path, server, capsys):
+    url, www = server
+    for n in range(2):
+        shutil.copy(SHARD, www / f"train-{n:03d}.tar")
+    remote = f"{url}/train-{{000..001}}.tar"
+    samples = read_source(remote)
+    assert len(samples) == 6 and samples[0].audio_path == f"{url}/train-000.tar"
+    assert samples[0].known_length is not None  # the index pass saw the bytes: no request for the header
+    local = {s.wav_filename: read_sample_audio(s)[0] for s in read_source(SHARD)}
+    for s in samples[:3]:
+        assert (read_sample_audio(s)[0] == local[s.wav_filename]).all()  # read by ranges, the same audio
+    argv = ["--alphabet_config_path", ALPHABET, "--train_files", remote, "--dev_files", f"{url}/train-000.tar",
+            "--n_hidden", "16", "--epochs", "2", "--checkpoint_dir", str(tmp_path / "ckpt"),
+            "--feature_cache", str(tmp_path / "cache")]  # fmt: skip
+    status, out = run(train.main, argv, capsys)
+    assert status == 0, out[-3000:]
+    assert "Checking the 6 samples of --train_files" in out
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tar")]  # nothing downloaded beside
+    status, out = run(train.main, [*argv[:-4], "--checkpoint_dir", str(tmp_path / "c2"), "--train_files",
+                                   f"{url}/missing.tar"], capsys)  # fmt: skip
+    assert status == 1 and out.strip().splitlines()[-1].startswith(f"E {url}/missing.tar: cannot read"), out
