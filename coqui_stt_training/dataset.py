@@ -47,13 +47,13 @@ class Sample:
     duration: float = 0.0
     frames: int = 0  # feature frames, from the header (for memory estimates)
     problem: tuple[str, str] | None = None  # (kind, message), found while reading the row
-    chunk: tuple[int, int] | None = None  # in an SDB: (offset, size) of the audio in audio_path ...
+    chunk: tuple[int, int] | None = None  # in an SDB or a shard: (offset, size) of the audio in audio_path ...
     mime: str = ""  # ... and its type
     known_length: tuple[int, int] | None = None  # (samples, rate), when reading the source gave them
 
 
 def sample_key(s: Sample) -> str:
-    """What names a sample's audio (the feature cache's key): its file, and where in an SDB."""
+    """What names a sample's audio (the feature cache's key): its file, and where in an SDB or shard."""
     return s.audio_path if s.chunk is None else f"{s.audio_path}:{s.chunk[0]}"
 
 
@@ -333,7 +333,7 @@ def load_data_set(
         log.warn(
             f"Skipping {len(problems)} invalid sample(s) of --{kind}_files, {left} left:\n" + grouped_report(problems)
         )
-    # a CSV in order of wav_filesize, an SDB in its stored order, as Coqui reads them
+    # a CSV in order of wav_filesize, an SDB or a shard in its stored order, as Coqui reads them
     ordered = [s if keeps_stored_order(p) else sorted(s, key=lambda x: x.filesize) for p, s in zip(paths, sources)]
     if len(ordered) == 1:
         return ordered[0]
