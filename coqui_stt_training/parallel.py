@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import signal
@@ -14,9 +15,32 @@ In = TypeVar("In")
 Out = TypeVar("Out")
 
 
-def cpu_count() -> int:
-    """The CPUs this process may run on (its affinity: what a cgroup or taskset leaves it)."""
-    return len(os.sched_getaffinity(0))
+def cpu_count(cgroup: str = "/sys/fs/cgroup") -> int:
+    """The CPUs this process may use: those its affinity allows (taskset, a cpuset), fewer when its cgroup's
+    CPU quota allows fewer (a container given 2 CPUs on a 64-core node). os.cpu_count() knows neither."""
+    allowed = len(os.sched_getaffinity(0))
+    quota = _cgroup_quota(cgroup)
+    return max(1, min(allowed, math.ceil(quota))) if quota else allowed
+
+
+def _cgroup_quota(cgroup: str) -> float | None:
+    """CPUs' worth of time per period the cgroup grants (cgroup v2 cpu.max, else v1 cfs_quota/period)."""
+    for quota_file, period_file in (("cpu.max", None), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):
+        try:
+            with open(os.path.join(cgroup, quota_file)) as f:
+                fields = f.read().split()
+            if period_file:
+                with open(os.path.join(cgroup, period_file)) as f:
+                    fields.append(f.read().strip())
+        except OSError:
+            continue
+        if len(fields) == 2 and fields[0] not in ("max", "-1"):
+            try:
+                return int(fields[0]) / int(fields[1])
+            except (ValueError, ZeroDivisionError):
+                return None
+        return None
+    return None
 
 
 def ordered_map(work: Callable[[In], Out], items: list[In], workers: int, description: str) -> Iterator[Out]:

@@ -25,6 +25,7 @@ from .features import FeatureSettings
 from .files import check_can_write_in
 from .flags_file import read_flags_file
 from .load import LoadedModel, load_model, require_directory
+from .parallel import cpu_count
 from .report import EvaluationSettings, SampleResult, run_test
 from .scorer import Scorer, load_scorer
 from .transcription import Segmentation
@@ -87,8 +88,12 @@ def check_outputs(config: Config) -> None:
 
 
 def apply_threads(config: Config) -> None:
+    """The flags' thread counts; by default no more intra-op threads than the CPUs this process may use
+    (torch's own default counts the machine's cores, whatever a cgroup quota allows)."""
     if config.intra_op_parallelism_threads > 0:
         torch.set_num_threads(config.intra_op_parallelism_threads)
+    elif cpu_count() < torch.get_num_threads():
+        torch.set_num_threads(cpu_count())
     if config.inter_op_parallelism_threads > 0:
         with contextlib.suppress(RuntimeError):  # torch allows this only once per process, before parallel work
             torch.set_num_interop_threads(config.inter_op_parallelism_threads)

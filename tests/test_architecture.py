@@ -3,9 +3,12 @@ no imports hidden in functions to dodge a cycle, and modules a reader can hold i
 
 import ast
 import os
+import subprocess
+import sys
 
 import pytest
 
+from coqui_stt_training.parallel import cpu_count
 from tests.helpers import ROOT
 
 PACKAGE = os.path.join(ROOT, "coqui_stt_training")
@@ -108,3 +111,27 @@ def test_modules_stay_small(name):
     with open(MODULES[name], encoding="utf-8") as f:
         lines = f.read().count("\n")
     assert lines <= MAX_LINES, f"{name} has {lines} lines"
+
+
+def test_thread_counts_follow_the_cgroup_quota_and_the_affinity(tmp_path):
+    allowed = len(os.sched_getaffinity(0))
+    assert cpu_count(str(tmp_path)) == allowed  # no cgroup files: the affinity
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cpu_count(str(tmp_path)) == allowed
+    (tmp_path / "cpu.max").write_text("50000 100000\n")  # half a CPU: one thread
+    assert cpu_count(str(tmp_path)) == 1
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cpu_count(str(tmp_path)) == allowed
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")  # cgroup v1, one CPU
+    assert cpu_count(str(tmp_path)) == 1
+
+
+def test_openmp_threads_wait_passively_unless_the_user_chose():
+    code = "import coqui_stt_training, os; print(os.environ['OMP_WAIT_POLICY'])"
+    unset = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}  # (this process has it set)
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=unset).stdout == "PASSIVE\n"
+    env = {**os.environ, "OMP_WAIT_POLICY": "ACTIVE"}
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout == "ACTIVE\n"
