@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from coqui_stt_training import log
-from tests.helpers import run
+from coqui_stt_training import log, train
+from tests.helpers import LDC, run
+
+# Bytes output mode (256 classes) needs a wider model and more epochs than the characters' to learn LDC93S1.
+BYTES_FLAGS = ["--bytes_output_mode", "true", "--n_hidden", "200", "--epochs", "600", "--learning_rate", "0.001",
+               "--dropout_rate", "0", "--show_progressbar", "false"]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -19,3 +23,16 @@ def _log_level_back_to_info():
 def cli(capsys):
     """cli(main, argv) runs an entry point as `python -m` would, in this process: (exit status, output)."""
     return lambda main, argv: run(main, argv, capsys)
+
+
+@pytest.fixture(scope="session")
+def bytes_ldc_model(tmp_path_factory) -> tuple[str, str]:
+    """A bytes-output-mode LDC93S1 model, trained once for the tests that check one (read only): its
+    checkpoint directory and its --export_dir (TFLite and ONNX)."""
+    root = tmp_path_factory.mktemp("bytes-ldc93s1")
+    ckpt, out = str(root / "ckpt"), str(root / "model")
+    argv = [*BYTES_FLAGS, "--train_files", LDC, "--dev_files", LDC, "--checkpoint_dir", ckpt, "--export_dir", out,
+            "--export_onnx", "true", "--log_level", "2"]  # fmt: skip
+    train.main(argv)  # a failure exits, and the tests using it err
+    log.set_level(log.INFO)
+    return ckpt, out

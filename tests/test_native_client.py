@@ -25,9 +25,6 @@ SCORER = os.path.join(SMOKE, "pruned_lm.scorer")
 BYTES_SCORER = os.path.join(SMOKE, "pruned_lm.bytes.scorer")
 README_FLAGS = ["--n_hidden", "100", "--epochs", "300", "--learning_rate", "0.001", "--dropout_rate", "0.05",
                 "--show_progressbar", "false"]  # fmt: skip
-# Bytes output mode (256 classes) needs a wider model and more epochs to learn the sentence.
-BYTES_FLAGS = ["--bytes_output_mode", "true", "--n_hidden", "200", "--epochs", "600", "--learning_rate", "0.001",
-               "--dropout_rate", "0", "--show_progressbar", "false"]  # fmt: skip
 
 
 def trained(directory, csv: str, flags: list[str], capsys) -> str:
@@ -125,8 +122,8 @@ def test_the_client_transcribes_our_8khz_export(tmp_path, client, capsys):
     assert np.abs(probabilities[0] - expected).max() < 1e-4
 
 
-def test_the_client_transcribes_a_bytes_mode_export_with_its_utf8_scorer(tmp_path, client, capsys):
-    checkpoint = trained(str(tmp_path / "ckpt"), LDC, BYTES_FLAGS, capsys)
+def test_the_client_transcribes_a_bytes_mode_export_with_its_utf8_scorer(tmp_path, client, bytes_ldc_model, capsys):
+    checkpoint = bytes_ldc_model[0]
     model = exported(checkpoint, str(tmp_path / "export"), capsys)
     transcripts, probabilities = native_client.transcribe(model, [LDC_WAV])
     assert transcripts == [LDC_SENTENCE]

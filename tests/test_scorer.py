@@ -248,22 +248,22 @@ def tlog_transcripts(path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["characters", "bytes"])
-def test_an_ldc93s1_model_decodes_exactly_with_and_without_the_scorer(kind, tmp_path, capsys):
+def test_an_ldc93s1_model_decodes_exactly_with_and_without_the_scorer(kind, tmp_path, capsys, request):
     """Coqui's acceptance: the LDC93S1 model (n_hidden 100) decodes exactly through evaluate with and without
     pruned_lm.scorer, through transcribe, and through the exported ONNX model. The same for a bytes model
     with pruned_lm.bytes.scorer (its 256 classes need more epochs to leave the all-blank plateau)."""
     if kind == "characters":
-        model_flags = ["--alphabet_config_path", ALPHABET_PATH, "--epochs", "300", "--learning_rate", "0.001"]
+        ckpt, out = str(tmp_path / "ckpt"), str(tmp_path / "model")
+        argv = ["--alphabet_config_path", ALPHABET_PATH, "--epochs", "300", "--learning_rate", "0.001",
+                "--train_files", LDC, "--dev_files", LDC, "--n_hidden", "100", "--dropout_rate", "0.05",
+                "--checkpoint_dir", ckpt, "--show_progressbar", "false", "--export_dir", out,
+                "--export_onnx", "true"]  # fmt: skip
+        status, log = run(train.main, argv, capsys)
+        assert status == 0, log
         scorer_path, metric = SCORER, "WER"
-    else:
-        model_flags = ["--bytes_output_mode", "true", "--epochs", "1000", "--learning_rate", "0.002"]
+    else:  # the bytes model the native client's test checks too, trained once (conftest.py)
+        ckpt, out = request.getfixturevalue("bytes_ldc_model")
         scorer_path, metric = BYTES_SCORER, "CER"
-    ckpt, out = str(tmp_path / "ckpt"), str(tmp_path / "model")
-    argv = model_flags + ["--train_files", LDC, "--dev_files", LDC, "--n_hidden", "100", "--dropout_rate", "0.05",
-                          "--checkpoint_dir", ckpt, "--show_progressbar", "false", "--export_dir", out,
-                          "--export_onnx", "true"]  # fmt: skip
-    status, log = run(train.main, argv, capsys)
-    assert status == 0, log
     # evaluate, transcribe and lm_optimize find the alphabet, or bytes mode, in the checkpoint directory
     for scorer_flags in ([], ["--scorer_path", scorer_path]):
         status, log = run(evaluate.main, ["--checkpoint_dir", ckpt, "--test_files", LDC] + scorer_flags, capsys)
