@@ -85,6 +85,19 @@ def _read_all(f: soundfile.SoundFile, dtype: str) -> np.ndarray:
     return np.concatenate(pieces) if pieces else np.zeros((0, f.channels), dtype)
 
 
+def problem_kind(e: AudioError) -> str:
+    """The kind of an AudioError, as reports group them: not found, empty or unreadable."""
+    text = str(e)
+    if text.startswith("audio file not found"):
+        return "audio file not found"
+    return "empty audio" if text.startswith("empty") else "unreadable audio"
+
+
+def to_pcm16(samples: np.ndarray) -> np.ndarray:
+    """Float samples as 16-bit PCM, scaled by 32767 as they are read (and clipped)."""
+    return np.clip(np.round(samples * INT16_MAX), -32768, 32767).astype(np.int16)
+
+
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     if from_rate == to_rate:
         return samples

@@ -10,8 +10,6 @@ the same split on every run.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import random
 from dataclasses import dataclass
@@ -19,7 +17,7 @@ from dataclasses import dataclass
 from . import log
 from .alphabet import alphabet_from_transcripts, load_alphabet
 from .config import ConfigError
-from .dataset import Sample, read_source
+from .dataset import Sample, csv_text, read_source
 from .files import write_file_atomically, write_text_once
 
 SUBSETS = ("train", "dev", "test")
@@ -81,7 +79,7 @@ def create_datasets(source: str, alphabet_path: str, seed: int) -> AutoInput:
     else:
         for name, subset in zip(SUBSETS, split(samples, seed)):
             log.info(f"Writing the {name} set ({len(subset)} samples) to {paths[name]}")
-            write_file_atomically(paths[name], _csv_text(subset))
+            write_file_atomically(paths[name], csv_text((s.wav_filename, s.filesize, s.transcript) for s in subset))
     return AutoInput(paths["train"], paths["dev"], paths["test"], alphabet)
 
 
@@ -119,12 +117,3 @@ def _alphabet(samples: list[Sample], given: str, folder: str, source_csv: str) -
     log.info(f"Writing an alphabet of the transcripts' {characters.size} characters to {beside}")
     write_text_once(beside, characters.serialize_text())
     return beside
-
-
-def _csv_text(samples: list[Sample]) -> str:
-    out = io.StringIO(newline="")
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["wav_filename", "wav_filesize", "transcript"])
-    for s in samples:
-        writer.writerow([s.wav_filename, s.filesize, s.transcript])
-    return out.getvalue()

@@ -24,11 +24,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-import numpy as np
 import soundfile
 
 from . import audio, log
 from .alphabet import Alphabet, alphabet_from_transcripts, load_alphabet
+from .dataset import csv_text
 from .errors import UserError
 from .files import write_atomically, write_file_atomically
 from .parallel import ordered_map
@@ -106,7 +106,8 @@ def import_common_voice(options: ImportOptions) -> list[SetResult]:
     os.makedirs(output_dir, exist_ok=True)
     for result in results:
         path = os.path.join(output_dir, f"{result.name}.csv")
-        write_file_atomically(path, _csv_text(result.kept, output_dir))
+        rows = [(os.path.relpath(clip.audio, output_dir), clip.filesize, t) for _, clip, t in result.kept]
+        write_file_atomically(path, csv_text(rows))
         log.info(f"Wrote {path}: {len(result.kept)} samples, {_hours(result.kept)} of audio")
     skipped = [entry for result in results for entry in result.skipped]
     write_file_atomically(os.path.join(output_dir, SKIPPED_LIST), _skipped_text(skipped))
@@ -199,7 +200,7 @@ def clip_info(item: tuple[str, str, int]) -> ClipInfo:
     try:
         info = audio.audio_info(path)
     except audio.AudioError as e:
-        return ClipInfo(path, 0, 0.0, _kind(e), str(e))
+        return ClipInfo(path, 0, 0.0, audio.problem_kind(e), str(e))
     if audio_format != "wav":
         return ClipInfo(path, os.path.getsize(path), info.frames / info.samplerate)
     wav = os.path.splitext(path)[0] + ".wav"
@@ -207,22 +208,11 @@ def clip_info(item: tuple[str, str, int]) -> ClipInfo:
         try:
             samples = audio.load_audio(path, rate)
         except audio.AudioError as e:
-            return ClipInfo(path, 0, 0.0, _kind(e), str(e))
-        pcm = np.clip(np.round(samples * audio.INT16_MAX), -32768, 32767).astype(np.int16)
+            return ClipInfo(path, 0, 0.0, audio.problem_kind(e), str(e))
+        pcm = audio.to_pcm16(samples)
         write_atomically(wav, lambda tmp: soundfile.write(tmp, pcm, rate, format="WAV", subtype="PCM_16"))
     converted = soundfile.info(wav)
     return ClipInfo(wav, os.path.getsize(wav), converted.frames / converted.samplerate)
-
-
-def _kind(e: audio.AudioError) -> str:
-    text = str(e)
-    return (
-        "audio file not found"
-        if "not found" in text
-        else "empty audio"
-        if text.startswith("empty")
-        else ("unreadable audio")
-    )
 
 
 # ---- sets ---------------------------------------------------------------------------------------
@@ -272,15 +262,6 @@ def _report(result: SetResult, tsv: str) -> None:
         listed = listed[:MAX_LISTED_PER_REASON]
         more = f" (and {count - len(listed)} more, see {SKIPPED_LIST})" if count > len(listed) else ""
         log.info(f"  skipped {count}: {reason}{more}\n" + "\n".join(f"    {line}" for line in listed))
-
-
-def _csv_text(kept: list[tuple[Row, ClipInfo, str]], output_dir: str) -> str:
-    out = io.StringIO(newline="")
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["wav_filename", "wav_filesize", "transcript"])
-    for _, clip, transcript in kept:
-        writer.writerow([os.path.relpath(clip.audio, output_dir), clip.filesize, transcript])
-    return out.getvalue()
 
 
 def _skipped_text(skipped: list[tuple[Row, str, str]]) -> str:

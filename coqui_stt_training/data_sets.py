@@ -4,13 +4,12 @@ order (each source's, the sources one after another); a target is never overwrit
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 from collections.abc import Iterator
 
 from . import log, sdb
-from .dataset import Sample, read_sample_audio, read_source
+from .dataset import Sample, csv_text, read_sample_audio, read_source
 from .errors import UserError
 from .files import write_file_atomically
 from .parallel import ordered_map
@@ -52,18 +51,14 @@ def _encode(item: tuple[Sample, str, int]) -> tuple[bytes, str]:
 def _write_csv(target: str, folder: str, encoded: Iterator[tuple[bytes, str]]) -> int:
     """sampleNNNNNNNN.wav files in `folder` and a CSV naming them relative to its own folder."""
     os.makedirs(folder)
-    out = io.StringIO(newline="")
-    out.write("wav_filename,wav_filesize,transcript\n")
-    count = 0
+    rows = []
     try:
-        for count, (wav, transcript) in enumerate(encoded, start=1):
-            path = os.path.join(folder, f"sample{count - 1:08d}.wav")
+        for index, (wav, transcript) in enumerate(encoded):
+            path = os.path.join(folder, f"sample{index:08d}.wav")
             write_file_atomically(path, wav)
-            name = os.path.relpath(path, os.path.dirname(os.path.abspath(target)))
-            quoted = '"' + transcript.replace('"', '""') + '"' if any(c in transcript for c in ',"\n') else transcript
-            out.write(f"{name},{len(wav)},{quoted}\n")
-        write_file_atomically(target, out.getvalue())
+            rows.append((os.path.relpath(path, os.path.dirname(os.path.abspath(target))), len(wav), transcript))
+        write_file_atomically(target, csv_text(rows))
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)  # ours, made above: no half-written data set is left
         raise
-    return count
+    return len(rows)

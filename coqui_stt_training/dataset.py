@@ -19,6 +19,7 @@ import os
 import re
 import struct
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,6 +140,15 @@ def read_sdb_samples(path: str) -> list[Sample]:
     ]
 
 
+def csv_text(rows: Iterable[tuple[str, int, str]]) -> str:
+    """A CSV in Coqui's format (wav_filename, wav_filesize, transcript), quoted where a field needs it."""
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["wav_filename", "wav_filesize", "transcript"])
+    writer.writerows(rows)
+    return out.getvalue()
+
+
 def read_csv(path: str) -> list[Sample]:
     try:
         with open(path, "rb") as f:
@@ -219,7 +229,7 @@ def _check_sample(
     try:
         n_samples, rate = _audio_length(s)
     except audio.AudioError as e:
-        return ("empty audio" if str(e).startswith("empty") else "unreadable audio"), str(e)
+        return audio.problem_kind(e), str(e)
     if not normalize_sample_rate and rate != features.sample_rate:
         return "wrong sample rate", (
             f"{s.wav_filename if s.chunk else s.audio_path} has sample rate {rate} but --audio_sample_rate is "
@@ -243,8 +253,10 @@ def _audio_length(s: Sample) -> tuple[int, int]:
     if s.chunk is None:
         info = audio.audio_info(s.audio_path)
         return info.frames, info.samplerate
+    # Coqui's Opus container says its length in its first 10 bytes; other formats need their whole header
+    head = (s.chunk[0], min(s.chunk[1], sdb.OPUS_HEADER_SIZE)) if s.mime == sdb.OPUS else s.chunk
     try:
-        n_samples, rate = s.known_length or sdb.chunk_frames(shards.read_bytes(s.audio_path, s.chunk), s.mime)
+        n_samples, rate = s.known_length or sdb.chunk_frames(shards.read_bytes(s.audio_path, head), s.mime)
     except (ValueError, struct.error, RuntimeError, soundfile.LibsndfileError) as e:
         raise audio.AudioError(f"unreadable audio {s.wav_filename} at offset {s.chunk[0]} ({e})") from None
     if n_samples <= 0 or rate <= 0:

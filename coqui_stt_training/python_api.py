@@ -52,21 +52,22 @@ def initialize_globals_from_args(**flags: Any) -> None:
     the command line's defaults for the rest; derive what the command line derives (checkpoint
     directories, n_hidden from the source checkpoint's flags.txt, --auto_input_dataset's split)."""
     show_user_errors_as_one_line()
-    config = config_from_keywords(flags)
-    log.set_level(config.log_level)
-    _current[0] = prepare(config)
+    _set_current(config_from_keywords(flags))
 
 
 def initialize_globals_from_instance(config: Config) -> None:
     """Use `config` (a Config already filled in) as the process-wide configuration."""
     show_user_errors_as_one_line()
-    _current[0] = prepare(dataclasses.replace(config))
+    _set_current(dataclasses.replace(config))
 
 
 def initialize_globals_from_cli(argv: list[str] | None = None) -> None:
     """The process-wide configuration from the command line (sys.argv[1:] by default)."""
     show_user_errors_as_one_line()
-    config = Config.from_args(argv)
+    _set_current(Config.from_args(argv))
+
+
+def _set_current(config: Config) -> None:
     log.set_level(config.log_level)
     _current[0] = prepare(config)
 

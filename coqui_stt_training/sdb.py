@@ -38,6 +38,7 @@ WAV = "audio/wav"
 AUDIO_TYPES = {"opus": OPUS, "wav": WAV}
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)  # what libopus encodes; other rates are resampled to 48 kHz
 OPUS_FRAME_MS = 60
+OPUS_HEADER_SIZE = 10  # uint32 PCM bytes, uint32 rate, uint8 channels, uint8 width
 
 
 class SDBError(UserError):
@@ -141,7 +142,7 @@ def chunk_frames(data: bytes, mime: str) -> tuple[int, int]:
     """(frames, sample rate) of an audio chunk, from its header (Coqui's Opus container, or any audio file:
     an SDB's WAV, a WebDataset member)."""
     if mime == OPUS:
-        pcm_bytes, rate, channels, width = struct.unpack(">IIBB", data[:10])
+        pcm_bytes, rate, channels, width = struct.unpack(">IIBB", data[:OPUS_HEADER_SIZE])
         return pcm_bytes // max(1, channels * width), rate
     info = soundfile.info(io.BytesIO(data))
     return info.frames, info.samplerate
@@ -151,10 +152,10 @@ def decode_chunk(data: bytes, mime: str) -> tuple[np.ndarray, int]:
     """Float32 mono samples and their rate."""
     if mime != OPUS:
         return audio.read_audio(io.BytesIO(data))
-    pcm_bytes, rate, channels, width = struct.unpack(">IIBB", data[:10])
+    pcm_bytes, rate, channels, width = struct.unpack(">IIBB", data[:OPUS_HEADER_SIZE])
     frames = pcm_bytes // max(1, channels * width)
     decoder = _codec("r", channels=channels)
-    pieces, at = [], 10
+    pieces, at = [], OPUS_HEADER_SIZE
     while at + 2 <= len(data):
         (size,) = struct.unpack(">H", data[at : at + 2])
         packet = _av().Packet(data[at + 2 : at + 2 + size])
@@ -168,14 +169,14 @@ def decode_chunk(data: bytes, mime: str) -> tuple[np.ndarray, int]:
 
 def encode_chunk(samples: np.ndarray, rate: int, mime: str, bitrate: int) -> bytes:
     """Mono float32 samples as an SDB audio chunk (Opus at `bitrate` bits per second, or 16-bit WAV)."""
-    pcm = np.clip(np.round(samples * audio.INT16_MAX), -32768, 32767).astype(np.int16)
+    pcm = audio.to_pcm16(samples)
     if mime == WAV:
         out = io.BytesIO()
         soundfile.write(out, pcm, rate, format="WAV", subtype="PCM_16")
         return out.getvalue()
     if rate not in OPUS_RATES:
         samples, rate = audio.resample(samples, rate, 48000), 48000
-        pcm = np.clip(np.round(samples * audio.INT16_MAX), -32768, 32767).astype(np.int16)
+        pcm = audio.to_pcm16(samples)
     av = _av()
     encoder = _codec("w", rate, bitrate)
     frame_size = OPUS_FRAME_MS * rate // 1000
