@@ -27,6 +27,17 @@ def run(main, argv: list[str], capsys) -> tuple[int, str]:
     return status, out.out + out.err
 
 
+def wait_for(child, text: str) -> str:
+    """A child process's output up to the first line holding `text`; its whole output in an AssertionError
+    if it ends without one."""
+    lines = []
+    for line in child.stdout:
+        lines.append(line)
+        if text in line:
+            return "".join(lines)
+    raise AssertionError("".join(lines))
+
+
 def sha256(path: str) -> str:
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()

@@ -17,7 +17,7 @@ from safetensors.numpy import load_file
 from coqui_stt_training import train as train_module
 from coqui_stt_training.auto_input import dev_test_size
 
-from .helpers import ALPHABET, LDC, LDC_SENTENCE, repeated_csv, run
+from .helpers import ALPHABET, LDC, LDC_SENTENCE, repeated_csv, run, wait_for
 
 
 def python(script: str, cwd) -> subprocess.CompletedProcess:
@@ -239,14 +239,10 @@ def test_ctrl_c_in_train_saves_and_stops_the_script(tmp_path):
         stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     assert process.stdout is not None
-    seen = []
-    for line in process.stdout:
-        seen.append(line)
-        if "now starting real training process" in line:
-            break
+    out = wait_for(process, "now starting real training process")
     time.sleep(1.0)
     process.send_signal(signal.SIGINT)
-    out = "".join(seen) + process.stdout.read()
+    out += process.stdout.read()
     assert process.wait(timeout=120) != 0
     assert "the script went on" not in out
     assert "Stopped on SIGINT" in out and "Traceback" not in out, out[-2000:]  # said once, as on the command line

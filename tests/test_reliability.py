@@ -21,7 +21,7 @@ import soundfile
 from coqui_stt_training import checkpoint, evaluate, export, lock, train, transcribe
 from coqui_stt_training.audio import load_audio
 from coqui_stt_training.optimizer import TFAdam
-from tests.helpers import ALPHABET, LDC, LDC_SENTENCE, LDC_WAV, ROOT, digest, repeated_csv
+from tests.helpers import ALPHABET, LDC, LDC_SENTENCE, LDC_WAV, ROOT, digest, repeated_csv, wait_for
 
 SMALL = ["--alphabet_config_path", ALPHABET, "--n_hidden", "24", "--show_progressbar", "false",
          "--export_beam_width", "4"]  # fmt: skip
@@ -151,15 +151,6 @@ def test_weights_that_turn_nan_stop_the_run_and_are_never_saved(copies, tmp_path
 def start(argv, module="train"):
     return subprocess.Popen([sys.executable, "-m", f"coqui_stt_training.{module}"] + argv, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
-
-
-def wait_for(child, text) -> str:
-    lines = []
-    for line in child.stdout:
-        lines.append(line)
-        if text in line:
-            return "".join(lines)
-    raise AssertionError("".join(lines))
 
 
 def test_a_stop_signal_while_the_data_is_checked_is_one_line_and_writes_nothing(tmp_path):

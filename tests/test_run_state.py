@@ -16,7 +16,7 @@ import pytest
 
 from coqui_stt_training import checkpoint, train, training
 from coqui_stt_training.run_state import Progress, RunState, TransferRecord
-from tests.helpers import ALPHABET, LDC, ROOT, repeated_csv, run, sha256
+from tests.helpers import ALPHABET, LDC, ROOT, repeated_csv, run, sha256, wait_for
 
 
 def command(train_csv, ckpt, epochs=4):
@@ -152,14 +152,10 @@ def test_sigterm_to_a_real_process_saves_and_exits_zero(tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
     )
-    lines = []
-    for line in child.stdout:  # wait until training runs
-        lines.append(line)
-        if "STARTING Optimization" in line:
-            break
+    out = wait_for(child, "STARTING Optimization")  # training runs
     time.sleep(1.0)
     child.send_signal(signal.SIGTERM)
-    out = "".join(lines) + child.stdout.read()
+    out += child.stdout.read()
     assert child.wait(timeout=60) == 0, out
     saved = re.search(r"Stopped on SIGTERM at epoch \d+(, batch \d+)?; checkpoint saved to (\S+)\. Run the same", out)
     assert saved, out
@@ -176,15 +172,6 @@ def start_training(argv, kill_at=0):
         stderr=subprocess.STDOUT,
         text=True,
     )
-
-
-def wait_for(child, text):
-    lines = []
-    for line in child.stdout:
-        lines.append(line)
-        if text in line:
-            break
-    return "".join(lines)
 
 
 def assert_loadable(ckpt):
