@@ -1,12 +1,13 @@
 """WebDataset shards through the training input pipeline: samples per second and peak memory, against the
 number of samples.
 
-    python benchmarks/shard_stream.py [--samples 1000 5000 10000] [--per_shard 1000]
+    python benchmarks/shard_stream.py [--samples 1000 5000 10000] [--per_shard 1000] [--pipe]
 
 Shards of short clips (the first second of LDC93S1 at 16 kHz, as WAV members with txt transcripts, 32 KB
 each) are written to a temporary folder, then, for each count, read as a --train_files source (indexed in
 place), checked and batched as training does (data_loader, batch 16, no workers), every batch's features
-computed. Each count runs in a fresh process so that its peak resident memory is its own.
+computed. Each count runs in a fresh process so that its peak resident memory is its own. With --pipe each shard
+is read as `pipe:cat SHARD`, a stream: indexed from the command's output, then read by running it again.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def write_shards(folder: str, count: int, per_shard: int) -> None:
                     tar.addfile(info, io.BytesIO(data))
 
 
-def measure(folder: str, count: int, per_shard: int) -> None:
+def measure(folder: str, count: int, per_shard: int, pipe: bool) -> None:
     """One count, in this process: print samples/s and peak RSS."""
     torch.set_num_threads(1)
     shards = sorted(os.listdir(folder))[: -(-count // per_shard)]
@@ -55,7 +56,8 @@ def measure(folder: str, count: int, per_shard: int) -> None:
     start = time.perf_counter()
     samples = []
     for shard in shards:
-        samples += load_data_set([os.path.join(folder, shard)], load_alphabet("data/alphabet.txt"), features, "train")
+        source = ("pipe:cat " if pipe else "") + os.path.join(folder, shard)
+        samples += load_data_set([source], load_alphabet("data/alphabet.txt"), features, "train")
     indexed = time.perf_counter() - start
     settings = LoaderSettings(features=features, data_workers=0)
     n = 0
@@ -71,19 +73,21 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, nargs="+", default=[1000, 5000, 10000])
     parser.add_argument("--per_shard", type=int, default=1000)
+    parser.add_argument("--pipe", action="store_true", help="read each shard as pipe:cat SHARD")
     parser.add_argument("--measure", default="", help=argparse.SUPPRESS)  # folder: the child process's run
     args = parser.parse_args()
     if args.measure:
-        measure(args.measure, args.samples[0], args.per_shard)
+        measure(args.measure, args.samples[0], args.per_shard, args.pipe)
         return
     folder = tempfile.mkdtemp()
     try:
         write_shards(folder, max(args.samples), args.per_shard)
         size = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder)) / 2**20
-        print(f"{max(args.samples)} samples of 1 s in shards of {args.per_shard} ({size:.0f} MiB); one thread")
+        how = "as pipe:cat SHARD" if args.pipe else "indexed in place"
+        print(f"{max(args.samples)} samples of 1 s in shards of {args.per_shard} ({size:.0f} MiB), {how}; one thread")
         for count in args.samples:
             subprocess.run([sys.executable, __file__, "--measure", folder, "--samples", str(count),
-                            "--per_shard", str(args.per_shard)], check=True)  # fmt: skip
+                            "--per_shard", str(args.per_shard)] + ["--pipe"] * args.pipe, check=True)  # fmt: skip
     finally:
         shutil.rmtree(folder)
 

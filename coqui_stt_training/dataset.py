@@ -69,7 +69,7 @@ def read_sample_audio(s: Sample) -> tuple[np.ndarray, int]:
     if s.chunk is None:
         return audio.read_audio(s.audio_path)
     try:
-        return sdb.decode_chunk(shards.read_bytes(s.audio_path, s.chunk), s.mime)
+        return sdb.decode_chunk(shards.read_bytes(s.audio_path, s.chunk, s.wav_filename), s.mime)
     except (ValueError, struct.error, RuntimeError) as e:  # (a decoder's complaint about damaged audio)
         raise audio.AudioError(f"unreadable audio {s.wav_filename} at offset {s.chunk[0]} ({e})") from None
 

@@ -9,8 +9,13 @@ Samples keep the shard's order, as in Coqui.
 
 A shard at an http(s) URL is streamed once to index it (never stored), and each sample's audio is then read
 with an HTTP range request: training needs no local copy, and each process reads only its own samples'
-audio. Brace ranges name many shards (`https://host/train-{000..099}.tar`). `pipe:` and `s3://` sources, which
-only a stream can read, are refused until the pipeline can train from a stream; compressed shards too.
+audio. Brace ranges name many shards (`https://host/train-{000..099}.tar`).
+
+A `pipe:COMMAND` shard is the command's standard output (`pipe:aws s3 cp s3://bucket/train-000.tar -`, as
+webdataset users write it): it is run once to index the shard, and again whenever a sample is wanted that lies
+behind what the running command has given; each read skips forward through its output. Samples are read in
+the shard's order, so an epoch runs the command once per shard (per data worker). The command must give the
+same bytes each time. Compressed shards are refused.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ import glob
 import io
 import os
 import re
+import subprocess
 import tarfile
+import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -32,7 +39,11 @@ from .errors import UserError
 
 REMOTE = ("http://", "https://", "s3://", "pipe:")
 URL = ("http://", "https://")
+PIPE = "pipe:"
+STREAMED = (*URL, PIPE)  # read front to back (to index them), not by seeking
 TIMEOUT_S = 60
+SKIP_BLOCK = 1 << 20
+MAX_OPEN_PIPES = 4  # commands kept running per process, for batches that interleave shards
 
 
 class ShardError(UserError):
@@ -54,11 +65,10 @@ def is_shard(source: str) -> bool:
 
 def shard_paths(source: str) -> list[str]:
     """The shards a source names: a path or URL, a glob (`shards/train-*.tar`), brace ranges (`{000..099}`)."""
-    if source.startswith(REMOTE) and not source.startswith(URL):
-        raise ShardError(
-            f"{source}: pipe: and s3:// shards can only be streamed, which training cannot do yet; give an "
-            "http(s) URL (read by byte ranges) or a local path"
-        )
+    if source.startswith("s3://"):
+        raise ShardError(f"{source}: read s3:// shards through a command: 'pipe:aws s3 cp {source} -'")
+    if source.startswith(PIPE):
+        return [source]  # a command's braces are the shell's
     ranges = re.search(r"\{(\d+)\.\.(\d+)\}", source)
     if ranges:
         low, high = ranges.groups()
@@ -82,7 +92,7 @@ def read_shard(path: str) -> list[ShardSample]:
     """The samples of a shard (a local file, or a URL streamed once), in member order."""
     samples: dict[str, ShardSample] = {}
     member = None
-    remote = path.startswith(URL)
+    remote = path.startswith(STREAMED)
     try:
         with _open(path) as stream, tarfile.open(fileobj=stream, mode="r|" if remote else "r:") as tar:
             for member in tar:
@@ -103,10 +113,12 @@ def read_shard(path: str) -> list[ShardSample]:
                         raise ShardError(f"{path}, member {member.name}: transcript is not UTF-8") from None
                 elif "." + extension.lower() in AUDIO_EXTENSIONS:
                     sample.audio, sample.audio_member = (member.offset_data, member.size), member.name
-                    if remote:  # its bytes pass by once: take its length now, not with another request
+                    if remote:  # its bytes pass by once: take its length now, not with another read
                         reader = tar.extractfile(member)
                         assert reader is not None
                         sample.length = _length(reader.read())
+    except ShardError as e:  # a command that failed
+        raise ShardError(f"{e}" + (f", after member {member.name}" if member is not None else "")) from None
     except FileNotFoundError:
         raise ShardError(f"{path}: no such shard") from None
     except urllib.error.URLError as e:
@@ -128,7 +140,89 @@ def read_shard(path: str) -> list[ShardSample]:
 def _open(path: str) -> BinaryIO:
     if path.startswith(URL):
         return urllib.request.urlopen(path, timeout=TIMEOUT_S)
+    if path.startswith(PIPE):
+        return Pipe(path)  # type: ignore[return-value]  # (the reading half of a binary file)
     return open(path, "rb")
+
+
+class Pipe:
+    """A `pipe:` shard's command, its standard output read as a file; at the end, a command that failed
+    is a ShardError with its exit status and the last line it wrote to standard error."""
+
+    def __init__(self, path: str):
+        self.path, self.position = path, 0
+        # a file, not a pipe: a chatty command cannot block on it; closed with the pipe
+        self.errors = tempfile.TemporaryFile()  # noqa: SIM115
+        try:
+            self.process = subprocess.Popen(
+                path[len(PIPE) :], shell=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.errors
+            )
+        except OSError as e:
+            self.errors.close()
+            raise ShardError(f"{path}: cannot run the command ({e})") from None
+        assert self.process.stdout is not None
+
+    def read(self, size: int = -1) -> bytes:
+        assert self.process.stdout is not None
+        data = self.process.stdout.read(size)
+        self.position += len(data)
+        if len(data) < size or size < 0:
+            self.check()
+        return data
+
+    def check(self) -> None:
+        """Raise if the command has ended in failure."""
+        status = self.process.wait()
+        if status != 0:
+            self.errors.seek(0)
+            said = self.errors.read().decode("utf-8", "replace").strip().splitlines()
+            raise ShardError(
+                f"{self.path}: the command failed (exit status {status}" + (f": {said[-1]})" if said else ")")
+            )
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+        self.errors.close()
+
+    def __enter__(self) -> Pipe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_open_pipes: dict[str, Pipe] = {}  # this process's running commands, by shard, most recently used last
+
+
+def _read_pipe(path: str, offset: int, size: int, name: str) -> bytes:
+    pipe = _open_pipes.pop(path, None)
+    if pipe is not None and pipe.position > offset:  # behind us: start the command again
+        pipe.close()
+        pipe = None
+    if pipe is None:
+        pipe = Pipe(path)
+        while len(_open_pipes) >= MAX_OPEN_PIPES:
+            _open_pipes.pop(next(iter(_open_pipes))).close()
+    try:
+        while pipe.position < offset:
+            if not pipe.read(min(SKIP_BLOCK, offset - pipe.position)):
+                break
+        data = pipe.read(size) if pipe.position == offset else b""
+    except BaseException:
+        pipe.close()
+        raise
+    if len(data) < size:
+        pipe.close()
+        raise ShardError(
+            f"{path}, sample {name or offset}: the command's output ended at byte {pipe.position}, inside the "
+            f"sample's audio (bytes {offset} to {offset + size}); does it give the same shard each time?"
+        )
+    _open_pipes[path] = pipe
+    return data
 
 
 def _length(data: bytes) -> tuple[int, int] | None:
@@ -139,9 +233,12 @@ def _length(data: bytes) -> tuple[int, int] | None:
     return info.frames, info.samplerate
 
 
-def read_bytes(path: str, chunk: tuple[int, int]) -> bytes:
-    """`chunk` (offset, size) of a local file, or of a URL with an HTTP range request."""
+def read_bytes(path: str, chunk: tuple[int, int], name: str = "") -> bytes:
+    """`chunk` (offset, size) of a local file, of a URL with an HTTP range request, or of a command's output;
+    `name` (the member) is for messages."""
     offset, size = chunk
+    if path.startswith(PIPE):
+        return _read_pipe(path, offset, size, name)
     if not path.startswith(URL):
         with open(path, "rb") as f:
             f.seek(offset)

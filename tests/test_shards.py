@@ -83,8 +83,47 @@ def test_bad_shards_are_one_line_naming_the_shard_and_member(tmp_path, capsys):
     [line] = out.strip().splitlines()[-1:]
     assert line.startswith(f"E {truncated}") and "member webdataset/LDC93S1_" in line and "truncated" in line, out
     assert digest(tmp_path) == before and not (tmp_path / "ckpt").exists()
-    status, out = run(train.main, [*args, "pipe:curl -s https://example.org/shard-000.tar"], capsys)
-    assert status == 1 and "pipe: and s3:// shards can only be streamed" in out.strip().splitlines()[-1]
+    status, out = run(train.main, [*args, "s3://bucket/shard-000.tar"], capsys)
+    assert out.strip().splitlines()[-1] == (
+        "E s3://bucket/shard-000.tar: read s3:// shards through a command: 'pipe:aws s3 cp s3://bucket/shard-000.tar -'"
+    )
+    assert status == 1 and digest(tmp_path) == before and not (tmp_path / "ckpt").exists()
+
+
+def test_pipe_shards_train_from_the_command_and_stop_where_it_dies(tmp_path, capsys):
+    """`pipe:COMMAND` as webdataset users write it: trained on (the command run again each epoch, never
+    stored), and a command that fails or stops short named with its status, the shard and the member."""
+    runs = tmp_path / "runs.log"
+    piped = f"pipe:echo run >> {runs}; cat {SHARD}"
+    samples = read_source(piped)
+    assert [s.wav_filename for s in samples] == [s.wav_filename for s in read_source(SHARD)]
+    local = {s.wav_filename: read_sample_audio(s)[0] for s in read_source(SHARD)}
+    for s in [*samples, *samples[::-1]]:  # forward (skipping through the output), then back (run again)
+        assert (read_sample_audio(s)[0] == local[s.wav_filename]).all()
+    assert runs.read_text().count("run") == 1 + 1 + 3  # the index, the forward reads, each step back
+    runs.unlink()
+    argv = ["--alphabet_config_path", ALPHABET, "--train_files", piped, "--dev_files", piped,
+            "--n_hidden", "16", "--epochs", "2", "--checkpoint_dir", str(tmp_path / "ckpt")]  # fmt: skip
+    status, out = run(train.main, argv, capsys)
+    assert status == 0, out[-3000:]
+    assert "Checking the 3 samples of --train_files" in out and "ckpt/best_dev-6" in out, out[-3000:]
+    assert runs.read_text().count("run") == 2 + 2 * 2  # two indexes; each epoch reads each set once
+    args = [*argv[:2], "--checkpoint_dir", str(tmp_path / "c2"), "--train_files"]
+    status, out = run(train.main, [*args, f"pipe:head -c 30000 {SHARD}"], capsys)
+    last = out.strip().splitlines()[-1]
+    assert status == 1 and last.startswith(f"E pipe:head -c 30000 {SHARD}: damaged or truncated after member "), out
+    failing = "pipe:cat /no/such.tar"
+    status, out = run(train.main, [*args, failing], capsys)
+    last = out.strip().splitlines()[-1]
+    assert status == 1 and last.startswith(f"E {failing}: the command failed (exit status 1: cat: /no/such.tar"), out
+    assert not (tmp_path / "c2").exists()  # found before training starts
+    # a command that gives the whole shard to the index pass, and stops short when training reads it
+    once = tmp_path / "given"
+    flaky = f"pipe:if [ -e {once} ]; then head -c 20000 {SHARD}; else touch {once}; cat {SHARD}; fi"
+    status, out = run(train.main, [*args, flaky], capsys)
+    last = out.strip().splitlines()[-1]
+    assert status == 1 and last.startswith(f"E {flaky}, sample webdataset/LDC93S1_"), out
+    assert "the command's output ended at byte 20000" in last, out
 
 
 class RangeHandler(http.server.SimpleHTTPRequestHandler):
