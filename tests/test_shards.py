@@ -15,8 +15,12 @@ import threading
 import pytest
 import soundfile as sf
 
-from coqui_stt_training import train
-from coqui_stt_training.dataset import read_sample_audio, read_source
+from coqui_stt_training import shards, train
+from coqui_stt_training.alphabet import load_alphabet
+from coqui_stt_training.batches import LoaderSettings, data_loader
+from coqui_stt_training.dataset import load_data_set, read_sample_audio, read_source
+from coqui_stt_training.distributed import World
+from coqui_stt_training.features import FeatureSettings
 
 from .helpers import ALPHABET, LDC_SENTENCE, LDC_WAV, SMOKE, digest, run
 
@@ -181,3 +185,29 @@ def test_shards_at_urls_train_without_a_local_copy(tmp_path, server, capsys):
     status, out = run(train.main, [*argv[:-4], "--checkpoint_dir", str(tmp_path / "c2"), "--train_files",
                                    f"{url}/missing.tar"], capsys)  # fmt: skip
     assert status == 1 and out.strip().splitlines()[-1].startswith(f"E {url}/missing.tar: cannot read"), out
+
+
+def test_each_process_reads_only_its_own_samples_audio(tmp_path, server, monkeypatch):
+    """Under torchrun each rank takes its slice of every global batch; the audio of the others' samples is
+    never requested (here: shards at a URL, every byte-range request recorded)."""
+    url, www = server
+    for n in range(2):
+        shutil.copy(SHARD, www / f"train-{n:03d}.tar")
+    samples = load_data_set([f"{url}/train-{{000..001}}.tar"], load_alphabet(ALPHABET), FeatureSettings(), "train")
+    requested: list[tuple[str, int]] = []
+    read_bytes = shards.read_bytes
+
+    def recorded(path, chunk, name=""):
+        requested.append((path, chunk[0]))
+        return read_bytes(path, chunk, name)
+
+    monkeypatch.setattr(shards, "read_bytes", recorded)
+    read = {}
+    for rank in range(2):
+        requested.clear()
+        settings = LoaderSettings(data_workers=0)
+        for batch in data_loader(samples, 1, settings, train=True, world=World(rank=rank, size=2)):
+            assert len(batch.samples) == 1
+        read[rank] = set(requested)
+    everything = {(s.audio_path, s.chunk[0]) for s in samples}
+    assert len(read[0]) == len(read[1]) == 3 and read[0] | read[1] == everything and not read[0] & read[1]
