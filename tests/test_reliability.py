@@ -201,13 +201,16 @@ def test_sighup_stops_training_like_sigterm_with_a_checkpoint(tmp_path):
 
 def test_a_second_signal_stops_at_once_with_one_line_and_the_shells_status(tmp_path):
     ckpt = tmp_path / "ckpt"
-    child = start(["--alphabet_config_path", ALPHABET, "--n_hidden", "1024", "--show_progressbar", "false",
+    child = start(["--alphabet_config_path", ALPHABET, "--n_hidden", "2048", "--show_progressbar", "false",
                    "--train_files", repeated_csv(tmp_path, 8), "--train_batch_size", "8", "--epochs", "1000",
                    "--checkpoint_dir", str(ckpt), "--skip_batch_test", "true"])  # fmt: skip
-    out = wait_for(child, "STARTING Optimization")
+    # Into the first step (a second or more at this size; its batch's features take a few ms): a signal
+    # before it would end the run at once, with nothing to save, before a second one could arrive.
+    out = wait_for(child, "Training epoch 0...")
+    time.sleep(0.2)
     child.send_signal(signal.SIGINT)
     time.sleep(0.05)
-    child.send_signal(signal.SIGINT)  # before the first step (seconds at this size) has finished
+    child.send_signal(signal.SIGINT)  # before the step has finished
     out += child.stdout.read()
     assert child.wait(timeout=60) == 128 + signal.SIGINT, out
     assert out.splitlines()[-1] == (
