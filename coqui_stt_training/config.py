@@ -91,7 +91,7 @@ class Config:
         16000, "sample rate the model expects; audio is resampled to it", valid="[1000, 384000]"
     )
     normalize_sample_rate: bool = _flag(True, "resample training audio to --audio_sample_rate")
-    augment: list[str] | None = _flag([], "augmentations (not supported yet: refused)")
+    augment: list[str] | None = _flag([], 'training augmentations, e.g. "tempo[p=0.5,factor=1~0.1]" (README)')
     # optimisation
     epochs: int = _flag(75, "number of epochs to train in this run", valid="[0, inf)")
     dropout_rate: float = _flag(0.05, "dropout of layer 1, and default for layers 2, 3 and 6", valid="[0, 1)")
@@ -387,7 +387,7 @@ class Config:
 
     def refuse_unsupported(self) -> None:
         """Flags set to something this implementation cannot do yet: better refused than silently ignored."""
-        refused = [f"--{name}" for name in ("vocab_file", "augment", "export_savedmodel") if getattr(self, name)]
+        refused = [f"--{name}" for name in ("vocab_file", "export_savedmodel") if getattr(self, name)]
         if refused:
             raise UnsupportedFlagError(f"{', '.join(refused)}: not supported yet by this implementation")
 

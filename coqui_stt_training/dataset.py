@@ -77,14 +77,17 @@ def read_sample_audio(s: Sample) -> tuple[np.ndarray, int]:
 # ---- reading ----------------------------------------------------------------------------------
 
 
-def read_source(path: str) -> list[Sample]:
+def read_source(path: str, labeled: bool = True) -> list[Sample]:
     """The samples of one data source, in file order, not yet checked: a CSV file, an SDB or WebDataset
-    shards (a .tar, or a glob of them), told apart by their names as in Coqui."""
+    shards (a .tar, or a glob of them), told apart by their names as in Coqui. Unlabeled (noise for
+    overlays, previews), a CSV needs no transcript column and an audio file is one sample."""
+    if not labeled and path.lower().endswith(tuple(audio.AUDIO_EXTENSIONS)):
+        return [Sample(path, path, "", 0, path)]
     if is_sdb(path):
         return read_sdb_samples(path)
     if shards.is_shard(path):
         return [s for shard in shards.shard_paths(path) for s in read_shard_samples(shard)]
-    return read_csv(path)
+    return read_csv(path, labeled)
 
 
 def is_sdb(path: str) -> bool:
@@ -149,7 +152,7 @@ def csv_text(rows: Iterable[tuple[str, int, str]]) -> str:
     return out.getvalue()
 
 
-def read_csv(path: str) -> list[Sample]:
+def read_csv(path: str, labeled: bool = True) -> list[Sample]:
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -163,7 +166,7 @@ def read_csv(path: str) -> list[Sample]:
         raise DataError(f"{path}, row {line}: {what}") from None
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = reader.fieldnames or []
-    for column in ("wav_filename", "transcript"):
+    for column in ("wav_filename", "transcript") if labeled else ("wav_filename",):
         if column not in header:
             raise DataError(f"{path}: missing CSV column '{column}' (header is: {','.join(header) or 'empty'})")
     folder = os.path.dirname(os.path.abspath(path))
@@ -182,7 +185,7 @@ def read_csv(path: str) -> list[Sample]:
                 Sample(
                     audio_path=os.path.join(folder, wav_filename),  # join keeps absolute paths as they are
                     wav_filename=wav_filename,
-                    transcript=row["transcript"] if row["transcript"] is not None else "",
+                    transcript=row.get("transcript") or "",
                     filesize=filesize,
                     where=where,
                     problem=problem,

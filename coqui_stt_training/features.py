@@ -121,7 +121,11 @@ def mfcc(samples: np.ndarray, settings: FeatureSettings) -> np.ndarray:
     nonzero weights (as fast as a matrix product here), and the small DCT by einsum. A BLAS product would
     wake numpy's BLAS threads, which then spin on the cores torch trains on (twice the time of a small
     model's training step on two cores, measured in docs/benchmarks.md)."""
-    power = power_spectrogram(samples, settings)
+    return mfcc_from_power(power_spectrogram(samples, settings), settings)
+
+
+def mfcc_from_power(power: np.ndarray, settings: FeatureSettings) -> np.ndarray:
+    """[frames, 26] float32 features of a power spectrogram (the second half of mfcc)."""
     bins, weights, starts = _sparse_filterbank(power.shape[-1], settings.sample_rate)
     magnitude = np.sqrt(power.astype(np.float64))
     mel = np.add.reduceat(magnitude[:, bins] * weights, starts, axis=1) if len(power) else np.zeros((0, MEL_CHANNELS))

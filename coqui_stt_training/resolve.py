@@ -12,6 +12,7 @@ import torch
 
 from . import log
 from .alphabet import AnyAlphabet, UTF8Alphabet, alphabet_from_transcripts, load_alphabet
+from .augment import parse_augmentations
 from .auto_input import create_datasets
 from .batches import LoaderSettings
 from .checkpoint import source_export_file
@@ -43,6 +44,7 @@ def prepare(config: Config) -> Config:
     else:
         config.adopt_source_flags(read_flags_file(config.load_checkpoint_dir))
     config.refuse_unsupported()
+    parse_augmentations(config.augment)  # a bad --augment line stops the run before anything is read
     check_outputs(config)
     if config.train_cudnn or config.load_cudnn:
         log.info(
@@ -200,6 +202,8 @@ def loader_settings(config: Config) -> LoaderSettings:
         config.shuffle_batches,
         config.shuffle_start,
         config.random_seed,
+        tuple(parse_augmentations(config.augment)),
+        config.epochs,
     )
 
 

@@ -22,7 +22,8 @@ from tqdm.auto import tqdm  # a notebook's own progress bar under Jupyter, text 
 
 from . import checkpoint, log
 from .alphabet import AnyAlphabet, alphabet_record
-from .batches import Batch, data_loader, make_batches
+from .augment_batch import augment_features
+from .batches import Batch, data_loader, make_batches, warn_if_cache_unused
 from .config import Config, ConfigError
 from .dataset import Sample
 from .decode import greedy_decode
@@ -62,6 +63,7 @@ class Trainer:
     def __init__(self, config: Config, alphabet: AnyAlphabet, world: World = World()):
         self.config, self.alphabet, self.world, self.device = config, alphabet, world, world.device()
         self.loader = loader_settings(config)
+        warn_if_cache_unused(self.loader)
         self.model, self.optimizer = build_model(config, alphabet, self.device)
         if world.rank:
             torch.manual_seed(config.random_seed + world.rank)  # same initial weights, other dropout masks
@@ -270,9 +272,15 @@ class Trainer:
     def losses(self, batch: Batch) -> torch.Tensor:
         """Per-sample CTC losses of a training batch; under autocast with --automatic_mixed_precision
         (ctc_loss itself always runs in float32)."""
+        features, lengths = batch.features.to(self.device), batch.feature_lengths
+        if batch.utterances is not None and batch.seeds is not None:  # --augment: the graph domains
+            augmentations = list(self.loader.augmentations)
+            features, lengths = augment_features(
+                batch.utterances, batch.seeds, batch.clock, augmentations, self.loader.features, self.device
+            )
         with torch.autocast(self.device.type, self.amp_dtype, enabled=self.config.automatic_mixed_precision):
-            logits = self.network(batch.features.to(self.device))
-        return ctc_loss(logits, batch.feature_lengths, batch.labels, batch.label_lengths)
+            logits = self.network(features)
+        return ctc_loss(logits, lengths, batch.labels, batch.label_lengths)
 
     def validate(self, dev_sets: DataSets) -> bool:
         """Dev losses, best_dev checkpoint, plateau; True if early stopping is triggered."""

@@ -212,7 +212,6 @@ def test_finalize_reads_no_file_and_sets_nothing_outside_the_config(tmp_path):
 @pytest.mark.parametrize(
     "argv, flag",
     [
-        (["--augment", "volume"], "--augment"),
         (["--vocab_file", "vocab.txt"], "--vocab_file"),
         (["--export_savedmodel", "true"], "--export_savedmodel"),
     ],

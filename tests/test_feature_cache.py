@@ -35,9 +35,9 @@ def counting_computes(monkeypatch):
     computed = []
     original = batches.Collate.compute
 
-    def compute(self, sample):
+    def compute(self, sample, *where):
         computed.append(sample.wav_filename)
-        return original(self, sample)
+        return original(self, sample, *where)
 
     monkeypatch.setattr(batches.Collate, "compute", compute)
     return computed
