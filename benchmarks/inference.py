@@ -1,18 +1,24 @@
 """Real-time factor of the exported ONNX model with onnxruntime on one core, streamed as Coqui's clients
 feed it (16 windows per call, state carried), next to torch running the same model on the same core.
 
-    python benchmarks/inference.py [--hidden 2048] [--seconds 10]
+    python benchmarks/inference.py [--hidden 2048] [--seconds 10] [--accuracy CHECKPOINT_DIR CSV ...]
 
 The model is a freshly initialised DeepSpeech of the given size (the speed does not depend on the
-weights), exported through coqui_stt_training.export exactly as a trained one is. RTF = compute time /
-audio duration; below 1 is faster than real time. Features and beam search are timed separately.
+weights), exported as float32 and as int8 (--export_quantize: int8 weights) exactly as a trained one is.
+RTF = compute time / audio duration; below 1 is faster than real time. Features and beam search are timed
+separately. --accuracy exports each trained checkpoint both ways with the export command and transcribes
+the CSV's rows with each (beam search, the model's width, no scorer): WER and CER side by side.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -26,32 +32,72 @@ from coqui_stt_training.exporting import ExportSettings, export, export_targets
 from coqui_stt_training.features import FeatureSettings, context_windows, mfcc
 from coqui_stt_training.inference import OnnxModel
 from coqui_stt_training.model import DeepSpeech, ModelDimensions
+from coqui_stt_training.report import levenshtein
+
+
+def error_rates(model: OnnxModel, csv_path: str) -> tuple[float, float]:
+    """(WER, CER) of the model's transcripts of a CSV's rows, totals over the set as Coqui reports them."""
+    folder = os.path.dirname(os.path.abspath(csv_path))
+    words = chars = word_edits = char_edits = 0
+    with open(csv_path, encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            said = model.transcribe(os.path.join(folder, row["wav_filename"]))
+            truth = row["transcript"]
+            word_edits += levenshtein(truth.split(), said.split())
+            char_edits += levenshtein(truth, said)
+            words, chars = words + len(truth.split()), chars + len(truth)
+    return word_edits / max(words, 1), char_edits / max(chars, 1)
+
+
+def accuracy(checkpoint: str, csv_path: str) -> None:
+    with open(os.path.join(checkpoint, "flags.txt"), encoding="utf-8") as f:
+        rate = str(json.load(f)["audio_sample_rate"])  # the export command takes the features from its flags
+    with tempfile.TemporaryDirectory() as folder:
+        rates = {}
+        for kind, quantize in (("float32", "false"), ("int8", "true")):
+            out = os.path.join(folder, kind)
+            subprocess.run([sys.executable, "-m", "coqui_stt_training.export", "--checkpoint_dir", checkpoint,
+                            "--export_dir", out, "--export_tflite", "false", "--export_quantize", quantize,
+                            "--audio_sample_rate", rate, "--log_level", "3"], check=True)  # fmt: skip
+            rates[kind] = error_rates(OnnxModel(os.path.join(out, "output_graph.onnx"), threads=1), csv_path)
+    (fw, fc), (qw, qc) = rates["float32"], rates["int8"]
+    print(f"{checkpoint} on {csv_path}: float32 WER {fw:.3f} CER {fc:.3f}; int8 WER {qw:.3f} CER {qc:.3f} "
+          f"(CER {qc - fc:+.3f})")  # fmt: skip
+
+
+def rtf(path: str, features: np.ndarray, seconds: float) -> float:
+    model = OnnxModel(path, threads=1)
+    model.probabilities(features[:32])  # warm-up
+    start = time.perf_counter()
+    model.probabilities(features, n_steps=16)
+    return (time.perf_counter() - start) / seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--hidden", type=int, default=2048)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--accuracy", nargs="+", default=[], metavar="CHECKPOINT_DIR CSV",
+                        help="pairs: a trained checkpoint and a CSV to transcribe with its two exports")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(1)
+    for checkpoint, csv_path in zip(args.accuracy[::2], args.accuracy[1::2]):
+        accuracy(checkpoint, csv_path)
     alphabet = load_alphabet("data/alphabet.txt")
     model = DeepSpeech(ModelDimensions(args.hidden, alphabet.size + 1)).eval()
     model.reset_parameters(torch.Generator().manual_seed(0))
     directory = tempfile.mkdtemp(prefix="onnx-bench-")
-    settings = ExportSettings(directory, tflite=False)
-    (path,) = export(settings, model, alphabet, export_targets(settings))
-    onnx_model = OnnxModel(path, threads=1)
+    paths = {}
+    for kind, quantize in (("float32", False), ("int8", True)):
+        settings = ExportSettings(os.path.join(directory, kind), tflite=False, quantize=quantize)
+        (paths[kind],) = export(settings, model, alphabet, export_targets(settings))
 
     rate = 16000
     audio = (np.random.default_rng(0).standard_normal(int(args.seconds * rate)) * 0.1).astype(np.float32)
     start = time.perf_counter()
     features = mfcc(audio, FeatureSettings(rate))
     feature_time = time.perf_counter() - start
-
-    onnx_model.probabilities(features[:32])  # warm-up
-    start = time.perf_counter()
-    probs = onnx_model.probabilities(features, n_steps=16)
-    onnx_time = time.perf_counter() - start
+    rtfs = {kind: rtf(path, features, args.seconds) for kind, path in paths.items()}
 
     streaming = StreamingDeepSpeech(model)
     windows = context_windows(torch.from_numpy(features)[None])
@@ -64,18 +110,20 @@ def main() -> None:
             state = (c, h)
         torch_time = time.perf_counter() - start
 
+    probs = OnnxModel(paths["float32"], threads=1).probabilities(features, n_steps=16)
     start = time.perf_counter()
     beam_search(np.log(np.maximum(probs, 1e-30)), DecodeOptions(500))
     beam_time = time.perf_counter() - start
 
-    size = os.path.getsize(path) / 2**20
+    sizes = {kind: os.path.getsize(path) / 2**20 for kind, path in paths.items()}
     shutil.rmtree(directory)
-    print(f"n_hidden {args.hidden} ({size:.0f} MiB ONNX), {args.seconds:.0f} s of audio, one core, 16 frames per call:")
-    print(f"  onnxruntime acoustic model: RTF {onnx_time / args.seconds:.3f}")
-    print(
-        f"  torch, same model and calls: RTF {torch_time / args.seconds:.3f} "
-        f"(onnxruntime takes {onnx_time / torch_time:.2f}x torch's time)"
-    )
+    print(f"n_hidden {args.hidden}, {args.seconds:.0f} s of audio, one core, 16 frames per call:")
+    for kind in paths:
+        print(f"  onnxruntime acoustic model, {kind} ({sizes[kind]:.0f} MiB): RTF {rtfs[kind]:.3f}")
+    print(f"  int8 takes {rtfs['int8'] / rtfs['float32']:.2f}x float32's time")
+    torch_rtf = torch_time / args.seconds
+    print(f"  torch float32, same model and calls: RTF {torch_rtf:.3f} (float32 onnxruntime: "
+          f"{rtfs['float32'] / torch_rtf:.2f}x torch's time)")  # fmt: skip
     print(
         f"  MFCC (numpy): RTF {feature_time / args.seconds:.4f}; beam search width 500 without a scorer: "
         f"RTF {beam_time / args.seconds:.3f}"

@@ -133,8 +133,8 @@ def export(settings: ExportSettings, model: DeepSpeech, alphabet: AnyAlphabet, t
             data = tflite_bytes(model, alphabet, features, n_steps, beam_width, language, settings.quantize)
             what = "int8 weights" if settings.quantize else "float32"
         else:
-            data = onnx_bytes(model, alphabet, features, n_steps, beam_width, language)
-            what = "float32, for onnxruntime"
+            data = onnx_bytes(model, alphabet, features, n_steps, beam_width, language, settings.quantize)
+            what = "int8 weights, for onnxruntime" if settings.quantize else "float32, for onnxruntime"
         write_file_atomically(path, data)
         log.info(f"Exported {path} ({what}, {len(data) / 2**20:.1f} MiB)")
     runtime = "tflite" if settings.tflite else "onnx"
