@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .augment import FEATURES, SIGNAL, SPECTROGRAM, Augmentation, in_domain
+from .augment import FEATURES, SAMPLE, SIGNAL, SPECTROGRAM, Augmentation, in_domain
 from .features import LOG_FLOOR, MEL_CHANNELS, N_INPUT, FeatureSettings, dct_matrix, mel_filterbank
 
 
@@ -45,7 +45,7 @@ class Draws:
 
 @dataclass
 class Utterance:
-    """One utterance of a batch on the training device: its features, and what augmentations may need."""
+    """One utterance of a training batch: its features, and what the augmentations may start from."""
 
     features: torch.Tensor  # [T, 26]
     signal: torch.Tensor | None  # [N], when a signal-domain augmentation is on
@@ -57,7 +57,7 @@ def augment_utterance(
     u: Utterance, augmentations: list[Augmentation], settings: FeatureSettings, draws: Draws
 ) -> torch.Tensor:
     """[T', 26] features of one utterance after the graph augmentations that fire for it."""
-    fired = [a for a in augmentations if a.domain != "sample" and draws.rng.random() < a.p]
+    fired = [a for a in augmentations if a.domain != SAMPLE and draws.rng.random() < a.p]
     signal_fired, spectrogram_fired = in_domain(fired, SIGNAL), in_domain(fired, SPECTROGRAM)
     features = u.features
     if signal_fired or spectrogram_fired:
