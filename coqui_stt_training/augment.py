@@ -155,12 +155,6 @@ def in_domain(augmentations: list[Augmentation], *domains: str) -> list[Augmenta
     return [a for a in augmentations if a.domain in domains]
 
 
-def first_stage(augmentations: list[Augmentation]) -> str:
-    """What a training batch must carry for the graph augmentations: signals, spectrograms or features."""
-    graph = [a.domain for a in augmentations if a.domain != SAMPLE]
-    return graph[0] if graph else FEATURES
-
-
 def clock(epoch: int, position: int, per_epoch: int, epochs: int) -> float:
     """Coqui's training clock: the share of all training samples seen before this one (0 to 1)."""
     return (epoch * per_epoch + position) / (epochs * per_epoch) if per_epoch and epochs > 0 else 0.0
