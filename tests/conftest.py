@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from coqui_stt_training import log, train
-from tests.helpers import LDC, run
+from tests.helpers import ALPHABET, LDC, README_FLAGS, run
 
 # Bytes output mode (256 classes) needs a wider model and more epochs than the characters' to learn LDC93S1.
 BYTES_FLAGS = ["--bytes_output_mode", "true", "--n_hidden", "200", "--epochs", "600", "--learning_rate", "0.001",
@@ -25,14 +25,23 @@ def cli(capsys):
     return lambda main, argv: run(main, argv, capsys)
 
 
-@pytest.fixture(scope="session")
-def bytes_ldc_model(tmp_path_factory) -> tuple[str, str]:
-    """A bytes-output-mode LDC93S1 model, trained once for the tests that check one (read only): its
-    checkpoint directory and its --export_dir (TFLite and ONNX)."""
-    root = tmp_path_factory.mktemp("bytes-ldc93s1")
+def trained_ldc_model(root, flags: list[str]) -> tuple[str, str]:
     ckpt, out = str(root / "ckpt"), str(root / "model")
-    argv = [*BYTES_FLAGS, "--train_files", LDC, "--dev_files", LDC, "--checkpoint_dir", ckpt, "--export_dir", out,
+    argv = [*flags, "--train_files", LDC, "--dev_files", LDC, "--checkpoint_dir", ckpt, "--export_dir", out,
             "--export_onnx", "true", "--log_level", "2"]  # fmt: skip
     train.main(argv)  # a failure exits, and the tests using it err
     log.set_level(log.INFO)
     return ckpt, out
+
+
+@pytest.fixture(scope="session")
+def ldc_model(tmp_path_factory) -> tuple[str, str]:
+    """The README's LDC93S1 model, trained once for the tests that check it (read only): its checkpoint
+    directory and its --export_dir (TFLite and ONNX)."""
+    return trained_ldc_model(tmp_path_factory.mktemp("ldc93s1"), ["--alphabet_config_path", ALPHABET, *README_FLAGS])
+
+
+@pytest.fixture(scope="session")
+def bytes_ldc_model(tmp_path_factory) -> tuple[str, str]:
+    """A bytes-output-mode LDC93S1 model, trained once as ldc_model is."""
+    return trained_ldc_model(tmp_path_factory.mktemp("bytes-ldc93s1"), BYTES_FLAGS)

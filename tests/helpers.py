@@ -15,6 +15,10 @@ RUSSIAN = os.path.join(SMOKE, "russian_sample_data")
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "coqui-1.4.0")  # outputs of the genuine Coqui STT 1.4.0
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")  # the project's bigger data, beside the repository
 
+# The README's LDC93S1 model (characters).
+README_FLAGS = ["--n_hidden", "100", "--epochs", "300", "--learning_rate", "0.001", "--dropout_rate", "0.05",
+                "--show_progressbar", "false"]  # fmt: skip
+
 
 def run(main, argv: list[str], capsys) -> tuple[int, str]:
     """Run an entry point's main(argv) in this process; return its exit status and stdout + stderr."""

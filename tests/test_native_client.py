@@ -16,15 +16,13 @@ from coqui_stt_training.features import FeatureSettings, mfcc
 from coqui_stt_training.load import load_model
 from coqui_stt_training.report import levenshtein
 from tests import native_client
-from tests.helpers import ALPHABET, FIXTURES, LDC, LDC_SENTENCE, LDC_WAV, SMOKE, run
+from tests.helpers import ALPHABET, FIXTURES, LDC_SENTENCE, LDC_WAV, README_FLAGS, SMOKE, run
 from tests.tflite_hybrid import int8_probabilities
 
 LDC_8K = os.path.join(SMOKE, "ldc93s1_8000.csv")
 LDC_8K_WAV = os.path.join(SMOKE, "LDC93S1_pcms16le_1_8000.wav")
 SCORER = os.path.join(SMOKE, "pruned_lm.scorer")
 BYTES_SCORER = os.path.join(SMOKE, "pruned_lm.bytes.scorer")
-README_FLAGS = ["--n_hidden", "100", "--epochs", "300", "--learning_rate", "0.001", "--dropout_rate", "0.05",
-                "--show_progressbar", "false"]  # fmt: skip
 
 
 def trained(directory, csv: str, flags: list[str], capsys) -> str:
@@ -77,8 +75,8 @@ def coquis_int8_error() -> float:
     return worst
 
 
-def test_the_client_transcribes_our_export_of_the_readme_model(tmp_path, client, capsys):
-    checkpoint = trained(str(tmp_path / "ckpt"), LDC, ["--alphabet_config_path", ALPHABET, *README_FLAGS], capsys)
+def test_the_client_transcribes_our_export_of_the_readme_model(tmp_path, client, ldc_model, capsys):
+    checkpoint = ldc_model[0]
     expected = checkpoint_probabilities(checkpoint, LDC_WAV, FeatureSettings(), load_alphabet(ALPHABET))
     for quantize in ("true", "false"):
         model = exported(checkpoint, str(tmp_path / f"export-{quantize}"), capsys, "--export_quantize", quantize)

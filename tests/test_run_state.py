@@ -187,14 +187,14 @@ def assert_loadable(ckpt):
 
 @pytest.mark.slow
 def test_sigkill_at_random_moments_never_loses_the_last_checkpoint(tmp_path):
-    """24 runs of the same command, each killed with SIGKILL: half at a random instant of the checkpoint
+    """20 runs of the same command, each killed with SIGKILL: half at a random instant of the checkpoint
     writes (including mid-file), half at a random time into training. After each, every checkpoint the
     directory names loads, and the next run resumes from the newest one."""
     csv_path, ckpt = repeated_csv(tmp_path, copies=3), str(tmp_path / "ckpt")
     argv = command(csv_path, ckpt, epochs=1000)
     rng = random.Random(20261125)
     resumed = 0
-    for attempt in range(24):
+    for attempt in range(20):
         had_checkpoint = checkpoint.find_checkpoint(ckpt, "train") is not None if os.path.isdir(ckpt) else False
         if attempt % 2:
             moment = f"file-system event {rng.randint(1, 300)} of the checkpoint writes"
@@ -215,7 +215,7 @@ def test_sigkill_at_random_moments_never_loses_the_last_checkpoint(tmp_path):
             assert "Resuming the interrupted run from" in out, f"attempt {attempt}, killed at {moment}:\n{out}"
             resumed += 1
         assert_loadable(ckpt)
-    assert resumed >= 20
+    assert resumed >= 16
     child = start_training(argv)  # the same command once more, stopped cleanly
     out = wait_for(child, "STARTING Optimization")
     time.sleep(0.3)

@@ -10,7 +10,7 @@ import kenlm
 import numpy as np
 import pytest
 
-from coqui_stt_training import evaluate, lm_optimize, train, training_graph_inference, transcribe
+from coqui_stt_training import evaluate, lm_optimize, training_graph_inference, transcribe
 from coqui_stt_training.alphabet import UTF8Alphabet, load_alphabet
 from coqui_stt_training.decode import DecodeOptions
 from coqui_stt_training.decode import beam_search as search
@@ -252,16 +252,11 @@ def test_an_ldc93s1_model_decodes_exactly_with_and_without_the_scorer(kind, tmp_
     """Coqui's acceptance: the LDC93S1 model (n_hidden 100) decodes exactly through evaluate with and without
     pruned_lm.scorer, through transcribe, and through the exported ONNX model. The same for a bytes model
     with pruned_lm.bytes.scorer (its 256 classes need more epochs to leave the all-blank plateau)."""
+    # the models the native client's tests check too, trained once (conftest.py)
     if kind == "characters":
-        ckpt, out = str(tmp_path / "ckpt"), str(tmp_path / "model")
-        argv = ["--alphabet_config_path", ALPHABET_PATH, "--epochs", "300", "--learning_rate", "0.001",
-                "--train_files", LDC, "--dev_files", LDC, "--n_hidden", "100", "--dropout_rate", "0.05",
-                "--checkpoint_dir", ckpt, "--show_progressbar", "false", "--export_dir", out,
-                "--export_onnx", "true"]  # fmt: skip
-        status, log = run(train.main, argv, capsys)
-        assert status == 0, log
+        ckpt, out = request.getfixturevalue("ldc_model")
         scorer_path, metric = SCORER, "WER"
-    else:  # the bytes model the native client's test checks too, trained once (conftest.py)
+    else:
         ckpt, out = request.getfixturevalue("bytes_ldc_model")
         scorer_path, metric = BYTES_SCORER, "CER"
     # evaluate, transcribe and lm_optimize find the alphabet, or bytes mode, in the checkpoint directory
