@@ -2,12 +2,13 @@
 
     python benchmarks/throughput.py [--hidden 2048 512] [--batch 16] [--seconds 4] [--steps 3]
 
-Prints, in one run: (0) this machine's fp32 matrix-multiply peak (the best of large square GEMMs),
+Prints, in one run: (0) this machine's float32 and bfloat16 matrix-multiply peaks (the best of square GEMMs),
 (1) MFCC extraction, alone and beside training steps, against a BLAS product for the filterbank,
 (2) the whole input pipeline (decode + resample + MFCC) on real files, (3) how long real training
 waits for its batches, and (4) a full training step (forward, CTC, backward, TF-Adam) at each
-n_hidden, in audio seconds per wall-clock second and as a fraction of the peak: the step's
-matrix-multiply work (forward 2 FLOPs per weight per frame, backward twice that) over its time.
+n_hidden, in float32 and with bfloat16 autocast, in audio seconds per wall-clock second and as a fraction
+of its own peak: the step's matrix-multiply work (forward 2 FLOPs per weight per frame, backward twice that)
+over its time. On a CPU without bfloat16 matrix units the autocast step runs at n_hidden 512 only.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from coqui_stt_training.features import (
 from coqui_stt_training.loss import ctc_loss
 from coqui_stt_training.model import DeepSpeech, ModelDimensions
 from coqui_stt_training.optimizer import TFAdam
+from coqui_stt_training.training import cpu_has_bfloat16_units
 
 RATE = 16000
 
@@ -58,13 +60,14 @@ def mfcc_with_blas(samples: np.ndarray, settings: FeatureSettings) -> np.ndarray
     return (np.log(np.maximum(mel, LOG_FLOOR)) @ dct_matrix(MEL_CHANNELS, N_INPUT)).astype(np.float32)
 
 
-def matmul_peak() -> float:
-    """fp32 GFLOP/s of the best large square matrix multiply: what the BLAS can do on these cores."""
+def matmul_peak(dtype: torch.dtype = torch.float32, sizes: tuple[int, ...] = (1024, 2048, 4096)) -> float:
+    """GFLOP/s of the best large square matrix multiply in `dtype`: what the BLAS can do on these cores."""
     best = 0.0
-    for n in (1024, 2048, 4096):
-        a, b = torch.randn(n, n), torch.randn(n, n)
+    for n in sizes:
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
         best = max(best, 2 * n**3 / timed(lambda a=a, b=b: a @ b, 3) / 1e9)
-    print(f"peak      fp32 matrix multiply: {best:6.1f} GFLOP/s")
+    name = str(dtype).removeprefix("torch.")
+    print(f"peak      {name:8s} matrix multiply: {best:6.1f} GFLOP/s (square, n = {', '.join(map(str, sizes))})")
     return best
 
 
@@ -119,7 +122,9 @@ def bench_pipeline(csv_path: str, batch: int) -> None:
     print(f"pipeline  decode+resample+MFCC on {csv_path} ({len(samples)} files): {rate:10.0f} audio s/s")
 
 
-def bench_training(hidden: int, batch: int, seconds: float, steps: int, peak: float) -> None:
+def bench_training(hidden: int, batch: int, seconds: float, steps: int, peak: float, autocast: bool = False) -> None:
+    """One training step as Trainer.losses takes it; with `autocast`, bfloat16 as --automatic_mixed_precision
+    gives it on CPU (the fraction is then of the bfloat16 peak)."""
     frames = 1 + (int(seconds * RATE) - 512) // 320
     torch.manual_seed(0)
     model = DeepSpeech(ModelDimensions(hidden, 29), dropout=(0.05, 0.05, 0.05, 0.05))
@@ -132,7 +137,9 @@ def bench_training(hidden: int, batch: int, seconds: float, steps: int, peak: fl
     model.train()
 
     def step():
-        loss = ctc_loss(model(features), lengths, labels, label_lengths).mean()
+        with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+            logits = model(features)
+        loss = ctc_loss(logits, lengths, labels, label_lengths).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -141,9 +148,9 @@ def bench_training(hidden: int, batch: int, seconds: float, steps: int, peak: fl
     params = sum(p.numel() for p in model.parameters())
     achieved = training_flops(model, batch * frames) / per_step / 1e9
     print(
-        f"training  n_hidden {hidden:5d} ({params / 1e6:5.1f} M params), batch {batch} x {seconds:.0f} s: "
-        f"{per_step:7.2f} s/step, {batch * seconds / per_step:8.1f} audio s/s, {achieved:6.1f} GFLOP/s = "
-        f"{achieved / peak:4.0%} of peak"
+        f"training  n_hidden {hidden:5d} ({params / 1e6:5.1f} M params), batch {batch} x {seconds:.0f} s, "
+        f"{'autocast bfloat16' if autocast else 'float32':17s}: {per_step:7.2f} s/step, "
+        f"{batch * seconds / per_step:8.1f} audio s/s, {achieved:6.1f} GFLOP/s = {achieved / peak:4.0%} of its peak"
     )
 
 
@@ -200,8 +207,13 @@ def main() -> None:
     parser.add_argument("--train_csv", default="../shared/data/asterisk/en/train.csv")
     parser.add_argument("--input_batches", type=int, default=30)
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
+    units = cpu_has_bfloat16_units()
+    capability = torch.backends.cpu.get_cpu_capability()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, CPU capability "
+          f"{capability}, bfloat16 matrix units: {'yes' if units else 'no'}")  # fmt: skip
     peak = matmul_peak()
+    # Software bfloat16 (no units) runs at about 1 GFLOP/s: the large sizes would take minutes.
+    peak_bf16 = matmul_peak(torch.bfloat16, (1024, 2048, 4096) if units else (256, 512))
     bench_features(args.batch, args.seconds)
     if os.path.isfile(args.csv):
         bench_pipeline(args.csv, args.batch)
@@ -209,6 +221,11 @@ def main() -> None:
         bench_input_wait(args.train_csv, 512, args.batch, args.input_batches)
     for hidden in args.hidden:
         bench_training(hidden, args.batch, args.seconds, args.steps, peak)
+        if units or hidden <= 512:  # one software-bfloat16 step at n_hidden 2048 takes several minutes
+            bench_training(hidden, args.batch, args.seconds, args.steps if units else 1, peak_bf16, autocast=True)
+        else:
+            print(f"training  n_hidden {hidden:5d}, autocast bfloat16: not run, no bfloat16 units (and so training "
+                  "runs in float32 with --automatic_mixed_precision on this CPU)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -123,8 +123,8 @@ class Config:
     train_cudnn: bool = _flag(False, "train with the cuDNN LSTM. Not needed to load CuDNN checkpoints")
     automatic_mixed_precision: bool = _flag(
         False,
-        "mixed precision training: autocast to bfloat16 on CPU, float16 "
-        "with loss scaling on CUDA; weights and checkpoints stay float32",
+        "mixed precision training: autocast to bfloat16 on CPUs with bfloat16 units (float32 on others), "
+        "float16 with loss scaling on CUDA; weights and checkpoints stay float32",
     )
     limit_test: int = _flag(0, "maximum number of samples per test file (0: all)", valid="[0, inf)")
     reverse_test: bool = _flag(False, "reverse the order of test samples")

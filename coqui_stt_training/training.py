@@ -57,6 +57,14 @@ def build_model(config: Config, alphabet: AnyAlphabet, device: torch.device) -> 
     return model, optimizer
 
 
+def cpu_has_bfloat16_units() -> bool:
+    """Whether the CPU multiplies bfloat16 matrices in hardware (AVX512_BF16 or AMX). Without them torch
+    converts every element in software: a bfloat16 matrix product ran 25 to 600x slower than float32 on
+    an AVX2 CPU, so mixed precision there is only a slowdown."""
+    capabilities = torch.cpu.get_capabilities()
+    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+
+
 class Trainer:
     """One training run: the model, its optimiser, and the run state its checkpoints record."""
 
@@ -79,7 +87,14 @@ class Trainer:
         # combines with any pre-trained checkpoint, which Coqui's graph rewrite could not. fp16 on CUDA
         # needs loss scaling; bf16 on CPU has float32's range and does not.
         self.amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
-        fp16 = config.automatic_mixed_precision and self.device.type == "cuda"
+        self.mixed_precision = config.automatic_mixed_precision
+        if self.mixed_precision and self.device.type == "cpu" and not cpu_has_bfloat16_units():
+            log.warn(
+                "--automatic_mixed_precision: this CPU has no bfloat16 matrix units (AVX512_BF16 or AMX), and "
+                "bfloat16 there is 50x slower than float32 or worse (docs/benchmarks.md): training in float32"
+            )
+            self.mixed_precision = False
+        fp16 = self.mixed_precision and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if fp16 else None
 
     @property
@@ -278,7 +293,7 @@ class Trainer:
             features, lengths = augment_features(
                 batch.utterances, batch.seeds, batch.clock, augmentations, self.loader.features, self.device
             )
-        with torch.autocast(self.device.type, self.amp_dtype, enabled=self.config.automatic_mixed_precision):
+        with torch.autocast(self.device.type, self.amp_dtype, enabled=self.mixed_precision):
             logits = self.network(features)
         return ctc_loss(logits, lengths, batch.labels, batch.label_lengths)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from coqui_stt_training import checkpoint, evaluate, files, train, training_graph_inference
+from coqui_stt_training import checkpoint, evaluate, files, train, training, training_graph_inference
 from tests.helpers import ALPHABET, FIXTURES, LDC, LDC_SENTENCE, LDC_WAV, RUSSIAN, SMOKE, digest
 
 COMMON = ["--alphabet_config_path", ALPHABET, "--n_hidden", "32", "--show_progressbar", "false",
@@ -228,9 +228,11 @@ def test_transfer_options_are_checked(argv, message, cli):
     assert f"E {message}" in log
 
 
-def test_mixed_precision_fine_tunes_a_coqui_checkpoint(tmp_path, cli):
+def test_mixed_precision_fine_tunes_a_coqui_checkpoint(tmp_path, cli, monkeypatch):
     """Coqui could not combine --automatic_mixed_precision with a pre-trained checkpoint; autocast changes
-    no parameter, so ours loads it, trains, and saves float32 tensors under the same names."""
+    no parameter, so ours loads it, trains, and saves float32 tensors under the same names. (bfloat16 is
+    forced here, so that the path runs on any CPU: this model is small enough for software bfloat16.)"""
+    monkeypatch.setattr(training, "cpu_has_bfloat16_units", lambda: True)
     save_dir = str(tmp_path / "amp")
     argv = QUIET + ["--automatic_mixed_precision", "true", "--load_checkpoint_dir", COQUI_ENGLISH,
                     "--save_checkpoint_dir", save_dir, "--train_files", LDC, "--dev_files", LDC, "--epochs", "4",
@@ -245,6 +247,29 @@ def test_mixed_precision_fine_tunes_a_coqui_checkpoint(tmp_path, cli):
     assert set(after) >= set(source) - {"cudnn_lstm/opaque_kernel"}
     for name in source:
         assert after[name].dtype == source[name].dtype, name
+
+
+def test_mixed_precision_on_a_cpu_without_bfloat16_units_says_so_and_trains_in_float32(tmp_path, cli, monkeypatch):
+    """Software bfloat16 is 50x slower than float32 or worse: without the units the flag is a trap, so the
+    run says so in one line and trains exactly as without the flag."""
+    monkeypatch.setattr(training, "cpu_has_bfloat16_units", lambda: False)
+    runs = {}
+    for amp in ("true", "false"):
+        save_dir = str(tmp_path / amp)
+        argv = QUIET + ["--automatic_mixed_precision", amp, "--load_checkpoint_dir", COQUI_ENGLISH,
+                        "--save_checkpoint_dir", save_dir, "--train_files", LDC, "--epochs", "2"]  # fmt: skip
+        status, runs[amp] = cli(train.main, argv)
+        assert status == 0, runs[amp]
+    warning = [line for line in runs["true"].splitlines() if "bfloat16" in line]
+    assert warning == [
+        "W --automatic_mixed_precision: this CPU has no bfloat16 matrix units (AVX512_BF16 or AMX), and bfloat16 "
+        "there is 50x slower than float32 or worse (docs/benchmarks.md): training in float32"
+    ]
+    assert "bfloat16" not in runs["false"]
+    assert logged_losses(runs["true"], "training") == logged_losses(runs["false"], "training")
+    amp, plain = (tensors(checkpoint.find_checkpoint(str(tmp_path / d), "train")) for d in ("true", "false"))
+    assert amp.keys() == plain.keys()
+    assert all(np.array_equal(amp[name], plain[name]) for name in plain)
 
 
 # ---- never trust input, never lose work ---------------------------------------------------------
