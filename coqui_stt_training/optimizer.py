@@ -39,6 +39,28 @@ class TFAdam(torch.optim.Optimizer):
                 group["lr_scale"] = scale
         self.lr = self._lr
 
+    # torch.optim.Optimizer wraps add_param_group and zero_grad to keep TorchDynamo out, and the wrapper's
+    # first call imports TorchDynamo: 1.2 s of the README job's 4 s. These two do the same work unwrapped.
+    def add_param_group(self, param_group: dict) -> None:
+        params = param_group["params"]
+        group = {
+            **self.defaults,
+            **param_group,
+            "params": [params] if isinstance(params, torch.Tensor) else list(params),
+        }
+        taken = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in taken for p in group["params"]):
+            raise ValueError("some parameters appear in more than one parameter group")
+        self.param_groups.append(group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None and set_to_none:
+                    p.grad = None
+                elif p.grad is not None:
+                    p.grad.detach_().requires_grad_(False).zero_()
+
     def slots(self, param: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The first and second moments of a parameter (Coqui's `<name>/Adam` and `<name>/Adam_1`)."""
         state = self.state[param]
