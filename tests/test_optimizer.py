@@ -1,4 +1,8 @@
+import subprocess
+import sys
+
 import numpy as np
+import pytest
 import torch
 
 from coqui_stt_training.optimizer import TFAdam
@@ -55,3 +59,33 @@ def test_parameters_without_gradient_are_untouched():
     optimizer.step()
     assert torch.equal(b.detach(), torch.ones(2))
     assert not torch.equal(a.detach(), torch.ones(2))
+
+
+def test_groups_take_the_defaults_and_a_parameter_belongs_to_one_group():
+    a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(3))
+    optimizer = TFAdam([{"params": [a], "name": "first"}, {"params": b, "lr_scale": 0.5}], lr=0.01)
+    assert [g["params"] for g in optimizer.param_groups] == [[a], [b]]
+    assert optimizer.param_groups[1]["lr_scale"] == 0.5 and optimizer.param_groups[0]["beta2"] == 0.999
+    with pytest.raises(ValueError, match="more than one parameter group"):
+        TFAdam([{"params": [a]}, {"params": [a, b]}])
+    a.grad, b.grad = torch.ones(2), torch.ones(3)
+    optimizer.zero_grad(set_to_none=False)
+    assert torch.equal(a.grad, torch.zeros(2))
+    optimizer.zero_grad()
+    assert a.grad is None and b.grad is None
+
+
+def test_a_training_step_does_not_import_torchdynamo():
+    """torch.optim's own add_param_group and zero_grad import TorchDynamo on first use: 1.2 s of start-up."""
+    script = (
+        "import sys, torch\n"
+        "from coqui_stt_training.optimizer import TFAdam\n"
+        "p = torch.nn.Parameter(torch.ones(3))\n"
+        "o = TFAdam([p])\n"
+        "(p * p).sum().backward()\n"
+        "o.step()\n"
+        "o.zero_grad()\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False", done.stderr
