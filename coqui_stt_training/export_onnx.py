@@ -80,12 +80,14 @@ def onnx_bytes(
     language: str = "",
     quantize: bool = False,
 ) -> bytes:
-    """The model as ONNX, float32 or with an int8 LSTM (`quantize`; onnxruntime's DynamicQuantizeLSTM: int8
-    weights with a scale per tensor, its inputs quantised per call). The LSTM is about 70 % of the work at
-    n_hidden 2048 and, streamed one frame at a time, bound by reading its weights: int8 makes the model about
-    3x faster. The dense layers stay float32: onnxruntime quantises their activations with one scale per
-    tensor, which moved probabilities by up to 0.12 and changed LDC93S1's transcript; the LSTM alone moves
-    them by 6e-3, as Coqui's int8 TFLite export does (docs/benchmarks.md)."""
+    """The model as ONNX, float32 or with int8 weights (`quantize`): onnxruntime's dynamic quantisation of the
+    LSTM (DynamicQuantizeLSTM) and of dense layers 2 and 3 (MatMulInteger), int8 weights with a scale per
+    tensor, their inputs quantised per call. At n_hidden 2048 the LSTM is 60 % of the work and layers 2, 3
+    and 5 12 % each; streamed 16 frames at a time they are bound by reading their weights. The rest stays
+    float32: on Coqui's LDC93S1 fixture model int8 layers 2 and 3 leave the probabilities as close to
+    float32's as the int8 LSTM alone does (6e-3), as Coqui's int8 TFLite export does (4e-3), while layer 5 as
+    well moved them by 0.1, and all five layers changed the README model's LDC93S1 transcript
+    (docs/benchmarks.md)."""
     import onnx  # the onnx extra: only ONNX exports need it
 
     meta = metadata(model, alphabet, features, n_steps, beam_width, language)
@@ -126,6 +128,11 @@ def onnx_bytes(
     return quantized(proto) if quantize else proto.SerializeToString()
 
 
+# The nodes --export_quantize makes int8, by the names torch's exporter gives them (the quantiser turns each
+# Gemm into a MatMul named <Gemm>_MatMul before it quantises it).
+QUANTIZED_NODES = ["/lstm/LSTM"] + [f"/layer_{n}/Gemm{suffix}" for n in (2, 3) for suffix in ("", "_MatMul")]
+
+
 def quantized(proto: Any) -> bytes:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -136,7 +143,8 @@ def quantized(proto: Any) -> bytes:
             warnings.simplefilter("ignore")  # its advice to pre-process first is for convolutional networks
             logging.getLogger().disabled = True  # (it gives that advice through the root logger)
             try:
-                quantize_dynamic(proto, path, op_types_to_quantize=["LSTM"], weight_type=QuantType.QInt8)
+                quantize_dynamic(proto, path, op_types_to_quantize=["LSTM", "MatMul"],
+                                 nodes_to_quantize=QUANTIZED_NODES, weight_type=QuantType.QInt8)  # fmt: skip
             finally:
                 logging.getLogger().disabled = False
         result = onnx.load(path)

@@ -37,12 +37,15 @@ def english(tmp_path_factory):
 
 
 def test_int8_onnx_has_an_int8_lstm_and_the_probabilities_of_float32(english, tmp_path):
-    """--export_quantize (true by default, as for Coqui's TFLite) gives the ONNX model an int8 LSTM."""
+    """--export_quantize (true by default, as for Coqui's TFLite) gives the ONNX model an int8 LSTM and int8
+    dense layers 2 and 3; the others stay float32."""
     directory = str(tmp_path / "int8")
     assert run_export(["--checkpoint_dir", ENGLISH, "--export_dir", directory, "--export_tflite", "false"]) == 0
     int8 = os.path.join(directory, "output_graph.onnx")
     ops = {n.op_type for n in onnx.load(int8).graph.node}
     assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops
+    integer = sorted(n.name for n in onnx.load(int8).graph.node if n.op_type == "MatMulInteger")
+    assert integer == ["/layer_2/Gemm_MatMul_quant", "/layer_3/Gemm_MatMul_quant"]
     assert os.path.getsize(int8) < 0.7 * os.path.getsize(english)  # (the LSTM: 0.64 here, at n_hidden 2048 0.4)
     quantized, plain = OnnxModel(int8), OnnxModel(english)
     assert (quantized.n_hidden, quantized.features, quantized.alphabet.labels) == (
