@@ -46,6 +46,9 @@ from coqui_stt_training.loss import ctc_loss  # noqa: E402
 from coqui_stt_training.model import DeepSpeech, ModelDimensions  # noqa: E402
 from coqui_stt_training.optimizer import TFAdam  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from throughput import train_waiting  # noqa: E402  (the sibling benchmark's measured training loop)
+
 SMOKE = os.path.join(ROOT, "data", "smoke_test")
 LDC = os.path.join(SMOKE, "ldc93s1.csv")
 ALPHABET = os.path.join(ROOT, "data", "alphabet.txt")
@@ -207,24 +210,8 @@ def check_pipeline(device: torch.device, quick: bool) -> list[Row]:
     samples = load_data_set([source] * (16 if source == LDC else 1), alphabet, features, "train")
     batch = 1 if source == LDC else 16
     model = DeepSpeech(ModelDimensions(512, alphabet.size + 1), dropout=(0.05,) * 4).to(device)
-    optimizer = TFAdam(model.trainable_parameters())
-    model.train()
-    waited, start = 0.0, time.perf_counter()
-    loader = iter(data_loader(samples, batch, LoaderSettings(features, data_workers=2), train=True))
-    while True:
-        asked = time.perf_counter()
-        try:
-            b = next(loader)
-        except StopIteration:
-            break
-        waited += time.perf_counter() - asked
-        logits = model(b.features.to(device, non_blocking=True))
-        loss = ctc_loss(logits, b.feature_lengths, b.labels, b.label_lengths).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    synchronize(device)
-    total = time.perf_counter() - start
+    loader = data_loader(samples, batch, LoaderSettings(features, data_workers=2), train=True)
+    waited, _, total = train_waiting(model, loader, device)
     return [("pipeline", "PASS", f"{os.path.relpath(source, ROOT)} ({len(samples)} samples, batch {batch}, n_hidden "
              f"512, 2 workers): waited for batches {waited / total:.0%} of {total:.0f} s")]  # fmt: skip
 

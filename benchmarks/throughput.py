@@ -41,6 +41,7 @@ from coqui_stt_training.optimizer import TFAdam
 from coqui_stt_training.training import cpu_has_bfloat16_units
 
 RATE = 16000
+CPU = torch.device("cpu")
 
 
 def timed(fn, repeats: int) -> float:
@@ -154,6 +155,31 @@ def bench_training(hidden: int, batch: int, seconds: float, steps: int, peak: fl
     )
 
 
+def train_waiting(model: DeepSpeech, loader, device: torch.device = CPU) -> tuple[float, float, float]:
+    """Training steps (TF-Adam) on every batch `loader` gives: (seconds spent waiting for the next batch, audio
+    seconds trained on, seconds in all)."""
+    optimizer = TFAdam(model.trainable_parameters())
+    model.train()
+    waited, audio_seconds, start = 0.0, 0.0, time.perf_counter()
+    batches = iter(loader)
+    while True:
+        asked = time.perf_counter()
+        try:
+            b = next(batches)
+        except StopIteration:
+            break
+        waited += time.perf_counter() - asked
+        logits = model(b.features.to(device, non_blocking=True))
+        loss = ctc_loss(logits, b.feature_lengths, b.labels, b.label_lengths).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        audio_seconds += sum(s.duration for s in b.samples)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return waited, audio_seconds, time.perf_counter() - start
+
+
 def bench_input_wait(csv_path: str, hidden: int, batch: int, batches: int) -> None:
     """Real training steps on real files: how much of the time the trainer waits for its next batch,
     with features computed in the training process, in one data worker, and read from the cache."""
@@ -173,23 +199,7 @@ def bench_input_wait(csv_path: str, hidden: int, batch: int, batches: int) -> No
                 pass
         torch.manual_seed(0)
         model = DeepSpeech(ModelDimensions(hidden, alphabet.size + 1), dropout=(0.05,) * 4)
-        optimizer = TFAdam(model.trainable_parameters())
-        model.train()
-        waited, audio_seconds, start = 0.0, 0.0, time.perf_counter()
-        loader = iter(data_loader(samples, batch, settings, train=True))
-        while True:
-            asked = time.perf_counter()
-            try:
-                b = next(loader)
-            except StopIteration:
-                break
-            waited += time.perf_counter() - asked
-            loss = ctc_loss(model(b.features), b.feature_lengths, b.labels, b.label_lengths).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            audio_seconds += sum(s.duration for s in b.samples)
-        total = time.perf_counter() - start
+        waited, audio_seconds, total = train_waiting(model, data_loader(samples, batch, settings, train=True))
         print(
             f"input     n_hidden {hidden}, batch {batch}, {label:32s}: {audio_seconds / total:7.1f} audio s/s, "
             f"waiting for data {waited / total:5.1%} of the time"
