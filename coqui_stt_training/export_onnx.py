@@ -81,13 +81,13 @@ def onnx_bytes(
     quantize: bool = False,
 ) -> bytes:
     """The model as ONNX, float32 or with int8 weights (`quantize`): onnxruntime's dynamic quantisation of the
-    LSTM (DynamicQuantizeLSTM) and of dense layers 2 and 3 (MatMulInteger), int8 weights with a scale per
-    tensor, their inputs quantised per call. At n_hidden 2048 the LSTM is 60 % of the work and layers 2, 3
-    and 5 12 % each; streamed 16 frames at a time they are bound by reading their weights. The rest stays
-    float32: on Coqui's LDC93S1 fixture model int8 layers 2 and 3 leave the probabilities as close to
-    float32's as the int8 LSTM alone does (6e-3), as Coqui's int8 TFLite export does (4e-3), while layer 5 as
-    well moved them by 0.1, and all five layers changed the README model's LDC93S1 transcript
-    (docs/benchmarks.md)."""
+    LSTM (DynamicQuantizeLSTM) and of the hidden dense layers 1, 2, 3 and 5 (DynamicQuantizeMatMul), weights
+    with one scale per tensor, inputs quantised per call. At n_hidden 2048 the LSTM is three quarters of the
+    int8 model's time, bound by reading its recurrent matrix once per frame. The weights use 7 of the 8 bits
+    (reduce_range): on CPUs without VNNI onnxruntime multiplies uint8 inputs by int8 weights with instructions
+    whose int16 sums saturate, which moved the probabilities of Coqui's LDC93S1 fixture model by 0.1 with
+    layer 5 at full range; with 7 bits all five layers leave them within 4e-3 of float32's, as Coqui's own
+    int8 TFLite export does (docs/benchmarks.md). The output layer (29 columns) stays float32."""
     import onnx  # the onnx extra: only ONNX exports need it
 
     meta = metadata(model, alphabet, features, n_steps, beam_width, language)
@@ -130,7 +130,7 @@ def onnx_bytes(
 
 # The nodes --export_quantize makes int8, by the names torch's exporter gives them (the quantiser turns each
 # Gemm into a MatMul named <Gemm>_MatMul before it quantises it).
-QUANTIZED_NODES = ["/lstm/LSTM"] + [f"/layer_{n}/Gemm{suffix}" for n in (2, 3) for suffix in ("", "_MatMul")]
+QUANTIZED_NODES = ["/lstm/LSTM"] + [f"/layer_{n}/Gemm{suffix}" for n in (1, 2, 3, 5) for suffix in ("", "_MatMul")]
 
 
 def quantized(proto: Any) -> bytes:
@@ -144,7 +144,8 @@ def quantized(proto: Any) -> bytes:
             logging.getLogger().disabled = True  # (it gives that advice through the root logger)
             try:
                 quantize_dynamic(proto, path, op_types_to_quantize=["LSTM", "MatMul"],
-                                 nodes_to_quantize=QUANTIZED_NODES, weight_type=QuantType.QInt8)  # fmt: skip
+                                 nodes_to_quantize=QUANTIZED_NODES, weight_type=QuantType.QInt8,
+                                 reduce_range=True)  # fmt: skip
             finally:
                 logging.getLogger().disabled = False
         result = onnx.load(path)

@@ -38,14 +38,14 @@ def english(tmp_path_factory):
 
 def test_int8_onnx_has_an_int8_lstm_and_the_probabilities_of_float32(english, tmp_path):
     """--export_quantize (true by default, as for Coqui's TFLite) gives the ONNX model an int8 LSTM and int8
-    dense layers 2 and 3; the others stay float32."""
+    hidden dense layers; the output layer stays float32."""
     directory = str(tmp_path / "int8")
     assert run_export(["--checkpoint_dir", ENGLISH, "--export_dir", directory, "--export_tflite", "false"]) == 0
     int8 = os.path.join(directory, "output_graph.onnx")
     ops = {n.op_type for n in onnx.load(int8).graph.node}
     assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops
     integer = sorted(n.name for n in onnx.load(int8).graph.node if n.op_type == "MatMulInteger")
-    assert integer == ["/layer_2/Gemm_MatMul_quant", "/layer_3/Gemm_MatMul_quant"]
+    assert integer == [f"/layer_{n}/Gemm_MatMul_quant" for n in (1, 2, 3, 5)]
     assert os.path.getsize(int8) < 0.7 * os.path.getsize(english)  # (0.56 here, 0.33 at n_hidden 2048)
     quantized, plain = OnnxModel(int8), OnnxModel(english)
     assert (quantized.n_hidden, quantized.features, quantized.alphabet.labels) == (
@@ -53,8 +53,8 @@ def test_int8_onnx_has_an_int8_lstm_and_the_probabilities_of_float32(english, tm
     )  # fmt: skip
     features = mfcc(load_audio(LDC_WAV, 16000), FeatureSettings())
     difference = np.abs(quantized.probabilities(features) - plain.probabilities(features))
-    assert 0 < difference.max() < 0.01  # as Coqui's own int8 TFLite export of it (a trained model's transcripts are
-    # checked in test_scorer.py, whose LDC93S1 export is int8; the error on real speech in docs/benchmarks.md)
+    assert 0 < difference.max() < 5e-3  # as Coqui's own int8 TFLite export of it (4.1e-3; a trained model's
+    # transcripts are checked in test_scorer.py, whose LDC93S1 export is int8; real speech in docs/benchmarks.md)
 
 
 def run_export(argv):
