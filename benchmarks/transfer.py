@@ -12,7 +12,8 @@ With --from_export int8 the checkpoints are taken to be gone: the English model 
 default int8 .tflite, and the --drops transfers start from that file instead (no Adam moments, int8
 weights), beside the same transfers from the checkpoint (their logs are reused when present).
 --from_export fp32 does the same from a float32 export, which tells the int8 weights' share of any
-difference from the missing optimizer state's.
+difference from the missing optimizer state's. --random_seed gives the Russian runs another seed (their
+names end in -seed<N>; the English source model keeps its own), to tell a difference from run-to-run noise.
 Every run goes through the command line exactly as a user would type it; logs are in <work>.
 """
 
@@ -146,6 +147,7 @@ def main() -> None:
     parser.add_argument("--bytes", action="store_true", help="also compare in --bytes_output_mode")
     parser.add_argument("--from_export", choices=("int8", "fp32"), help="transfer from a .tflite export too")
     parser.add_argument("--drops", type=int, nargs="+", default=[1, 2], help="with --from_export: which drops")
+    parser.add_argument("--random_seed", type=int, help="the Russian runs' seed (default: the trainer's)")
     args = parser.parse_args()
     os.makedirs(args.work, exist_ok=True)
     target = os.path.join(args.data, args.target)
@@ -183,9 +185,11 @@ def main() -> None:
             runs[f"drop {n} from {args.from_export} tflite"] = [
                 "--drop_source_layers", str(n), "--load_checkpoint_dir", exported
             ]  # fmt: skip
+    seed = [] if args.random_seed is None else ["--random_seed", str(args.random_seed)]
     cers = {}
     for name, flags in runs.items():
-        save = os.path.join(args.work, f"{args.target}-{name.replace(' ', '')}")
+        suffix = "" if args.random_seed is None else f"-seed{args.random_seed}"
+        save = os.path.join(args.work, f"{args.target}-{name.replace(' ', '')}{suffix}")
         if args.from_export and not name.endswith("tflite") and os.path.isfile(f"{save}.log"):
             cers[name] = test_cers(f"{save}.log")
             print(f"{name}: reusing {save}.log; test CER by epoch " + " ".join(f"{c:.3f}" for c in cers[name]))
@@ -193,9 +197,9 @@ def main() -> None:
         if os.path.exists(save):
             sys.exit(f"{save} exists; remove it to run again")  # never train on top of an earlier result
         cers[name] = train(
-            f"{args.target}-{name.replace(' ', '')}",
+            os.path.basename(save),
             args.work,
-            sets + flags + ["--alphabet_config_path", alphabet, "--save_checkpoint_dir", save],
+            sets + flags + seed + ["--alphabet_config_path", alphabet, "--save_checkpoint_dir", save],
         )
     print(f"\nGreedy CER on {target}/test.csv per epoch ({args.target}, n_hidden 512, batch 1, lr 0.0005):\n")
     print(table(cers))
