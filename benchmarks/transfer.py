@@ -12,8 +12,10 @@ With --from_export int8 the checkpoints are taken to be gone: the English model 
 default int8 .tflite, and the --drops transfers start from that file instead (no Adam moments, int8
 weights), beside the same transfers from the checkpoint (their logs are reused when present).
 --from_export fp32 does the same from a float32 export, which tells the int8 weights' share of any
-difference from the missing optimizer state's. --random_seed gives the Russian runs another seed (their
-names end in -seed<N>; the English source model keeps its own), to tell a difference from run-to-run noise.
+difference from the missing optimizer state's. --random_seed 4568 2 3 runs the Russian transfers with each of
+those seeds (the trainer's default 4568 first; the others' names end in -seed<N>; the English source model
+keeps its own) and prints the per-epoch means and the seed-to-seed range, to tell a difference from
+run-to-run noise. A finished run's log is reused; an unfinished one is never trained on top of.
 Every run goes through the command line exactly as a user would type it; logs are in <work>.
 """
 
@@ -27,6 +29,9 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
+DEFAULT_SEED = 4568  # the trainer's --random_seed default (Coqui's)
 HYPER = [
     "--audio_sample_rate",
     "8000",
@@ -52,7 +57,7 @@ HYPER = [
 
 
 def write_alphabet(csv_paths: list[str], path: str) -> None:
-    chars = set()
+    chars: set[str] = set()
     for p in csv_paths:
         with open(p, encoding="utf-8", newline="") as f:
             chars.update(c for row in csv.DictReader(f) for c in row["transcript"])
@@ -147,7 +152,8 @@ def main() -> None:
     parser.add_argument("--bytes", action="store_true", help="also compare in --bytes_output_mode")
     parser.add_argument("--from_export", choices=("int8", "fp32"), help="transfer from a .tflite export too")
     parser.add_argument("--drops", type=int, nargs="+", default=[1, 2], help="with --from_export: which drops")
-    parser.add_argument("--random_seed", type=int, help="the Russian runs' seed (default: the trainer's)")
+    parser.add_argument("--random_seed", type=int, nargs="+", default=[DEFAULT_SEED],
+                        help="the Russian runs' seeds; with several, also the table of their means")  # fmt: skip
     args = parser.parse_args()
     os.makedirs(args.work, exist_ok=True)
     target = os.path.join(args.data, args.target)
@@ -185,24 +191,43 @@ def main() -> None:
             runs[f"drop {n} from {args.from_export} tflite"] = [
                 "--drop_source_layers", str(n), "--load_checkpoint_dir", exported
             ]  # fmt: skip
-    seed = [] if args.random_seed is None else ["--random_seed", str(args.random_seed)]
-    cers = {}
-    for name, flags in runs.items():
-        suffix = "" if args.random_seed is None else f"-seed{args.random_seed}"
-        save = os.path.join(args.work, f"{args.target}-{name.replace(' ', '')}{suffix}")
-        if args.from_export and not name.endswith("tflite") and os.path.isfile(f"{save}.log"):
-            cers[name] = test_cers(f"{save}.log")
-            print(f"{name}: reusing {save}.log; test CER by epoch " + " ".join(f"{c:.3f}" for c in cers[name]))
-            continue
-        if os.path.exists(save):
-            sys.exit(f"{save} exists; remove it to run again")  # never train on top of an earlier result
-        cers[name] = train(
-            os.path.basename(save),
-            args.work,
-            sets + flags + seed + ["--alphabet_config_path", alphabet, "--save_checkpoint_dir", save],
-        )
-    print(f"\nGreedy CER on {target}/test.csv per epoch ({args.target}, n_hidden 512, batch 1, lr 0.0005):\n")
-    print(table(cers))
+    per_seed = []
+    for seed in args.random_seed:
+        cers = {}
+        for name, flags in runs.items():
+            suffix = "" if seed == DEFAULT_SEED else f"-seed{seed}"
+            save = os.path.join(args.work, f"{args.target}-{name.replace(' ', '')}{suffix}")
+            done = test_cers(f"{save}.log") if os.path.isfile(f"{save}.log") else []
+            if len(done) == args.epochs:  # a finished run of this command: its log is the result
+                cers[name] = done
+                print(f"{name}{suffix}: reusing {save}.log; test CER by epoch " + " ".join(f"{c:.3f}" for c in done))
+                continue
+            if os.path.exists(save):
+                sys.exit(f"{save} exists; remove it to run again")  # never train on top of an earlier result
+            seed_flag = [] if seed == DEFAULT_SEED else ["--random_seed", str(seed)]
+            cers[name] = train(
+                os.path.basename(save),
+                args.work,
+                sets + flags + seed_flag + ["--alphabet_config_path", alphabet, "--save_checkpoint_dir", save],
+            )
+        print(f"\nGreedy CER on {target}/test.csv per epoch ({args.target}, n_hidden 512, batch 1, lr 0.0005, "
+              f"seed {seed}):\n")  # fmt: skip
+        print(table(cers))
+        per_seed.append(cers)
+    if len(per_seed) > 1:
+        means = {name: [float(np.mean(epoch)) for epoch in zip(*(c[name] for c in per_seed))] for name in runs}
+        print(f"\nThe mean over seeds {' '.join(map(str, args.random_seed))} per epoch:\n")
+        print(table(means))
+        for name in runs:
+            spread = [max(epoch) - min(epoch) for epoch in zip(*(c[name] for c in per_seed))]
+            print(f"{name}: seed-to-seed range per epoch, mean {np.mean(spread):.3f}, largest {max(spread):.3f}")
+        if args.from_export:
+            for n in args.drops:
+                plain, exported_cers = means[f"drop {n}"], means[f"drop {n} from {args.from_export} tflite"]
+                gaps = [abs(a - b) for a, b in zip(plain, exported_cers)]
+                within, worst = sum(g <= 0.02 for g in gaps), max(range(len(gaps)), key=gaps.__getitem__)
+                print(f"drop {n}: the means of the export's and the checkpoint's transfers are within 0.02 at "
+                      f"{within} of {len(gaps)} epochs; largest gap {gaps[worst]:.3f} (epoch {worst + 1})")  # fmt: skip
 
     if args.bytes:
         english_bytes = source_model(
