@@ -224,10 +224,12 @@ def main() -> None:
         if args.from_export:
             for n in args.drops:
                 plain, exported_cers = means[f"drop {n}"], means[f"drop {n} from {args.from_export} tflite"]
-                gaps = [abs(a - b) for a, b in zip(plain, exported_cers)]
+                behind = [b - a for a, b in zip(plain, exported_cers)]  # positive: the export's CER is higher
+                gaps = [abs(g) for g in behind]
                 within, worst = sum(g <= 0.02 for g in gaps), max(range(len(gaps)), key=gaps.__getitem__)
                 print(f"drop {n}: the means of the export's and the checkpoint's transfers are within 0.02 at "
-                      f"{within} of {len(gaps)} epochs; largest gap {gaps[worst]:.3f} (epoch {worst + 1})")  # fmt: skip
+                      f"{within} of {len(gaps)} epochs; largest gap {gaps[worst]:.3f} (epoch {worst + 1}); the "
+                      f"export's at most {max(behind):+.3f} behind")  # fmt: skip
 
     if args.bytes:
         english_bytes = source_model(
