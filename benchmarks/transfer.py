@@ -193,9 +193,9 @@ def main() -> None:
             ]  # fmt: skip
     per_seed = []
     for seed in args.random_seed:
+        suffix, seed_flag = ("", []) if seed == DEFAULT_SEED else (f"-seed{seed}", ["--random_seed", str(seed)])
         cers = {}
         for name, flags in runs.items():
-            suffix = "" if seed == DEFAULT_SEED else f"-seed{seed}"
             save = os.path.join(args.work, f"{args.target}-{name.replace(' ', '')}{suffix}")
             done = test_cers(f"{save}.log") if os.path.isfile(f"{save}.log") else []
             if len(done) == args.epochs:  # a finished run of this command: its log is the result
@@ -204,7 +204,6 @@ def main() -> None:
                 continue
             if os.path.exists(save):
                 sys.exit(f"{save} exists; remove it to run again")  # never train on top of an earlier result
-            seed_flag = [] if seed == DEFAULT_SEED else ["--random_seed", str(seed)]
             cers[name] = train(
                 os.path.basename(save),
                 args.work,
