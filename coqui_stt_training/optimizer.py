@@ -56,9 +56,11 @@ class TFAdam(torch.optim.Optimizer):
     def zero_grad(self, set_to_none: bool = True) -> None:
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is not None and set_to_none:
+                if p.grad is None:
+                    continue
+                if set_to_none:
                     p.grad = None
-                elif p.grad is not None:
+                else:
                     p.grad.detach_().requires_grad_(False).zero_()
 
     def slots(self, param: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
