@@ -48,6 +48,9 @@ def train_job(config: Config, then_test: bool = True) -> None:
         log.set_level(max(config.log_level, log.WARN))  # rank 0 speaks for the run; others only warn
     try:
         train_and_test(config, world, then_test)
+        # Together to the end: a rank that closed its connections while another still read from them (rank 0
+        # writing the test report) could abort that one in gloo and fail a finished run.
+        world.barrier()
     finally:
         close_world(world)
 
