@@ -47,7 +47,7 @@ from coqui_stt_training.model import DeepSpeech, ModelDimensions  # noqa: E402
 from coqui_stt_training.optimizer import TFAdam  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from throughput import train_waiting  # noqa: E402  (the sibling benchmark's measured training loop)
+from throughput import matmul_flops, synchronize, timed, train_waiting  # noqa: E402  (the sibling benchmark's)
 
 SMOKE = os.path.join(ROOT, "data", "smoke_test")
 LDC = os.path.join(SMOKE, "ldc93s1.csv")
@@ -118,26 +118,8 @@ def check_training(device: str, quick: bool, work: str) -> list[Row]:
 def matmul_peak(device: torch.device, dtype: torch.dtype, quick: bool) -> float:
     """TFLOP/s of the best large square matrix multiply in `dtype` on the device (--quick: small ones, as a CPU
     without bfloat16 units multiplies bfloat16 at about 1 GFLOP/s)."""
-    best = 0.0
-    for n in (256, 512) if quick else (1024, 2048) if device.type == "cpu" else (4096, 8192):
-        a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-        best = max(best, 2 * n**3 / timed(lambda a=a, b=b: a @ b, 3, device) / 1e12)
-    return best
-
-
-def timed(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    fn()
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    synchronize(device)
-    return (time.perf_counter() - start) / repeats
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    sizes = (256, 512) if quick else (1024, 2048) if device.type == "cpu" else (4096, 8192)
+    return matmul_flops(dtype, sizes, device) / 1e12
 
 
 def training_step(hidden: int, batch: int, seconds: float, device: torch.device, mode: str) -> Callable[[], None]:

@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -44,12 +45,20 @@ RATE = 16000
 CPU = torch.device("cpu")
 
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up: allocator, kernels
+def timed(fn: Callable[[], object], repeats: int, device: torch.device = CPU) -> float:
+    """Seconds per call, after one warm-up call (allocator, kernels); on a GPU, until its work is done."""
+    fn()
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
+    synchronize(device)
     return (time.perf_counter() - start) / repeats
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def mfcc_with_blas(samples: np.ndarray, settings: FeatureSettings) -> np.ndarray:
@@ -61,12 +70,18 @@ def mfcc_with_blas(samples: np.ndarray, settings: FeatureSettings) -> np.ndarray
     return (np.log(np.maximum(mel, LOG_FLOOR)) @ dct_matrix(MEL_CHANNELS, N_INPUT)).astype(np.float32)
 
 
-def matmul_peak(dtype: torch.dtype = torch.float32, sizes: tuple[int, ...] = (1024, 2048, 4096)) -> float:
-    """GFLOP/s of the best large square matrix multiply in `dtype`: what the BLAS can do on these cores."""
+def matmul_flops(dtype: torch.dtype, sizes: tuple[int, ...], device: torch.device = CPU) -> float:
+    """FLOP/s of the best square matrix multiply of these sizes in `dtype`: what the device can do."""
     best = 0.0
     for n in sizes:
-        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-        best = max(best, 2 * n**3 / timed(lambda a=a, b=b: a @ b, 3) / 1e9)
+        a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+        best = max(best, 2 * n**3 / timed(lambda a=a, b=b: a @ b, 3, device))
+    return best
+
+
+def matmul_peak(dtype: torch.dtype = torch.float32, sizes: tuple[int, ...] = (1024, 2048, 4096)) -> float:
+    """GFLOP/s of the best large square matrix multiply in `dtype` on these cores, printed."""
+    best = matmul_flops(dtype, sizes) / 1e9
     name = str(dtype).removeprefix("torch.")
     print(f"peak      {name:8s} matrix multiply: {best:6.1f} GFLOP/s (square, n = {', '.join(map(str, sizes))})")
     return best
@@ -175,8 +190,7 @@ def train_waiting(model: DeepSpeech, loader, device: torch.device = CPU) -> tupl
         loss.backward()
         optimizer.step()
         audio_seconds += sum(s.duration for s in b.samples)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     return waited, audio_seconds, time.perf_counter() - start
 
 
