@@ -6,8 +6,10 @@ feed it (16 windows per call, state carried), next to torch running the same mod
 The model is a freshly initialised DeepSpeech of the given size (the speed does not depend on the
 weights), exported as float32 and as int8 (--export_quantize: int8 weights) exactly as a trained one is.
 RTF = compute time / audio duration; below 1 is faster than real time. Features and beam search are timed
-separately. --accuracy exports each trained checkpoint both ways with the export command and transcribes
-the CSV's rows with each (beam search, the model's width, no scorer): WER and CER side by side.
+separately; the int8 model's matrix products are also timed alone, with the export's own int8 kernel on
+matrices of the model's sizes, as the floor that arithmetic and memory leave on this core. --accuracy exports
+each trained checkpoint both ways with the export command and transcribes the CSV's rows with each (beam
+search, the model's width, no scorer): WER and CER side by side.
 """
 
 from __future__ import annotations
@@ -73,6 +75,49 @@ def rtf(path: str, features: np.ndarray, seconds: float) -> float:
     return (time.perf_counter() - start) / seconds
 
 
+def int8_matmul_seconds(rows: int, inputs: int, outputs: int) -> float:
+    """Seconds per call of onnxruntime's DynamicQuantizeMatMul (the kernel of the int8 export's layers) on a
+    [rows, inputs] float32 input and an int8 [inputs, outputs] weight, on one thread."""
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = rng.integers(-64, 64, (inputs, outputs)).astype(np.int8)  # 7-bit, as the export's
+    node = helper.make_node("DynamicQuantizeMatMul", ["x", "w", "s", "", ""], ["y"], domain="com.microsoft")
+    graph = helper.make_graph(
+        [node],
+        "matmul",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [rows, inputs])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [rows, outputs])],
+        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(np.array(0.01, np.float32), "s")],
+    )
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(
+        helper.make_model(graph, opset_imports=opsets).SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    feed = {"x": rng.standard_normal((rows, inputs)).astype(np.float32)}
+    for _ in range(5):
+        session.run(None, feed)
+    repeats = 50
+    start = time.perf_counter()
+    for _ in range(repeats):
+        session.run(None, feed)
+    return (time.perf_counter() - start) / repeats
+
+
+def int8_floor(model: DeepSpeech, frames_per_second: float) -> tuple[float, float]:
+    """(recurrent, rest): the real-time factor of the int8 model's matrix products alone, timed on this core
+    with the export's own kernel. The LSTM's recurrent product is one row per frame (its int8 matrix read from
+    memory each frame); every other weight multiplies 16 frames per call, at the kernel's 16-row speed."""
+    hidden = model.dims.n_hidden
+    recurrent = int8_matmul_seconds(1, hidden, 4 * hidden)
+    weights = sum(p.numel() for p in model.parameters() if p.dim() == 2) - 4 * hidden * hidden
+    per_mac = int8_matmul_seconds(16, hidden, 4 * hidden) / (16 * hidden * 4 * hidden)
+    return recurrent * frames_per_second, weights * per_mac * frames_per_second
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--hidden", type=int, default=2048)
@@ -98,6 +143,7 @@ def main() -> None:
     features = mfcc(audio, FeatureSettings(rate))
     feature_time = time.perf_counter() - start
     rtfs = {kind: rtf(path, features, args.seconds) for kind, path in paths.items()}
+    recurrent, rest = int8_floor(model, 1000 / FeatureSettings(rate).win_step_ms)
 
     streaming = StreamingDeepSpeech(model)
     windows = context_windows(torch.from_numpy(features)[None])
@@ -121,6 +167,10 @@ def main() -> None:
     for kind in paths:
         print(f"  onnxruntime acoustic model, {kind} ({sizes[kind]:.0f} MiB): RTF {rtfs[kind]:.3f}")
     print(f"  int8 takes {rtfs['int8'] / rtfs['float32']:.2f}x float32's time")
+    floor = recurrent + rest
+    print(f"  int8's matrix products alone, this core, the export's kernel: RTF {floor:.3f} (the LSTM's "
+          f"recurrent one {recurrent:.3f}, a row per frame; the rest {rest:.3f}); int8 takes "
+          f"{rtfs['int8'] / floor:.2f}x that")  # fmt: skip
     torch_rtf = torch_time / args.seconds
     print(f"  torch float32, same model and calls: RTF {torch_rtf:.3f} (float32 onnxruntime: "
           f"{rtfs['float32'] / torch_rtf:.2f}x torch's time)")  # fmt: skip
