@@ -262,7 +262,7 @@ def load_into(
             value = torch.from_numpy(np.asarray(ckpt.get(source), dtype=np.float32))
             if columns is not None:
                 kept = [(j, i) for j, i in enumerate(columns) if i is not None]
-                merged = var.to_tf(targets).clone()
+                merged = var.to_tf(targets).to("cpu", copy=True)  # beside `value`, wherever the model is
                 merged[..., [j for j, _ in kept]] = value[..., [i for _, i in kept]]
                 value = merged
             var.load_tf(targets, value)
