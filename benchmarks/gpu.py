@@ -9,6 +9,8 @@ Checks, each a row of the table it prints at the end (FAIL rows make the exit st
   train       the README's LDC93S1 job (n_hidden 100) through the train command on the device, float32 and
               with --automatic_mixed_precision (float16 with loss scaling on CUDA, bfloat16 on CPU): the test
               set decodes exactly (--quick: the loss falls).
+  transfer    --drop_source_layers 1 with --keep_shared_symbols from the train row's float32 model to the
+              Russian sample's alphabet on the device: the shared output columns merge, three epochs train.
   throughput  a training step at n_hidden 2048 (--quick: 128) for batches of 16, 32, 64, 128 of 10 s
               utterances, in float32, TF32, AMP float16 and bfloat16 (CPU: float32 and bfloat16), in audio
               seconds per second and as a share of the device's matrix-multiply peak measured in the same run.
@@ -16,9 +18,10 @@ Checks, each a row of the table it prints at the end (FAIL rows make the exit st
               ../shared when it is there, 2 data workers).
   memory      the largest batch of 16 s utterances a training step fits in (CUDA only: doubling until out of
               memory, then bisecting).
-  resume      torchrun with one process (NCCL on CUDA, gloo on CPU), stopped by SIGTERM in its second epoch,
-              then resumed by the same command: the final tensors equal an uninterrupted run's (the CUDA
-              generator's state is part of what a checkpoint records).
+  resume      torchrun with two processes (NCCL on two or more GPUs, gloo on CPU; on one GPU one process,
+              which starts no process group), stopped by SIGTERM in its second epoch, then resumed by the same
+              command: the final tensors equal an uninterrupted run's (each rank's CUDA generator state is
+              part of what a checkpoint records).
 """
 
 from __future__ import annotations
@@ -79,12 +82,16 @@ def check_fixtures(device: torch.device) -> list[Row]:
     features = torch.from_numpy(reference["features_0"])[None]
     labels = torch.tensor(alphabet.encode("she had your dark suit in greasy wash water all year"))
     results = {}
+    # cuDNN's LSTM takes TF32 by default, about 5e-4 relative: this check is of float32 against float32.
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     for where in (torch.device("cpu"), device):
         model = load_model(os.path.join(FIXTURE, "checkpoint"), alphabet, device=where).model
         with torch.no_grad():
             logits = model(features.to(where))
             loss = ctc_loss(logits, torch.tensor([features.shape[1]]), labels, torch.tensor([len(labels)]))
         results[where.type] = (logits.float().cpu(), float(loss))
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
     (cpu_logits, cpu_loss), (logits, loss) = results["cpu"], results[device.type]
     logit_error = float((logits - cpu_logits).abs().max())
     loss_error = abs(loss - cpu_loss) / max(abs(cpu_loss), 1e-9)
@@ -115,6 +122,23 @@ def check_training(device: str, quick: bool, work: str) -> list[Row]:
     return rows
 
 
+def check_transfer(device: str, work: str) -> list[Row]:
+    """Transfer learning on the device from the float32 LDC93S1 model check_training wrote, to the Russian
+    sample's alphabet with --keep_shared_symbols: the output layer's shared columns are merged on the way in."""
+    russian = os.path.join(SMOKE, "russian_sample_data")
+    source = os.path.join(work, "ldc-false")
+    log = train_command(["--alphabet_config_path", os.path.join(russian, "alphabet.ru"), "--load_checkpoint_dir",
+                         source, "--drop_source_layers", "1", "--keep_shared_symbols", "true", "--train_files",
+                         os.path.join(russian, "ru.csv"), "--n_hidden", "100", "--epochs", "3",
+                         "--save_checkpoint_dir", os.path.join(work, "transfer"), "--show_progressbar", "false"],
+                        device)  # fmt: skip
+    merged = re.search(r"\d+ of \d+ columns loaded \(shared symbols\)", log)
+    losses = re.findall(r"Finished training epoch \d+ - loss: ([0-9.]+)", log)
+    ok = merged is not None and len(losses) == 3
+    said = merged.group(0) if merged else "no merged columns in the load table"
+    return [("transfer", "PASS" if ok else "FAIL", f"drop 1 to the Russian alphabet, {said}; {len(losses)} epochs")]
+
+
 def matmul_peak(device: torch.device, dtype: torch.dtype, quick: bool) -> float:
     """TFLOP/s of the best large square matrix multiply in `dtype` on the device (--quick: small ones, as a CPU
     without bfloat16 units multiplies bfloat16 at about 1 GFLOP/s)."""
@@ -125,8 +149,9 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, quick: bool) -> float:
 def training_step(hidden: int, batch: int, seconds: float, device: torch.device, mode: str) -> Callable[[], None]:
     """One training step's closure (forward, CTC, backward, Adam) of a fresh model, in `mode`."""
     frames = 1 + (int(seconds * 16000) - 512) // 320
-    model = DeepSpeech(ModelDimensions(hidden, 29), dropout=(0.05, 0.05, 0.05, 0.05)).to(device)
-    model.reset_parameters(torch.Generator().manual_seed(0))
+    model = DeepSpeech(ModelDimensions(hidden, 29), dropout=(0.05, 0.05, 0.05, 0.05))
+    model.reset_parameters(torch.Generator().manual_seed(0))  # a CPU generator: before the move
+    model.to(device)
     optimizer = TFAdam(model.trainable_parameters())
     features = torch.randn(batch, frames, 26, device=device) * 10
     lengths = torch.full((batch,), frames)
@@ -240,8 +265,11 @@ def check_resume(device: str, quick: bool, work: str) -> list[Row]:
                 "--dropout_rate", "0.3", "--shuffle_batches", "true", "--checkpoint_dir", ckpt,
                 "--show_progressbar", "false"]  # fmt: skip
 
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1", "-m",
-                "coqui_stt_training.train"]  # fmt: skip
+    # Two ranks, so that the process group, its collectives and the per-rank RNG states are what resumes: one
+    # process under torchrun (WORLD_SIZE 1) starts no process group, and NCCL takes one GPU per rank.
+    processes = 2 if device == "cpu" or torch.cuda.device_count() >= 2 else 1
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+                "-m", "coqui_stt_training.train"]  # fmt: skip
     env = command_env(device)
     whole = os.path.join(work, "resume-whole")
     subprocess.run(torchrun + argv(whole), cwd=ROOT, env=env, capture_output=True, timeout=600, check=True)
@@ -259,9 +287,10 @@ def check_resume(device: str, quick: bool, work: str) -> list[Row]:
         return [("resume", "FAIL", f"no clean stop: {log[-300:]!r}")]
     subprocess.run(torchrun + argv(stopped), cwd=ROOT, env=env, capture_output=True, timeout=600, check=True)
     backend = "NCCL" if device == "cuda" else "gloo"
+    world = f"{processes} processes on {backend}" if processes > 1 else "1 process (no process group: one GPU)"
     same = digest(stopped) == digest(whole)
     return [("resume", "PASS" if same else "FAIL",
-             f"torchrun, 1 process on {backend}: SIGTERM in epoch 1, resumed; final tensors "
+             f"torchrun, {world}: SIGTERM in epoch 1, resumed; final tensors "
              + ("equal the uninterrupted run's" if same else "DIFFER from the uninterrupted run's"))]  # fmt: skip
 
 
@@ -279,6 +308,7 @@ def main() -> None:
         checks = [
             lambda: check_fixtures(device),
             lambda: check_training(args.device, args.quick, work),
+            lambda: check_transfer(args.device, work),
             lambda: check_throughput(device, args.quick),
             lambda: check_pipeline(device, args.quick),
             lambda: check_memory(device, args.quick),

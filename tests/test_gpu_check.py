@@ -19,7 +19,8 @@ def test_the_gpu_check_passes_on_the_cpu_with_small_sizes():
     assert done.returncode == 0, out
     table = out[out.index("\nCPU, torch ") :].splitlines()[2:]
     status = {name: state for name, state, _ in (re.split(r"\s{2,}", line.strip(), maxsplit=2) for line in table)}
-    expected = {"fixtures": "PASS", "train": "PASS", "train, AMP": "PASS", "throughput fp32": "PASS",
-                "throughput bf16": "PASS", "pipeline": "PASS", "memory": "n/a", "resume": "PASS"}  # fmt: skip
+    expected = {"fixtures": "PASS", "train": "PASS", "train, AMP": "PASS", "transfer": "PASS",
+                "throughput fp32": "PASS", "throughput bf16": "PASS", "pipeline": "PASS", "memory": "n/a",
+                "resume": "PASS"}  # fmt: skip
     assert status == expected, out
     assert "final tensors equal the uninterrupted run's" in out
