@@ -12,11 +12,15 @@ over all ranks first.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from . import log
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,22 @@ def init_world() -> World:
 def close_world(world: World) -> None:
     if world.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def joined_world(log_level: int) -> Iterator[World]:
+    """The world of one command (train, evaluate): rank 0 speaks for the run and the others only warn; a job
+    that succeeds ends with every rank meeting before the process group closes, since a rank that closed its
+    connections while another still read from them (rank 0 writing the test report) could abort that one in
+    gloo and fail a finished run. A rank that fails skips the meeting, and torchrun stops the others."""
+    world = init_world()
+    if not world.is_main:
+        log.set_level(max(log_level, log.WARN))
+    try:
+        yield world
+        world.barrier()
+    finally:
+        close_world(world)
 
 
 def shard_batches(batches: list, world: World) -> list:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .cli import run_cli
 from .config import EVALUATE_FLAGS, Config, ConfigError
+from .distributed import joined_world
 from .python_api import run_library_call
 from .resolve import model_for, test_phase
 
@@ -18,7 +19,8 @@ from .resolve import model_for, test_phase
 def evaluate_job(config: Config) -> None:
     if not config.test_files:
         raise ConfigError("You need to specify what files to use for evaluation via the --test_files flag.")
-    test_phase(config, model_for(config, config.load_checkpoint_dir))
+    with joined_world(config.log_level) as world:  # under torchrun each rank tests a share of the batches
+        test_phase(config, model_for(config, config.load_checkpoint_dir, world), world=world)
 
 
 def test() -> None:

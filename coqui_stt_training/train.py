@@ -19,7 +19,7 @@ from .checkpoint import check_writable
 from .cli import run_cli
 from .config import TRAIN_FLAGS, Config, ConfigError
 from .dataset import DataError
-from .distributed import World, close_world, init_world
+from .distributed import World, joined_world
 from .exporting import export, export_targets
 from .files import check_can_write_in, write_text_once
 from .lock import training_lock
@@ -43,16 +43,8 @@ from .transcription import one_shot_infer
 
 def train_job(config: Config, then_test: bool = True) -> None:
     """The command line's run: train, then (with `then_test`) test, export and transcribe as flagged."""
-    world = init_world()
-    if not world.is_main:
-        log.set_level(max(config.log_level, log.WARN))  # rank 0 speaks for the run; others only warn
-    try:
+    with joined_world(config.log_level) as world:
         train_and_test(config, world, then_test)
-        # Together to the end: a rank that closed its connections while another still read from them (rank 0
-        # writing the test report) could abort that one in gloo and fail a finished run.
-        world.barrier()
-    finally:
-        close_world(world)
 
 
 def train_and_test(config: Config, world: World, then_test: bool = True) -> None:

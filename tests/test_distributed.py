@@ -101,3 +101,32 @@ def test_two_processes_follow_one_process_with_the_same_global_batch(tmp_path, c
         assert double_results[src]["res"] == r["res"]
         assert abs(double_results[src]["loss"] - r["loss"]) <= 1e-4 * abs(r["loss"])
     assert double.count("Test on ") == 1
+
+
+def torchrun(module, argv, processes=2, **popen):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+               "-m", module, *argv]  # fmt: skip
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, **popen)
+
+
+@pytest.mark.slow
+def test_evaluate_under_torchrun_tests_a_share_on_each_rank_and_reports_once(tmp_path, cli):
+    train_csv, dev_csv = data_set(tmp_path)
+    ckpt = str(tmp_path / "ckpt")
+    status, _ = cli(train.main, flags(train_csv, dev_csv, ckpt, batch=4) + ["--epochs", "1"])
+    assert status == 0
+    evaluate = ["--alphabet_config_path", ALPHABET, "--checkpoint_dir", ckpt, "--test_files", train_csv,
+                "--test_batch_size", "1", "--export_beam_width", "8", "--show_progressbar", "false"]  # fmt: skip
+    results = {}
+    for processes in (1, 2):
+        out = str(tmp_path / f"results-{processes}.json")
+        done = torchrun("coqui_stt_training.evaluate", evaluate + ["--test_output_file", out], processes)
+        log = done.stdout + done.stderr
+        assert done.returncode == 0, crash_lines(log) + "\n" + log
+        assert log.count("Test on ") == 1, log  # rank 0 reports for both
+        results[processes] = sorted(read_json(out), key=lambda r: (r["wav_filename"], r["src"]))
+    assert len(results[1]) == 8
+    assert [(r["wav_filename"], r["src"], r["res"]) for r in results[2]] == [
+        (r["wav_filename"], r["src"], r["res"]) for r in results[1]
+    ]
+    np.testing.assert_allclose([r["loss"] for r in results[2]], [r["loss"] for r in results[1]], rtol=1e-5)
