@@ -342,7 +342,12 @@ class Trainer:
             if self.summaries:
                 self.summaries.scalar("dev", "step_loss", loss, self.run.global_step)
             bar.set_postfix_str(f"Steps: {steps} | Loss: {total / steps:.6f} | Dataset: {path}")
-        total, summed_steps = self.world.sum(total, steps)  # each rank validated a share of the batches
+        # Each rank validated a share of the batches; the signal vote rides on the same all-reduce, as ranks
+        # that hold different numbers of batches cannot vote per batch.
+        signalled = self.signals.received is not None
+        total, summed_steps, stops = self.world.sum(total, steps, float(signalled))
+        if stops and self.world.distributed:
+            raise Interrupted(self.signals.received or "a signal to another rank", self.last_saved)
         steps = int(summed_steps)
         mean = total / max(steps, 1)
         if not config.show_progressbar:

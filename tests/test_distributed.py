@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -130,3 +131,28 @@ def test_evaluate_under_torchrun_tests_a_share_on_each_rank_and_reports_once(tmp
         (r["wav_filename"], r["src"], r["res"]) for r in results[1]
     ]
     np.testing.assert_allclose([r["loss"] for r in results[2]], [r["loss"] for r in results[1]], rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_signal_during_validation_stops_every_rank_there(tmp_path):
+    """Ranks hold different numbers of dev batches, so they cannot vote per batch; they vote with the dev
+    loss's all-reduce and stop before the epoch's validation is finished, as one process does."""
+    train_csv, _ = data_set(tmp_path)
+    dev_csv = tmp_path / "long-dev.csv"
+    row = f"{SMOKE}/LDC93S1.wav,1000,{SENTENCE}\n"
+    dev_csv.write_text("wav_filename,wav_filesize,transcript\n" + row * 400)
+    argv = flags(train_csv, str(dev_csv), str(tmp_path / "ckpt"), batch=2)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+               "coqui_stt_training.train", *argv]  # fmt: skip
+    child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env=dict(os.environ, PYTHONUNBUFFERED="1"))  # fmt: skip
+    assert child.stdout is not None
+    log = ""
+    for line in child.stdout:
+        log += line
+        if line.startswith("I Validating epoch 0 on"):
+            child.send_signal(signal.SIGTERM)  # torchrun passes it on to both ranks
+    child.wait(timeout=120)
+    assert "Stopped on SIGTERM at epoch 0" in log, log
+    assert "Finished validating epoch 0" not in log, log  # stopped in the validation, not after it
+    assert "forcefully" not in log, log  # torchrun did not have to kill a rank
