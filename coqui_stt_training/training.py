@@ -330,7 +330,7 @@ class Trainer:
         loader = data_loader(samples, config.dev_batch_size, self.loader, train=False, world=self.world)
         bar = self.progress_bar(loader, epoch, "Validation")
         self.model.eval()
-        total, steps = 0.0, 0
+        total, steps, losses = 0.0, 0, []
         for batch in bar:
             if self.signals.received and not self.world.distributed:
                 # the epoch's `train` checkpoint is where a resumed run re-validates
@@ -339,8 +339,7 @@ class Trainer:
                 logits = self.model.infer(batch.features.to(self.device))
                 loss = float(ctc_loss(logits, batch.feature_lengths, batch.labels, batch.label_lengths).mean())
             total, steps = total + loss, steps + 1
-            if self.summaries:
-                self.summaries.scalar("dev", "step_loss", loss, self.run.global_step)
+            losses.append(loss)
             bar.set_postfix_str(f"Steps: {steps} | Loss: {total / steps:.6f} | Dataset: {path}")
         # Each rank validated a share of the batches; the signal vote rides on the same all-reduce, as ranks
         # that hold different numbers of batches cannot vote per batch.
@@ -348,6 +347,10 @@ class Trainer:
         total, summed_steps, stops = self.world.sum(total, steps, float(signalled))
         if stops and self.world.distributed:
             raise Interrupted(self.signals.received or "a signal to another rank", self.last_saved)
+        shares = self.world.gather(losses) if self.world.distributed else [losses]
+        if self.summaries:  # rank 0 writes every rank's batches, in the order one process takes them
+            for loss in (share[i] for i in range(max(map(len, shares))) for share in shares if i < len(share)):
+                self.summaries.scalar("dev", "step_loss", loss, self.run.global_step)
         steps = int(summed_steps)
         mean = total / max(steps, 1)
         if not config.show_progressbar:

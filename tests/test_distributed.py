@@ -1,9 +1,11 @@
 """torchrun: two CPU processes (gloo) train as one process does with the same global batch."""
 
+import glob
 import json
 import os
 import re
 import signal
+import struct
 import subprocess
 import sys
 
@@ -13,6 +15,7 @@ import pytest
 from coqui_stt_training import checkpoint, train
 from tests.helpers import ALPHABET, ROOT, SMOKE
 from tests.helpers import LDC_SENTENCE as SENTENCE
+from tests.test_summary import read_records
 
 
 def data_set(tmp_path):
@@ -68,11 +71,12 @@ def read_json(path):
 def test_two_processes_follow_one_process_with_the_same_global_batch(tmp_path, cli):
     train_csv, dev_csv = data_set(tmp_path)
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
-    status, single = cli(train.main, flags(train_csv, dev_csv, one, batch=4))
+    summaries = lambda d: ["--summary_dir", d + "-summaries"]
+    status, single = cli(train.main, flags(train_csv, dev_csv, one, batch=4) + summaries(one))
     assert status == 0, single
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     launched = subprocess.run(
-        launcher + ["-m", "coqui_stt_training.train"] + flags(train_csv, dev_csv, two, batch=2),
+        launcher + ["-m", "coqui_stt_training.train"] + flags(train_csv, dev_csv, two, batch=2) + summaries(two),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -102,6 +106,12 @@ def test_two_processes_follow_one_process_with_the_same_global_batch(tmp_path, c
         assert double_results[src]["res"] == r["res"]
         assert abs(double_results[src]["loss"] - r["loss"]) <= 1e-4 * abs(r["loss"])
     assert double.count("Test on ") == 1
+    # TensorBoard's dev curve: rank 0 writes every rank's batches (3 dev batches a epoch, 3 epochs)
+    dev_events = lambda d: read_records(glob.glob(os.path.join(d + "-summaries", "dev", "events.out.tfevents.*"))[0])
+    single_dev, double_dev = dev_events(one)[1:], dev_events(two)[1:]  # after the file-version record
+    assert len(single_dev) == len(double_dev) == 9
+    value = lambda record: struct.unpack("<f", record[-4:])[0]  # the scalar's float ends each event
+    np.testing.assert_allclose([value(r) for r in double_dev], [value(r) for r in single_dev], rtol=1e-4)
 
 
 def torchrun(module, argv, processes=2, **popen):
