@@ -87,6 +87,7 @@ def ignore_stop_signals(*_: object) -> None:
     decides how to stop, and closes its workers itself."""
     for stop in SIGNALS:
         signal.signal(stop, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)  # blocked since the fork (deferred); pending ones drop
 
 
 @contextlib.contextmanager
@@ -99,9 +100,13 @@ def deferred() -> Iterator[None]:
         return
     received: list[int] = []
     previous = {sig: signal.signal(sig, lambda number, frame: received.append(number)) for sig in SIGNALS}
+    # Blocked as well: a worker forked here inherits the mask, so a signal sent to the whole process group
+    # (torchrun, Slurm, Ctrl-C) cannot kill it between its start and its initialiser, which ignores them.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
     try:
         yield
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # what arrived meanwhile goes to `received` now
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         for number in received:
