@@ -22,11 +22,11 @@ import time
 import soundfile
 import torch
 
-from coqui_stt_training.alphabet import load_alphabet
-from coqui_stt_training.batches import LoaderSettings, data_loader
-from coqui_stt_training.dataset import load_data_set, load_sample_audio, read_source
-from coqui_stt_training.features import FeatureSettings, mfcc
-from coqui_stt_training.sdb import OPUS, encode_chunk, write_sdb
+from coqui_stt_training.data.samples import load_data_set, load_sample_audio, read_source
+from coqui_stt_training.data.sdb import OPUS, encode_chunk, write_sdb
+from coqui_stt_training.feeding.batches import LoaderSettings, data_loader
+from coqui_stt_training.model.alphabet import load_alphabet
+from coqui_stt_training.model.features import FeatureSettings, mfcc
 
 REPEATS = 5
 

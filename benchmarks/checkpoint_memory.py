@@ -61,11 +61,11 @@ def measure(prefix: str, n_hidden: int, reader: str) -> None:
     """Child process: import, build, load; print one JSON line."""
     import torch
 
-    from coqui_stt_training.alphabet import load_alphabet
-    from coqui_stt_training.checkpoint import open_checkpoint
-    from coqui_stt_training.config import Config
-    from coqui_stt_training.load import load_into
-    from coqui_stt_training.training import build_model
+    from coqui_stt_training.checkpoints.load import load_into
+    from coqui_stt_training.checkpoints.store import open_checkpoint
+    from coqui_stt_training.flags.config import Config
+    from coqui_stt_training.model.alphabet import load_alphabet
+    from coqui_stt_training.training.trainer import build_model
 
     baseline = rss_mib("VmRSS")
     config = Config(n_hidden=n_hidden)
@@ -85,10 +85,10 @@ def synthesise(directory: str, n_hidden: int) -> tuple[str, str]:
     import safetensors.numpy
     import torch
 
+    from coqui_stt_training.checkpoints.layout import to_tensors
     from coqui_stt_training.formats.tf_bundle import write_tf_checkpoint
-    from coqui_stt_training.layout import to_tensors
-    from coqui_stt_training.model import DeepSpeech, ModelDimensions
-    from coqui_stt_training.optimizer import TFAdam
+    from coqui_stt_training.model.deepspeech import DeepSpeech, ModelDimensions
+    from coqui_stt_training.model.optimizer import TFAdam
 
     model = DeepSpeech(ModelDimensions(n_hidden, 29))
     optimizer = TFAdam(model.trainable_parameters())

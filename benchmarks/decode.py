@@ -15,12 +15,12 @@ import time
 
 import torch
 
-from coqui_stt_training.config import Config
-from coqui_stt_training.decode import DecodeOptions, beam_search
-from coqui_stt_training.flags_file import read_flags_file
-from coqui_stt_training.report import log_probabilities
-from coqui_stt_training.resolve import data_set, loader_settings, model_for
-from coqui_stt_training.scorer import Scorer
+from coqui_stt_training.checkpoints.flags_txt import read_flags_file
+from coqui_stt_training.decoding.beam_search import DecodeOptions, beam_search
+from coqui_stt_training.decoding.evaluation import log_probabilities
+from coqui_stt_training.decoding.scorer import Scorer
+from coqui_stt_training.flags.config import Config
+from coqui_stt_training.flags.resolve import data_set, loader_settings, model_for
 
 REPEATS = 5
 

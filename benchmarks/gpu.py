@@ -43,11 +43,11 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from coqui_stt_training import checkpoint  # noqa: E402  (the repository's package, wherever this runs from)
-from coqui_stt_training.alphabet import load_alphabet  # noqa: E402
-from coqui_stt_training.loss import ctc_loss  # noqa: E402
-from coqui_stt_training.model import DeepSpeech, ModelDimensions  # noqa: E402
-from coqui_stt_training.optimizer import TFAdam  # noqa: E402
+from coqui_stt_training.checkpoints import store  # noqa: E402  (the repository's package, wherever this runs from)
+from coqui_stt_training.model.alphabet import load_alphabet  # noqa: E402
+from coqui_stt_training.model.deepspeech import DeepSpeech, ModelDimensions  # noqa: E402
+from coqui_stt_training.model.loss import ctc_loss  # noqa: E402
+from coqui_stt_training.model.optimizer import TFAdam  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from throughput import matmul_flops, synchronize, timed, train_waiting  # noqa: E402  (the sibling benchmark's)
@@ -75,7 +75,7 @@ def train_command(argv: list[str], device: str) -> str:
 
 
 def check_fixtures(device: torch.device) -> list[Row]:
-    from coqui_stt_training.load import load_model
+    from coqui_stt_training.checkpoints.load import load_model
 
     alphabet = load_alphabet(os.path.join(FIXTURE, "checkpoint", "alphabet.txt"))
     reference = np.load(os.path.join(FIXTURE, "reference_16k.npz"))
@@ -206,9 +206,9 @@ def check_throughput(device: torch.device, quick: bool) -> list[Row]:
 
 def check_pipeline(device: torch.device, quick: bool) -> list[Row]:
     """Real files through the training input pipeline (2 data workers) into training steps on the device."""
-    from coqui_stt_training.batches import LoaderSettings, data_loader
-    from coqui_stt_training.dataset import load_data_set
-    from coqui_stt_training.features import FeatureSettings
+    from coqui_stt_training.data.samples import load_data_set
+    from coqui_stt_training.feeding.batches import LoaderSettings, data_loader
+    from coqui_stt_training.model.features import FeatureSettings
 
     real = os.path.join(ROOT, "..", "shared", "data", "asterisk", "en", "train.csv")
     source = LDC if quick or not os.path.isfile(real) else real
@@ -249,7 +249,7 @@ def check_memory(device: torch.device, quick: bool) -> list[Row]:
 
 
 def digest(ckpt: str) -> str:
-    with open(checkpoint.find_checkpoint(ckpt, "train") + ".safetensors", "rb") as f:
+    with open(store.find_checkpoint(ckpt, "train") + ".safetensors", "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
 
 

@@ -27,14 +27,14 @@ import time
 import numpy as np
 import torch
 
-from coqui_stt_training.alphabet import load_alphabet
-from coqui_stt_training.decode import DecodeOptions, beam_search
-from coqui_stt_training.export_onnx import StreamingDeepSpeech
-from coqui_stt_training.exporting import ExportSettings, export, export_targets
-from coqui_stt_training.features import FeatureSettings, context_windows, mfcc
+from coqui_stt_training.decoding.beam_search import DecodeOptions, beam_search
+from coqui_stt_training.decoding.evaluation import levenshtein
+from coqui_stt_training.exports.directory import ExportSettings, export, export_targets
+from coqui_stt_training.exports.to_onnx import StreamingDeepSpeech
 from coqui_stt_training.inference import OnnxModel
-from coqui_stt_training.model import DeepSpeech, ModelDimensions
-from coqui_stt_training.report import levenshtein
+from coqui_stt_training.model.alphabet import load_alphabet
+from coqui_stt_training.model.deepspeech import DeepSpeech, ModelDimensions
+from coqui_stt_training.model.features import FeatureSettings, context_windows, mfcc
 
 
 def error_rates(model: OnnxModel, csv_path: str) -> tuple[float, float]:

@@ -26,10 +26,10 @@ import time
 import soundfile
 import torch
 
-from coqui_stt_training.alphabet import load_alphabet
-from coqui_stt_training.batches import LoaderSettings, data_loader
-from coqui_stt_training.dataset import load_data_set
-from coqui_stt_training.features import FeatureSettings
+from coqui_stt_training.data.samples import load_data_set
+from coqui_stt_training.feeding.batches import LoaderSettings, data_loader
+from coqui_stt_training.model.alphabet import load_alphabet
+from coqui_stt_training.model.features import FeatureSettings
 
 TRANSCRIPT = "she had your dark suit"
 

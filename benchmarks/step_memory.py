@@ -1,11 +1,12 @@
-"""Peak memory of one training step against utterance length, measured, and what memory.py estimates.
+"""Peak memory of one training step against utterance length, measured, and what training/step_memory.py
+estimates.
 
     python benchmarks/step_memory.py [--n_hidden 100 2048] [--seconds 5 30 120 600] [--threads 2]
 
 Each case runs in a fresh process: the model and its Adam moments are built and warmed up on a short
 utterance, the kernel's peak-RSS counter is reset (/proc/self/clear_refs), and one step (forward, CTC,
 backward, Adam) runs on one utterance of N seconds (50 frames and 15 labels a second, as speech has).
-Printed: the step's peak above the resident memory before it, memory.py's estimate, their ratio, and the
+Printed: the step's peak above the resident memory before it, training/step_memory.py's estimate, their ratio, and the
 peak per minute of audio (which must not grow with the length: memory at most linear). The reference
 in the same run is the previous code's loss, torch's own CTC kernel, whose tables grow with the square
 of the length; and, for evaluation, forward() on the whole utterance against model.infer's chunks.
@@ -21,10 +22,10 @@ import sys
 CASE = r"""
 import json, sys, time
 import torch
-from coqui_stt_training.loss import ctc_loss, _torch_ctc
-from coqui_stt_training.memory import step_bytes
-from coqui_stt_training.model import DeepSpeech, ModelDimensions
-from coqui_stt_training.optimizer import TFAdam
+from coqui_stt_training.model.loss import ctc_loss, _torch_ctc
+from coqui_stt_training.training.step_memory import step_bytes
+from coqui_stt_training.model.deepspeech import DeepSpeech, ModelDimensions
+from coqui_stt_training.model.optimizer import TFAdam
 
 n_hidden, seconds, mode, threads = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 torch.set_num_threads(threads)
@@ -83,7 +84,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--torch_ctc_up_to", type=float, default=600, help="longest length for the reference")
     args = parser.parse_args()
-    print("training step: peak above the resident memory before it (MiB); estimate: memory.py's step_bytes")
+    print("training step: peak above the resident memory before it (MiB); estimate: step_memory.py's step_bytes")
     print(f"{'n_hidden':>8} {'audio':>6} {'peak':>8} {'estimate':>9} {'peak/est':>8} {'MiB/min':>8} {'time':>7}"
           f" {'torch CTC peak':>15} {'its time':>8}")  # fmt: skip
     for n_hidden in args.n_hidden:

@@ -29,8 +29,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from coqui_stt_training.alphabet import load_alphabet  # noqa: E402
-from coqui_stt_training.model import DeepSpeech, ModelDimensions  # noqa: E402
+from coqui_stt_training.model.alphabet import load_alphabet  # noqa: E402
+from coqui_stt_training.model.deepspeech import DeepSpeech, ModelDimensions  # noqa: E402
 
 ALPHABET = os.path.join(ROOT, "data", "alphabet.txt")
 LDC_WAV = os.path.join(ROOT, "data", "smoke_test", "LDC93S1.wav")
@@ -46,12 +46,12 @@ def model(hidden: int) -> DeepSpeech:
 
 def step(name: str, work: str, hidden: int) -> None:
     """One measured step, in this (fresh) process; prints JSON with its seconds and peak RSS."""
-    from coqui_stt_training import checkpoint, layout
-    from coqui_stt_training.exported import open_exported
-    from coqui_stt_training.exporting import ExportSettings, export, export_targets
-    from coqui_stt_training.load import load_into
-    from coqui_stt_training.optimizer import TFAdam
-    from coqui_stt_training.run_state import RunState
+    from coqui_stt_training.checkpoints import layout, store
+    from coqui_stt_training.checkpoints.from_export import open_exported
+    from coqui_stt_training.checkpoints.load import load_into
+    from coqui_stt_training.checkpoints.run_state import RunState
+    from coqui_stt_training.exports.directory import ExportSettings, export, export_targets
+    from coqui_stt_training.model.optimizer import TFAdam
 
     alphabet = load_alphabet(ALPHABET)
     net = model(hidden)
@@ -59,7 +59,7 @@ def step(name: str, work: str, hidden: int) -> None:
     started = time.perf_counter()
     if name == "save checkpoint":
         optimizer = TFAdam(net.trainable_parameters())
-        checkpoint.save(os.path.join(work, "ckpt"), "train", layout.to_tensors(net, optimizer, 0), RunState(), 1)
+        store.save(os.path.join(work, "ckpt"), "train", layout.to_tensors(net, optimizer, 0), RunState(), 1)
     elif name.startswith("export"):
         quantize, kind = name.endswith("int8"), "onnx" if name.endswith("onnx") else "tflite"
         settings = ExportSettings(
@@ -123,10 +123,10 @@ def onnx_rtf(work: str, wav: str, seconds: float) -> tuple[float, float, float]:
 
 
 def onnx_rtf_here(work: str, wav: str, seconds: float) -> None:
-    from coqui_stt_training.audio import load_audio
-    from coqui_stt_training.decode import DecodeOptions, beam_search
-    from coqui_stt_training.features import FeatureSettings, mfcc
+    from coqui_stt_training.data.audio import load_audio
+    from coqui_stt_training.decoding.beam_search import DecodeOptions, beam_search
     from coqui_stt_training.inference import OnnxModel
+    from coqui_stt_training.model.features import FeatureSettings, mfcc
 
     onnx_model = OnnxModel(os.path.join(work, "export-onnx", "output_graph.onnx"), threads=1)
     audio = load_audio(wav, 16000)

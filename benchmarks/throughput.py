@@ -23,10 +23,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from coqui_stt_training.alphabet import load_alphabet
-from coqui_stt_training.batches import LoaderSettings, data_loader
-from coqui_stt_training.dataset import load_data_set
-from coqui_stt_training.features import (
+from coqui_stt_training.data.samples import load_data_set
+from coqui_stt_training.feeding.batches import LoaderSettings, data_loader
+from coqui_stt_training.model.alphabet import load_alphabet
+from coqui_stt_training.model.deepspeech import DeepSpeech, ModelDimensions
+from coqui_stt_training.model.features import (
     LOG_FLOOR,
     MEL_CHANNELS,
     N_INPUT,
@@ -36,10 +37,9 @@ from coqui_stt_training.features import (
     mfcc,
     power_spectrogram,
 )
-from coqui_stt_training.loss import ctc_loss
-from coqui_stt_training.model import DeepSpeech, ModelDimensions
-from coqui_stt_training.optimizer import TFAdam
-from coqui_stt_training.training import cpu_has_bfloat16_units
+from coqui_stt_training.model.loss import ctc_loss
+from coqui_stt_training.model.optimizer import TFAdam
+from coqui_stt_training.training.trainer import cpu_has_bfloat16_units
 
 RATE = 16000
 CPU = torch.device("cpu")

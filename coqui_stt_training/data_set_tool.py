@@ -1,4 +1,4 @@
-"""Convert data sets, as Coqui's bin/data_set_tool.py did (data_sets.py does the work):
+"""Convert data sets, as Coqui's bin/data_set_tool.py did (data/repack.py does the work):
 
 python -m coqui_stt_training.data_set_tool --sources train.csv more.sdb --target train.sdb [--audio_type opus]
 python -m coqui_stt_training.data_set_tool --sources train.sdb --target train-wav.csv
@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 
-from . import log
-from .cli import run_guarded
-from .data_sets import convert_data_sets
-from .sdb import AUDIO_TYPES
+from .data.repack import convert_data_sets
+from .data.sdb import AUDIO_TYPES
+from .flags.cli import run_guarded
+from .system import log
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,15 +1,15 @@
 """Export, as Coqui STT 1.4's `python -m coqui_stt_training.export`: the model as Coqui's TFLite file
-for its native client (or ONNX), and a model card (exporting.py).
+for its native client (or ONNX), and a model card (exports/directory.py).
 
     python -m coqui_stt_training.export --checkpoint_dir ckpt/ --export_dir model/
 """
 
 from __future__ import annotations
 
-from .cli import run_cli
-from .config import EXPORT_TOOL_FLAGS, Config, ConfigError
-from .exporting import export, export_targets
-from .resolve import export_settings, model_for
+from .exports.directory import export, export_targets
+from .flags.cli import run_cli
+from .flags.config import EXPORT_TOOL_FLAGS, Config, ConfigError
+from .flags.resolve import export_settings, model_for
 
 
 def export_job(config: Config) -> None:

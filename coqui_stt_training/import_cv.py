@@ -1,4 +1,4 @@
-"""Common Voice to training CSVs, in one command (Coqui's bin/import_cv2.py; common_voice.py does the work):
+"""Common Voice to training CSVs, in one command (Coqui's bin/import_cv2.py; data/common_voice.py does the work):
 
     python -m coqui_stt_training.import_cv cv-corpus-20.0/eo/ [--filter_alphabet alphabet.txt] [--normalize]
 
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 
-from . import log
-from .cli import run_guarded
-from .common_voice import ImportOptions, import_common_voice
+from .data.common_voice import ImportOptions, import_common_voice
+from .flags.cli import run_guarded
+from .system import log
 
 
 def parse_args(argv: list[str] | None) -> tuple[ImportOptions, int]:

@@ -16,12 +16,12 @@ import sys
 
 import numpy as np
 
-from .alphabet import Alphabet, AnyAlphabet, UTF8Alphabet
-from .audio import load_audio
-from .decode import DecodeOptions, beam_search
-from .errors import UserError
-from .features import N_CONTEXT, FeatureSettings, context_windows, mfcc
-from .scorer import Scorer
+from .data.audio import load_audio
+from .decoding.beam_search import DecodeOptions, beam_search
+from .decoding.scorer import Scorer
+from .model.alphabet import Alphabet, AnyAlphabet, UTF8Alphabet
+from .model.features import N_CONTEXT, FeatureSettings, context_windows, mfcc
+from .system.errors import UserError
 
 
 class OnnxModel:

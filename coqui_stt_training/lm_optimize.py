@@ -9,12 +9,12 @@ evaluation does) and measures WER (CER in bytes mode). The best pair is printed 
 
 from __future__ import annotations
 
-from . import log
-from .cli import run_cli
-from .config import LM_OPTIMIZE_FLAGS, Config, ConfigError
-from .decode import beam_search
-from .report import log_probabilities, score, totals
-from .resolve import data_set, decode_options, loader_settings, model_for, scorer_for
+from .decoding.beam_search import beam_search
+from .decoding.evaluation import log_probabilities, score, totals
+from .flags.cli import run_cli
+from .flags.config import LM_OPTIMIZE_FLAGS, Config, ConfigError
+from .flags.resolve import data_set, decode_options, loader_settings, model_for, scorer_for
+from .system import log
 
 
 def lm_optimize_job(config: Config) -> None:

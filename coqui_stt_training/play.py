@@ -18,12 +18,14 @@ import sys
 import numpy as np
 import soundfile
 
-from . import audio, augment, log
-from .augment import SAMPLE, in_domain, parse_augmentations
-from .augment_audio import augment_audio
-from .cli import run_guarded
-from .dataset import read_sample_audio, read_source
-from .errors import UserError
+from .data import audio
+from .data.samples import read_sample_audio, read_source
+from .feeding import augment
+from .feeding.augment import SAMPLE, in_domain, parse_augmentations
+from .feeding.augment_audio import augment_audio
+from .flags.cli import run_guarded
+from .system import log
+from .system.errors import UserError
 
 
 def boolean(text: str) -> bool:

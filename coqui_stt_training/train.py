@@ -5,7 +5,7 @@
 
 Everything that can be checked before training is checked first: flags, alphabet, every CSV row and
 its audio, the checkpoint to load, the save and export directories. Then the training loop
-(training.py), starting where run_start.py decides. With --test_files the run ends by testing its own
+(training/trainer.py), starting where training/start.py decides. With --test_files the run ends by testing its own
 best checkpoint; --export_dir and --one_shot_infer use that checkpoint too.
 """
 
@@ -14,18 +14,14 @@ from __future__ import annotations
 import contextlib
 import os
 
-from . import log
-from .checkpoint import check_writable
-from .cli import run_cli
-from .config import TRAIN_FLAGS, Config, ConfigError
-from .dataset import DataError
-from .distributed import World, joined_world
-from .exporting import export, export_targets
-from .files import check_can_write_in, write_text_once
-from .lock import training_lock
-from .memory import fit_training_batches
-from .python_api import run_library_call
-from .resolve import (
+from .checkpoints.store import check_writable
+from .data.samples import DataError
+from .decoding.transcription import one_shot_infer
+from .exports.directory import export, export_targets
+from .flags.cli import run_cli
+from .flags.config import TRAIN_FLAGS, Config, ConfigError
+from .flags.python_api import run_library_call
+from .flags.resolve import (
     data_set,
     decode_options,
     export_settings,
@@ -35,10 +31,14 @@ from .resolve import (
     scorer_for,
     test_phase,
 )
-from .run_start import choose
-from .signals import Interrupted, phase
-from .training import Trainer
-from .transcription import one_shot_infer
+from .system import log
+from .system.atomic_files import check_can_write_in, write_text_once
+from .system.distributed import World, joined_world
+from .system.signals import Interrupted, phase
+from .training.lock import training_lock
+from .training.start import choose
+from .training.step_memory import fit_training_batches
+from .training.trainer import Trainer
 
 
 def train_job(config: Config, then_test: bool = True) -> None:
@@ -59,7 +59,7 @@ def train_and_test(config: Config, world: World, then_test: bool = True) -> None
         dev_sets = [(p, data_set(config, [p], alphabet, "dev")) for p in config.dev_files or []]
         metrics_sets = [(p, data_set(config, [p], alphabet, "metrics")) for p in config.metrics_files or []]
         test_sets = [(p, data_set(config, [p], alphabet, "test")) for p in config.test_files or [] if then_test]
-        if train_set:  # every training batch's memory, estimated from its lengths (memory.py)
+        if train_set:  # every training batch's memory, estimated from its lengths (training/step_memory.py)
             train_set = fit_training_batches(
                 train_set,
                 config.train_batch_size,

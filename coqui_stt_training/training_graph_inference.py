@@ -5,10 +5,10 @@ python -m coqui_stt_training.training_graph_inference --checkpoint_dir ckpt/ --o
 
 from __future__ import annotations
 
-from .cli import run_cli
-from .config import ONE_SHOT_FLAGS, Config, ConfigError
-from .resolve import decode_options, feature_settings, model_for, scorer_for
-from .transcription import one_shot_infer
+from .decoding.transcription import one_shot_infer
+from .flags.cli import run_cli
+from .flags.config import ONE_SHOT_FLAGS, Config, ConfigError
+from .flags.resolve import decode_options, feature_settings, model_for, scorer_for
 
 
 def one_shot_job(config: Config) -> None:

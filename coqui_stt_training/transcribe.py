@@ -9,7 +9,7 @@ than --outlier_duration_ms in batches of --outlier_batch_size) with --beam_width
 --scorer_path, and a `.tlog` is written beside it (or to --dst, or where a DSAlign .catalog entry says):
 Coqui's JSON list of {"start": ms, "end": ms, "transcript": text}. Existing .tlog files are kept unless
 --force.
-The splitting and decoding are transcription.py's.
+The splitting and decoding are decoding/transcription.py's.
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ from __future__ import annotations
 import json
 import os
 
-from . import log
-from .audio import AUDIO_EXTENSIONS
-from .cli import run_cli
-from .config import TRANSCRIBE_FLAGS, Config, ConfigError
-from .errors import UserError
-from .files import check_can_write_in, write_file_atomically
-from .resolve import decode_options, feature_settings, model_for, scorer_for, segmentation
-from .signals import phase
-from .transcription import transcribe_file
+from .data.audio import AUDIO_EXTENSIONS
+from .decoding.transcription import transcribe_file
+from .flags.cli import run_cli
+from .flags.config import TRANSCRIBE_FLAGS, Config, ConfigError
+from .flags.resolve import decode_options, feature_settings, model_for, scorer_for, segmentation
+from .system import log
+from .system.atomic_files import check_can_write_in, write_file_atomically
+from .system.errors import UserError
+from .system.signals import phase
 
 
 def catalog_tasks(path: str) -> list[tuple[str, str]]:

@@ -17,10 +17,10 @@ import zlib
 import numpy as np
 import torch
 
-from coqui_stt_training.audio import load_audio
-from coqui_stt_training.augment import parse_augmentation, seed
-from coqui_stt_training.augment_batch import APPLY, Draws, seeded_generator
-from coqui_stt_training.features import FeatureSettings, power_spectrogram
+from coqui_stt_training.data.audio import load_audio
+from coqui_stt_training.feeding.augment import parse_augmentation, seed
+from coqui_stt_training.feeding.augment_batch import APPLY, Draws, seeded_generator
+from coqui_stt_training.model.features import FeatureSettings, power_spectrogram
 
 SPECS = {
     "pitch": "pitch[pitch=1.2]",

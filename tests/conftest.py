@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from coqui_stt_training import log, train
+from coqui_stt_training import train
+from coqui_stt_training.system import log
 from tests.helpers import ALPHABET, LDC, README_FLAGS, run
 
 # Bytes output mode (256 classes) needs a wider model and more epochs than the characters' to learn LDC93S1.

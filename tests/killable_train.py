@@ -8,7 +8,8 @@ import os
 import signal
 import sys
 
-from coqui_stt_training import files, train
+from coqui_stt_training import train
+from coqui_stt_training.system import atomic_files
 
 kill_at, events = int(sys.argv[1]), [0]
 
@@ -44,7 +45,7 @@ def writer(function, path_argument: int):
     return wrapped
 
 
-files._write_bytes = writer(files._write_bytes, 0)
+atomic_files._write_bytes = writer(atomic_files._write_bytes, 0)
 for name in ("replace", "remove", "fsync"):
     setattr(os, name, around(getattr(os, name)))
 

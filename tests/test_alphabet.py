@@ -4,7 +4,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coqui_stt_training.alphabet import (
+from coqui_stt_training.model.alphabet import (
     Alphabet,
     AlphabetError,
     UTF8Alphabet,

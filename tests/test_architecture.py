@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from coqui_stt_training.parallel import cpu_count
+from coqui_stt_training.system.worker_pool import cpu_count
 from tests.helpers import ROOT
 
 PACKAGE = os.path.join(ROOT, "coqui_stt_training")

@@ -6,7 +6,7 @@ import soundfile
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from coqui_stt_training.audio import AudioError, load_audio, read_audio, resampled_length
+from coqui_stt_training.data.audio import AudioError, load_audio, read_audio, resampled_length
 from tests.helpers import LDC_WAV, SMOKE
 
 

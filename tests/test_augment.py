@@ -14,12 +14,12 @@ import soundfile as sf
 import torch
 
 from coqui_stt_training import play, train
-from coqui_stt_training.alphabet import load_alphabet
-from coqui_stt_training.augment import PARAMETERS, AugmentationError, parse_augmentation, parse_augmentations
-from coqui_stt_training.augment_batch import augment_features
-from coqui_stt_training.batches import LoaderSettings, data_loader
-from coqui_stt_training.dataset import ctc_min_frames, load_data_set
-from coqui_stt_training.features import FeatureSettings
+from coqui_stt_training.data.samples import ctc_min_frames, load_data_set
+from coqui_stt_training.feeding.augment import PARAMETERS, AugmentationError, parse_augmentation, parse_augmentations
+from coqui_stt_training.feeding.augment_batch import augment_features
+from coqui_stt_training.feeding.batches import LoaderSettings, data_loader
+from coqui_stt_training.model.alphabet import load_alphabet
+from coqui_stt_training.model.features import FeatureSettings
 
 from .helpers import ALPHABET, LDC, LDC_WAV, repeated_csv, run
 from .test_run_state import command, final_tensors, losses, signal_at

@@ -8,17 +8,17 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coqui_stt_training import checkpoint
-from coqui_stt_training.alphabet import load_alphabet
-from coqui_stt_training.checkpoint import CheckpointError, find_checkpoint, save
-from coqui_stt_training.decode import greedy_decode
+from coqui_stt_training.checkpoints import store
+from coqui_stt_training.checkpoints.layout import to_tensors
+from coqui_stt_training.checkpoints.load import load_into, shared_output_columns
+from coqui_stt_training.checkpoints.run_state import RunState
+from coqui_stt_training.checkpoints.store import CheckpointError, find_checkpoint, save
+from coqui_stt_training.decoding.beam_search import greedy_decode
 from coqui_stt_training.formats.tf_bundle import write_tf_checkpoint
-from coqui_stt_training.layout import to_tensors
-from coqui_stt_training.load import load_into, shared_output_columns
-from coqui_stt_training.loss import ctc_loss
-from coqui_stt_training.model import DeepSpeech, ModelDimensions
-from coqui_stt_training.optimizer import TFAdam
-from coqui_stt_training.run_state import RunState
+from coqui_stt_training.model.alphabet import load_alphabet
+from coqui_stt_training.model.deepspeech import DeepSpeech, ModelDimensions
+from coqui_stt_training.model.loss import ctc_loss
+from coqui_stt_training.model.optimizer import TFAdam
 from tests.helpers import FIXTURES
 
 COQUI_LDC = os.path.join(FIXTURES, "ldc93s1-h100-e20", "checkpoint")
@@ -99,7 +99,7 @@ def test_save_and_load_round_trip_every_tensor(tmp_path):
     assert tensors.keys() == again.keys()
     for name in tensors:
         np.testing.assert_array_equal(tensors[name], again[name], err_msg=name)
-    state = checkpoint.read_run_state(prefix)
+    state = store.read_run_state(prefix)
     assert state is not None and set(state.crc32c or {}) == set(tensors)  # every tensor's checksum recorded
     state.crc32c = None
     assert state == RunState(global_step=7, epochs_done=3)
@@ -140,7 +140,7 @@ def test_drop_source_layers_changes_exactly_the_documented_tensors(n):
     """Tensor by tensor: a dropped one keeps the fresh initialisation (moments zero), every other one
     equals the Coqui source checkpoint's, Adam moments, step and learning rate included."""
     prefix = find_checkpoint(COQUI_LDC, "best_dev")
-    source = checkpoint.open_checkpoint(prefix)
+    source = store.open_checkpoint(prefix)
     model, optimizer = fresh_model(n_classes=35)
     fresh = to_tensors(model, optimizer, global_step=0)
     report = load_into(prefix, model, optimizer, 0.5, drop_source_layers=n)
@@ -172,7 +172,7 @@ def test_shared_symbols_keep_their_output_columns_and_the_blank():
     model, optimizer = fresh_model(n_classes=7)
     fresh = to_tensors(model, optimizer, 0)
     report = load_into(prefix, model, optimizer, 0.5, drop_source_layers=1, output_columns=columns)
-    after, source = to_tensors(model, optimizer, 20), checkpoint.open_checkpoint(prefix)
+    after, source = to_tensors(model, optimizer, 20), store.open_checkpoint(prefix)
     for name in ("layer_6/weights", "layer_6/bias", "layer_6/weights/Adam", "layer_6/bias/Adam_1"):
         for j, i in enumerate(columns):
             want = fresh[name][..., j] if i is None else source.get(name)[..., i]
@@ -204,7 +204,7 @@ def test_truncated_or_foreign_safetensors_files_are_named_errors(tmp_path):
             load_into(broken, model, optimizer, 0.001)
     # the intact file reads back exactly what safetensors wrote
     reference = safetensors.numpy.load_file(prefix + ".safetensors")
-    ours = checkpoint.open_checkpoint(prefix)
+    ours = store.open_checkpoint(prefix)
     assert ours.names() == sorted(reference)
     for name, value in reference.items():
         np.testing.assert_array_equal(ours.get(name), value)
@@ -259,7 +259,7 @@ def test_fuzz_safetensors_reader(tmp_path_factory, header, data, size_delta):
     with open(prefix + ".safetensors", "wb") as f:
         f.write((len(text) + size_delta).to_bytes(8, "little", signed=True) + text + data)
     try:
-        reader = checkpoint.SafetensorsCheckpoint(prefix)
+        reader = store.SafetensorsCheckpoint(prefix)
         for name in reader.names():
             value = reader.get(name)
             assert value.shape == reader.shape(name)
@@ -307,17 +307,17 @@ def test_a_checkpoint_saved_again_under_its_name_is_not_named_while_half_replace
         save(str(tmp_path), "best_dev", to_tensors(model, optimizer, step), RunState(), max_to_keep=2)
     again = to_tensors(model, optimizer, 2)
     again["learning_rate"] = np.asarray(again["learning_rate"] / 2, dtype=np.float32)
-    real_write = checkpoint.write_file_atomically
+    real_write = store.write_file_atomically
 
     def dies_before_the_json(path, data):
         if path.endswith(".json"):
             raise OSError(5, "Input/output error", path)  # where SIGKILL would have struck
         real_write(path, data)
 
-    monkeypatch.setattr(checkpoint, "write_file_atomically", dies_before_the_json)
+    monkeypatch.setattr(store, "write_file_atomically", dies_before_the_json)
     with pytest.raises(CheckpointError):
         save(str(tmp_path), "best_dev", again, RunState(), max_to_keep=2)
     named = find_checkpoint(str(tmp_path), "best_dev")
     assert named == (str(tmp_path / "best_dev-1") if others else None)
     if named:
-        assert checkpoint.damage(named) is None
+        assert store.damage(named) is None

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from coqui_stt_training import convert, train
-from coqui_stt_training.checkpoint import find_checkpoint, open_checkpoint
-from coqui_stt_training.config import COQUI_FLAG_COUNT
+from coqui_stt_training.checkpoints.store import find_checkpoint, open_checkpoint
+from coqui_stt_training.flags.config import COQUI_FLAG_COUNT
 from tests.helpers import ALPHABET, FIXTURES, LDC, sha256
 
 

@@ -7,11 +7,11 @@ import soundfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coqui_stt_training.alphabet import load_alphabet
-from coqui_stt_training.audio import load_audio
-from coqui_stt_training.batches import LoaderSettings, data_loader, make_batches
-from coqui_stt_training.dataset import DataError, check_samples, ctc_min_frames, load_data_set, read_csv
-from coqui_stt_training.features import FeatureSettings
+from coqui_stt_training.data.audio import load_audio
+from coqui_stt_training.data.samples import DataError, check_samples, ctc_min_frames, load_data_set, read_csv
+from coqui_stt_training.feeding.batches import LoaderSettings, data_loader, make_batches
+from coqui_stt_training.model.alphabet import load_alphabet
+from coqui_stt_training.model.features import FeatureSettings
 from tests.helpers import ALPHABET as ALPHABET_PATH
 from tests.helpers import LDC, LDC_SENTENCE, LDC_WAV, RUSSIAN, SMOKE
 

@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from coqui_stt_training.alphabet import Alphabet
-from coqui_stt_training.decode import DecodeOptions, beam_search, beam_search_decode, greedy_decode, pruned_classes
+from coqui_stt_training.decoding.beam_search import (
+    DecodeOptions,
+    beam_search,
+    beam_search_decode,
+    greedy_decode,
+    pruned_classes,
+)
+from coqui_stt_training.model.alphabet import Alphabet
 
 
 def collapse(path, blank):

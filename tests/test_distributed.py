@@ -12,7 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from coqui_stt_training import checkpoint, train
+from coqui_stt_training import train
+from coqui_stt_training.checkpoints import store
 from tests.helpers import ALPHABET, ROOT, SMOKE
 from tests.helpers import LDC_SENTENCE as SENTENCE
 from tests.test_summary import read_records
@@ -93,8 +94,8 @@ def test_two_processes_follow_one_process_with_the_same_global_batch(tmp_path, c
     # one checkpoint directory, written by rank 0 only, with what one process writes
     names = lambda d: sorted(n for n in os.listdir(d) if os.path.isfile(os.path.join(d, n)))
     assert names(two) == names(one)
-    a = checkpoint.open_checkpoint(checkpoint.find_checkpoint(one, "train"))
-    b = checkpoint.open_checkpoint(checkpoint.find_checkpoint(two, "train"))
+    a = store.open_checkpoint(store.find_checkpoint(one, "train"))
+    b = store.open_checkpoint(store.find_checkpoint(two, "train"))
     for name in a.names():  # Adam's steps are 0.002 here; rounding differences move weights by ~1e-5
         np.testing.assert_allclose(b.get(name), a.get(name), rtol=1e-4, atol=1e-4, err_msg=name)
     # the test phase: each rank tested a share, rank 0 reported them all

@@ -3,8 +3,8 @@ best, median and worst samples."""
 
 import pytest
 
-from coqui_stt_training.dataset import Sample
-from coqui_stt_training.report import SampleResult, levenshtein, print_report, report_order, score, totals
+from coqui_stt_training.data.samples import Sample
+from coqui_stt_training.decoding.evaluation import SampleResult, levenshtein, print_report, report_order, score, totals
 
 
 def sample(transcript: str, name: str = "a.wav") -> Sample:

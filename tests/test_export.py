@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from coqui_stt_training import evaluate, export, inference, train
-from coqui_stt_training.alphabet import load_alphabet
-from coqui_stt_training.audio import load_audio
-from coqui_stt_training.features import FeatureSettings, mfcc
+from coqui_stt_training.checkpoints.load import load_model
+from coqui_stt_training.data.audio import load_audio
 from coqui_stt_training.inference import OnnxModel
-from coqui_stt_training.load import load_model
+from coqui_stt_training.model.alphabet import load_alphabet
+from coqui_stt_training.model.features import FeatureSettings, mfcc
 from tests.helpers import ALPHABET, FIXTURES, LDC, LDC_WAV, ROOT, RUSSIAN, run
 
 ENGLISH = os.path.join(FIXTURES, "ldc93s1-h100-e20", "checkpoint")

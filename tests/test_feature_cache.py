@@ -4,12 +4,13 @@ import shutil
 import numpy as np
 import torch
 
-from coqui_stt_training import batches, train
-from coqui_stt_training.alphabet import load_alphabet
-from coqui_stt_training.batches import LoaderSettings
-from coqui_stt_training.dataset import load_data_set
-from coqui_stt_training.feature_cache import FeatureCache
-from coqui_stt_training.features import FeatureSettings
+from coqui_stt_training import train
+from coqui_stt_training.data.samples import load_data_set
+from coqui_stt_training.feeding import batches
+from coqui_stt_training.feeding.batches import LoaderSettings
+from coqui_stt_training.feeding.feature_cache import FeatureCache
+from coqui_stt_training.model.alphabet import load_alphabet
+from coqui_stt_training.model.features import FeatureSettings
 from tests.helpers import ALPHABET, SMOKE
 
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from coqui_stt_training import audio
-from coqui_stt_training.batches import pad_features
-from coqui_stt_training.features import FeatureSettings, context_windows, mel_filterbank, mfcc
+from coqui_stt_training.data import audio
+from coqui_stt_training.feeding.batches import pad_features
+from coqui_stt_training.model.features import FeatureSettings, context_windows, mel_filterbank, mfcc
 from tests.helpers import FIXTURES, LDC_WAV, SMOKE
 
 REFERENCE = os.path.join(FIXTURES, "ldc93s1-h100-e20")

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from coqui_stt_training import loss
-from coqui_stt_training.loss import ctc_bytes, ctc_loss, segmented_ctc
+from coqui_stt_training.model import loss
+from coqui_stt_training.model.loss import ctc_bytes, ctc_loss, segmented_ctc
 
 
 def torch_ctc(logits, target):

@@ -1,10 +1,10 @@
 import numpy as np
 import torch
 
-from coqui_stt_training.features import context_windows
-from coqui_stt_training.layout import LSTM_SCOPE, variables
-from coqui_stt_training.loss import ctc_loss
-from coqui_stt_training.model import DeepSpeech, Dense, ModelDimensions
+from coqui_stt_training.checkpoints.layout import LSTM_SCOPE, variables
+from coqui_stt_training.model.deepspeech import DeepSpeech, Dense, ModelDimensions
+from coqui_stt_training.model.features import context_windows
+from coqui_stt_training.model.loss import ctc_loss
 
 
 def sigmoid(x):

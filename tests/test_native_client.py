@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from coqui_stt_training import export, train
-from coqui_stt_training.alphabet import UTF8Alphabet, load_alphabet
-from coqui_stt_training.audio import load_audio
-from coqui_stt_training.exported import open_exported
-from coqui_stt_training.features import FeatureSettings, mfcc
-from coqui_stt_training.load import load_model
-from coqui_stt_training.report import levenshtein
+from coqui_stt_training.checkpoints.from_export import open_exported
+from coqui_stt_training.checkpoints.load import load_model
+from coqui_stt_training.data.audio import load_audio
+from coqui_stt_training.decoding.evaluation import levenshtein
+from coqui_stt_training.model.alphabet import UTF8Alphabet, load_alphabet
+from coqui_stt_training.model.features import FeatureSettings, mfcc
 from tests import native_client
 from tests.helpers import ALPHABET, FIXTURES, LDC_SENTENCE, LDC_WAV, README_FLAGS, SMOKE, run
 from tests.tflite_hybrid import int8_probabilities

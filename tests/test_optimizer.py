@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from coqui_stt_training.optimizer import TFAdam
+from coqui_stt_training.model.optimizer import TFAdam
 
 
 def tf_adam_reference(params, grads_per_step, lr, beta1, beta2, eps):
@@ -79,7 +79,7 @@ def test_a_training_step_does_not_import_torchdynamo():
     """torch.optim's own add_param_group and zero_grad import TorchDynamo on first use: 1.2 s of start-up."""
     script = (
         "import sys, torch\n"
-        "from coqui_stt_training.optimizer import TFAdam\n"
+        "from coqui_stt_training.model.optimizer import TFAdam\n"
         "p = torch.nn.Parameter(torch.ones(3))\n"
         "o = TFAdam([p])\n"
         "(p * p).sum().backward()\n"

@@ -15,7 +15,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from coqui_stt_training import train as train_module
-from coqui_stt_training.auto_input import dev_test_size
+from coqui_stt_training.data.auto_input import dev_test_size
 
 from .helpers import ALPHABET, LDC, LDC_SENTENCE, repeated_csv, run, wait_for
 

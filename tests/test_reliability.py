@@ -18,9 +18,11 @@ import numpy as np
 import pytest
 import soundfile
 
-from coqui_stt_training import checkpoint, evaluate, export, lock, train, transcribe
-from coqui_stt_training.audio import load_audio
-from coqui_stt_training.optimizer import TFAdam
+from coqui_stt_training import evaluate, export, train, transcribe
+from coqui_stt_training.checkpoints import store
+from coqui_stt_training.data.audio import load_audio
+from coqui_stt_training.model.optimizer import TFAdam
+from coqui_stt_training.training import lock
 from tests.helpers import ALPHABET, LDC, LDC_SENTENCE, LDC_WAV, ROOT, digest, repeated_csv, wait_for
 
 SMALL = ["--alphabet_config_path", ALPHABET, "--n_hidden", "24", "--show_progressbar", "false",
@@ -96,7 +98,7 @@ def test_a_damaged_newest_checkpoint_is_passed_over_and_kept_until_replaced(tmp_
     assert f"I Loading most recent checkpoint from {ckpt}/train-2" in log
     after = digest(ckpt)
     assert after["train-3.safetensors"] != damaged  # replaced, by the intact save of the same step
-    assert checkpoint.damage(f"{ckpt}/train-3") is None
+    assert store.damage(f"{ckpt}/train-3") is None
     assert {k: v for k, v in after.items() if k in before and not k.startswith(("train-3.", "checkpoint"))} == {
         k: v for k, v in before.items() if not k.startswith(("train-3.", "checkpoint"))
     }
@@ -195,7 +197,7 @@ def test_sighup_stops_training_like_sigterm_with_a_checkpoint(tmp_path):
     assert child.wait(timeout=60) == 0, out
     last = out.splitlines()[-1]
     assert last.startswith("I Stopped on SIGHUP at epoch ") and last.endswith(". Run the same command again to resume.")
-    assert checkpoint.find_checkpoint(str(ckpt), "train") is not None
+    assert store.find_checkpoint(str(ckpt), "train") is not None
     assert not (ckpt / lock.LOCK_NAME).exists()
 
 
@@ -234,7 +236,7 @@ def test_a_stop_signal_in_the_test_phase_says_the_training_is_kept(tmp_path):
         f"I Stopped on SIGTERM while testing or exporting; the training had finished and its checkpoints are in "
         f"{ckpt}; python -m coqui_stt_training.evaluate (or .export) with the same flags does the rest"
     )
-    assert checkpoint.damage(checkpoint.find_checkpoint(str(ckpt), "train")) is None
+    assert store.damage(store.find_checkpoint(str(ckpt), "train")) is None
 
 
 def test_a_stop_signal_while_data_workers_start_leaves_nothing_half_built(monkeypatch):
@@ -242,9 +244,10 @@ def test_a_stop_signal_while_data_workers_start_leaves_nothing_half_built(monkey
     until the iterator is whole, then stops the run, and no clean-up fails with a traceback of its own."""
     from torch.utils.data import dataloader
 
-    from coqui_stt_training import batches, signals
-    from coqui_stt_training.dataset import Sample
-    from coqui_stt_training.features import FeatureSettings
+    from coqui_stt_training.data.samples import Sample
+    from coqui_stt_training.feeding import batches
+    from coqui_stt_training.model.features import FeatureSettings
+    from coqui_stt_training.system import signals
 
     started = dataloader._BaseDataLoaderIter.__init__
 
@@ -446,7 +449,7 @@ def test_a_second_training_run_on_the_same_directory_is_refused(tmp_path, cli):
 def test_an_alphabet_with_a_byte_order_mark_reads_as_without(tmp_path, cli):
     with open(ALPHABET, "rb") as f:
         (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf" + f.read())
-    from coqui_stt_training.alphabet import load_alphabet
+    from coqui_stt_training.model.alphabet import load_alphabet
 
     assert load_alphabet(str(tmp_path / "bom.txt")).labels == load_alphabet(ALPHABET).labels
 

@@ -3,9 +3,9 @@ are in test_train.py and test_run_state.py)."""
 
 import pytest
 
-from coqui_stt_training.alphabet import Alphabet, alphabet_record
-from coqui_stt_training.run_start import SaveDirectory, Start, frozen, own_checkpoint, source_layers
-from coqui_stt_training.run_state import Progress, RunState, TransferRecord
+from coqui_stt_training.checkpoints.run_state import Progress, RunState, TransferRecord
+from coqui_stt_training.model.alphabet import Alphabet, alphabet_record
+from coqui_stt_training.training.start import SaveDirectory, Start, frozen, own_checkpoint, source_layers
 
 RUSSIAN = Alphabet([" ", "а", "б"])
 OTHER = Alphabet([" ", "x"])

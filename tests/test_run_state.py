@@ -14,8 +14,10 @@ import time
 
 import pytest
 
-from coqui_stt_training import checkpoint, train, training
-from coqui_stt_training.run_state import Progress, RunState, TransferRecord
+from coqui_stt_training import train
+from coqui_stt_training.checkpoints import store
+from coqui_stt_training.checkpoints.run_state import Progress, RunState, TransferRecord
+from coqui_stt_training.training import trainer
 from tests.helpers import ALPHABET, LDC, ROOT, repeated_csv, run, sha256, wait_for
 
 
@@ -62,7 +64,7 @@ def losses(log, what):
 
 
 def final_tensors(ckpt):
-    return {kind: sha256(checkpoint.find_checkpoint(ckpt, kind) + ".safetensors") for kind in ("train", "best_dev")}
+    return {kind: sha256(store.find_checkpoint(ckpt, kind) + ".safetensors") for kind in ("train", "best_dev")}
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +82,7 @@ def uninterrupted(tmp_path_factory):
 def signal_at(monkeypatch, method, call):
     """Deliver SIGTERM to this process during the `call`-th call of Trainer.<method>: the loop's step, the
     validation of a dev set, or the report of a metrics set."""
-    original, calls = getattr(training.Trainer, method), []
+    original, calls = getattr(trainer.Trainer, method), []
 
     def wrapped(self, *args, **kwargs):
         calls.append(1)
@@ -88,7 +90,7 @@ def signal_at(monkeypatch, method, call):
             os.kill(os.getpid(), signal.SIGTERM)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(training.Trainer, method, wrapped)
+    monkeypatch.setattr(trainer.Trainer, method, wrapped)
 
 
 @pytest.mark.parametrize(
@@ -159,9 +161,9 @@ def test_sigterm_to_a_real_process_saves_and_exits_zero(tmp_path):
     assert child.wait(timeout=60) == 0, out
     saved = re.search(r"Stopped on SIGTERM at epoch \d+(, batch \d+)?; checkpoint saved to (\S+)\. Run the same", out)
     assert saved, out
-    state = checkpoint.read_run_state(saved.group(2))
+    state = store.read_run_state(saved.group(2))
     assert not state.progress.finished
-    assert checkpoint.newest_checkpoint(ckpt) == saved.group(2)
+    assert store.newest_checkpoint(ckpt) == saved.group(2)
 
 
 def start_training(argv, kill_at=0):
@@ -176,13 +178,13 @@ def start_training(argv, kill_at=0):
 
 def assert_loadable(ckpt):
     """Every checkpoint the state files name reads completely: all tensors and the run state."""
-    for kind in checkpoint.STATE_FILES:
-        prefix = checkpoint.find_checkpoint(ckpt, kind)
+    for kind in store.STATE_FILES:
+        prefix = store.find_checkpoint(ckpt, kind)
         if prefix:
-            reader = checkpoint.open_checkpoint(prefix)
+            reader = store.open_checkpoint(prefix)
             for name in reader.names():
                 assert reader.get(name).size >= 1, name
-            assert checkpoint.read_run_state(prefix).progress.epoch >= 0
+            assert store.read_run_state(prefix).progress.epoch >= 0
 
 
 @pytest.mark.slow
@@ -195,7 +197,7 @@ def test_sigkill_at_random_moments_never_loses_the_last_checkpoint(tmp_path):
     rng = random.Random(20261125)
     resumed = 0
     for attempt in range(20):
-        had_checkpoint = checkpoint.find_checkpoint(ckpt, "train") is not None if os.path.isdir(ckpt) else False
+        had_checkpoint = store.find_checkpoint(ckpt, "train") is not None if os.path.isdir(ckpt) else False
         if attempt % 2:
             moment = f"file-system event {rng.randint(1, 300)} of the checkpoint writes"
             child = start_training(argv, kill_at=int(moment.split()[2]))

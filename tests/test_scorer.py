@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from coqui_stt_training import evaluate, lm_optimize, training_graph_inference, transcribe
-from coqui_stt_training.alphabet import UTF8Alphabet, load_alphabet
-from coqui_stt_training.decode import DecodeOptions
-from coqui_stt_training.decode import beam_search as search
+from coqui_stt_training.decoding.beam_search import DecodeOptions
+from coqui_stt_training.decoding.beam_search import beam_search as search
+from coqui_stt_training.decoding.scorer import OOV_SCORE, Scorer, ScorerError
 from coqui_stt_training.inference import OnnxModel
-from coqui_stt_training.scorer import OOV_SCORE, Scorer, ScorerError
+from coqui_stt_training.model.alphabet import UTF8Alphabet, load_alphabet
 from tests.helpers import ALPHABET as ALPHABET_PATH
 from tests.helpers import LDC, LDC_WAV, SMOKE, run
 from tests.helpers import LDC_SENTENCE as SENTENCE

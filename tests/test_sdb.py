@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from coqui_stt_training import data_set_tool, train
-from coqui_stt_training.audio import read_audio
-from coqui_stt_training.dataset import read_sample_audio, read_source
+from coqui_stt_training.data.audio import read_audio
+from coqui_stt_training.data.samples import read_sample_audio, read_source
 
 from .helpers import ALPHABET, LDC, LDC_SENTENCE, LDC_WAV, SMOKE, digest, run
 

@@ -15,12 +15,13 @@ import threading
 import pytest
 import soundfile as sf
 
-from coqui_stt_training import shards, train
-from coqui_stt_training.alphabet import load_alphabet
-from coqui_stt_training.batches import LoaderSettings, data_loader
-from coqui_stt_training.dataset import load_data_set, read_sample_audio, read_source
-from coqui_stt_training.distributed import World
-from coqui_stt_training.features import FeatureSettings
+from coqui_stt_training import train
+from coqui_stt_training.data import shards
+from coqui_stt_training.data.samples import load_data_set, read_sample_audio, read_source
+from coqui_stt_training.feeding.batches import LoaderSettings, data_loader
+from coqui_stt_training.model.alphabet import load_alphabet
+from coqui_stt_training.model.features import FeatureSettings
+from coqui_stt_training.system.distributed import World
 
 from .helpers import ALPHABET, LDC_SENTENCE, LDC_WAV, SMOKE, digest, run
 

@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from coqui_stt_training import convert, evaluate, export, train
-from coqui_stt_training.alphabet import load_alphabet, serialize_binary
-from coqui_stt_training.checkpoint import open_checkpoint
-from coqui_stt_training.export_tflite import tflite_bytes
-from coqui_stt_training.exported import open_exported
-from coqui_stt_training.features import FeatureSettings, context_windows
+from coqui_stt_training.checkpoints.from_export import open_exported
+from coqui_stt_training.checkpoints.load import load_model
+from coqui_stt_training.checkpoints.store import open_checkpoint
+from coqui_stt_training.exports.to_tflite import tflite_bytes
 from coqui_stt_training.formats import tflite
-from coqui_stt_training.load import load_model
-from coqui_stt_training.model import DeepSpeech, ModelDimensions
+from coqui_stt_training.model.alphabet import load_alphabet, serialize_binary
+from coqui_stt_training.model.deepspeech import DeepSpeech, ModelDimensions
+from coqui_stt_training.model.features import FeatureSettings, context_windows
 from tests.helpers import FIXTURES, LDC, RUSSIAN
 from tests.tflite_hybrid import int8_layers, int8_probabilities
 

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 import soundfile
 
-from coqui_stt_training import checkpoint, evaluate, files, train, training, training_graph_inference
+from coqui_stt_training import evaluate, train, training_graph_inference
+from coqui_stt_training.checkpoints import store
+from coqui_stt_training.system import atomic_files
+from coqui_stt_training.training import trainer
 from tests.helpers import ALPHABET, FIXTURES, LDC, LDC_SENTENCE, LDC_WAV, RUSSIAN, SMOKE, digest
 
 COMMON = ["--alphabet_config_path", ALPHABET, "--n_hidden", "32", "--show_progressbar", "false",
@@ -32,7 +35,7 @@ def logged_losses(log, what):
 
 
 def tensors(prefix):
-    ckpt = checkpoint.open_checkpoint(prefix)
+    ckpt = store.open_checkpoint(prefix)
     return {name: ckpt.get(name) for name in ckpt.names()}
 
 
@@ -169,7 +172,7 @@ def test_restarted_transfer_resumes_instead_of_dropping_again(layout, tmp_path, 
     status, log = cli(train.main, command)
     assert status == 0, log
     assert "re-initialised: layer_6" in log
-    checkpoint_prefix = checkpoint.find_checkpoint(save_dir, "best_dev")
+    checkpoint_prefix = store.find_checkpoint(save_dir, "best_dev")
     assert checkpoint_prefix.startswith(save_dir)
     status, log = cli(train.main, command)  # the same command again, as after an interruption
     assert status == 0, log
@@ -189,7 +192,7 @@ def test_frozen_source_layers_stay_as_loaded_then_train(tmp_path, cli):
     assert status == 0, log
     assert "Freezing the layers loaded from the source checkpoint: cudnn_lstm, layer_1, layer_2, layer_3" in log
     assert "Unfreezing" in log
-    source = tensors(checkpoint.find_checkpoint(COQUI_ENGLISH, "best_dev"))
+    source = tensors(store.find_checkpoint(COQUI_ENGLISH, "best_dev"))
     after_epoch_1, after_epoch_2 = (tensors(os.path.join(save_dir, f"train-{step}")) for step in (21, 22))
     lstm = "cudnn_lstm/rnn/multi_rnn_cell/cell_0/cudnn_compatible_lstm_cell/kernel"
     for name in ("layer_1/weights", "layer_3/bias", lstm, "layer_2/weights/Adam"):
@@ -206,7 +209,7 @@ def test_kept_layers_learning_rate_scale_zero_keeps_them(tmp_path, cli):
                     RU_CSV, "--epochs", "1"]  # fmt: skip
     status, log = cli(train.main, argv)
     assert status == 0, log
-    source = tensors(checkpoint.find_checkpoint(COQUI_ENGLISH, "best_dev"))
+    source = tensors(store.find_checkpoint(COQUI_ENGLISH, "best_dev"))
     after = tensors(os.path.join(save_dir, "train-21"))
     assert (after["layer_5/weights"] == source["layer_5/weights"]).all()
     assert not (after["layer_5/weights/Adam"] == source["layer_5/weights/Adam"]).all()  # gradients still flow
@@ -232,7 +235,7 @@ def test_mixed_precision_fine_tunes_a_coqui_checkpoint(tmp_path, cli, monkeypatc
     """Coqui could not combine --automatic_mixed_precision with a pre-trained checkpoint; autocast changes
     no parameter, so ours loads it, trains, and saves float32 tensors under the same names. (bfloat16 is
     forced here, so that the path runs on any CPU: this model is small enough for software bfloat16.)"""
-    monkeypatch.setattr(training, "cpu_has_bfloat16_units", lambda: True)
+    monkeypatch.setattr(trainer, "cpu_has_bfloat16_units", lambda: True)
     save_dir = str(tmp_path / "amp")
     argv = QUIET + ["--automatic_mixed_precision", "true", "--load_checkpoint_dir", COQUI_ENGLISH,
                     "--save_checkpoint_dir", save_dir, "--train_files", LDC, "--dev_files", LDC, "--epochs", "4",
@@ -242,7 +245,7 @@ def test_mixed_precision_fine_tunes_a_coqui_checkpoint(tmp_path, cli, monkeypatc
     dev_losses = logged_losses(log, "validating")
     assert dev_losses[0] < 144.4  # below the source checkpoint's own loss,
     assert dev_losses[-1] < dev_losses[0]  # and falling
-    source = tensors(checkpoint.find_checkpoint(COQUI_ENGLISH, "best_dev"))
+    source = tensors(store.find_checkpoint(COQUI_ENGLISH, "best_dev"))
     after = tensors(os.path.join(save_dir, "train-24"))
     assert set(after) >= set(source) - {"cudnn_lstm/opaque_kernel"}
     for name in source:
@@ -252,7 +255,7 @@ def test_mixed_precision_fine_tunes_a_coqui_checkpoint(tmp_path, cli, monkeypatc
 def test_mixed_precision_on_a_cpu_without_bfloat16_units_says_so_and_trains_in_float32(tmp_path, cli, monkeypatch):
     """Software bfloat16 is 50x slower than float32 or worse: without the units the flag is a trap, so the
     run says so in one line and trains exactly as without the flag."""
-    monkeypatch.setattr(training, "cpu_has_bfloat16_units", lambda: False)
+    monkeypatch.setattr(trainer, "cpu_has_bfloat16_units", lambda: False)
     runs = {}
     for amp in ("true", "false"):
         save_dir = str(tmp_path / amp)
@@ -267,7 +270,7 @@ def test_mixed_precision_on_a_cpu_without_bfloat16_units_says_so_and_trains_in_f
     ]
     assert "bfloat16" not in runs["false"]
     assert logged_losses(runs["true"], "training") == logged_losses(runs["false"], "training")
-    amp, plain = (tensors(checkpoint.find_checkpoint(str(tmp_path / d), "train")) for d in ("true", "false"))
+    amp, plain = (tensors(store.find_checkpoint(str(tmp_path / d), "train")) for d in ("true", "false"))
     assert amp.keys() == plain.keys()
     assert all(np.array_equal(amp[name], plain[name]) for name in plain)
 
@@ -357,7 +360,7 @@ def test_a_non_finite_loss_skips_the_step_and_names_the_file(tmp_path, cli):
 
 
 def test_disk_full_mid_run_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, cli):
-    ckpt, real_write, calls = str(tmp_path / "ckpt"), files._write_bytes, []
+    ckpt, real_write, calls = str(tmp_path / "ckpt"), atomic_files._write_bytes, []
 
     def full_after_one(path, chunks):
         if ".safetensors" in path:
@@ -370,7 +373,7 @@ def test_disk_full_mid_run_keeps_the_last_good_checkpoint(tmp_path, monkeypatch,
 
     argv = COMMON + ["--train_files", LDC, "--epochs", "3", "--checkpoint_dir", ckpt]
     with monkeypatch.context() as patch:
-        patch.setattr(files, "_write_bytes", full_after_one)
+        patch.setattr(atomic_files, "_write_bytes", full_after_one)
         status, log = cli(train.main, argv)
     assert status == 1, log
     assert (

@@ -8,8 +8,8 @@ import numpy as np
 import soundfile
 
 from coqui_stt_training import transcribe
-from coqui_stt_training.audio import load_audio
-from coqui_stt_training.transcription import speech_segments
+from coqui_stt_training.data.audio import load_audio
+from coqui_stt_training.decoding.transcription import speech_segments
 from tests.helpers import FIXTURES, LDC_WAV, SMOKE
 
 RUSSIAN = os.path.join(FIXTURES, "ru-h100-drop1", "checkpoint")

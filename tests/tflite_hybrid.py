@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from coqui_stt_training.export_tflite import quantize_symmetric
-from coqui_stt_training.exported import WEIGHT_SCOPES, ExportedModel, kernel_name
+from coqui_stt_training.checkpoints.from_export import WEIGHT_SCOPES, ExportedModel, kernel_name
+from coqui_stt_training.exports.to_tflite import quantize_symmetric
 
 
 def _round_half_away(x: np.ndarray) -> np.ndarray:

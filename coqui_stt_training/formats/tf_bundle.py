@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import UserError
-from ..files import read_range, write_atomically, write_file_atomically
+from ..system.atomic_files import read_range, write_atomically, write_file_atomically
+from ..system.errors import UserError
 from . import protobuf
 from .crc32c import crc32c, mask, masked_crc32c, unmask
 from .protobuf import FormatError

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 
-from ..files import write_file_atomically
+from ..system.atomic_files import write_file_atomically
 from .protobuf import FormatError
 from .tf_bundle import TFCheckpointError
 

@@ -1,7 +1,7 @@
 """`from coqui_stt_training.util.config import initialize_globals_from_args, Config`, as in Coqui's notebooks
-(python_api.py does the work)."""
+(flags/python_api.py does the work)."""
 
-from ..python_api import (
+from ..flags.python_api import (
     GlobalConfig,
     initialize_globals_from_args,
     initialize_globals_from_cli,

@@ -9,9 +9,9 @@ import urllib.request
 
 from tqdm.auto import tqdm
 
-from ..errors import UserError
-from ..files import TMP_MARK
-from ..python_api import show_user_errors_as_one_line
+from ..flags.python_api import show_user_errors_as_one_line
+from ..system.atomic_files import TMP_MARK
+from ..system.errors import UserError
 
 
 class DownloadError(UserError):

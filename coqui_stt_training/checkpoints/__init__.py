@@ -1,0 +1,1 @@
+"""Checkpoint directories: Coqui's layout, loading into a model, exports read back."""

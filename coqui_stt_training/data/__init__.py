@@ -1,0 +1,1 @@
+"""Data sets on disk: CSV, SDB, shards, audio files, Common Voice."""

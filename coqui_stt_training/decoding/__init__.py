@@ -1,0 +1,1 @@
+"""The model's output to text: beam search, the scorer, testing, transcription."""

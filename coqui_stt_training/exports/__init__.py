@@ -1,0 +1,1 @@
+"""Trained models written for Coqui's native client (TFLite) and for onnxruntime."""

@@ -1,0 +1,1 @@
+"""Checked samples to batches: loading, features, the feature cache, augmentation."""

@@ -1,0 +1,1 @@
+"""The command line's flags and Coqui's Python API, turned into what the library below takes."""

@@ -1,0 +1,1 @@
+"""The DeepSpeech network, its features, alphabet, loss and optimiser."""
