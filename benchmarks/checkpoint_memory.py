@@ -64,12 +64,14 @@ def measure(prefix: str, n_hidden: int, reader: str) -> None:
     from coqui_stt_training.checkpoints.load import load_into
     from coqui_stt_training.checkpoints.store import open_checkpoint
     from coqui_stt_training.flags.config import Config
+    from coqui_stt_training.flags.options import adam_settings, model_settings
     from coqui_stt_training.model.alphabet import load_alphabet
     from coqui_stt_training.training.trainer import build_model
 
     baseline = rss_mib("VmRSS")
     config = Config(n_hidden=n_hidden)
-    model, optimizer = build_model(config, load_alphabet("data/alphabet.txt"), torch.device("cpu"))
+    alphabet = load_alphabet("data/alphabet.txt")
+    model, optimizer = build_model(model_settings(config), adam_settings(config), alphabet, torch.device("cpu"))
     for p in model.trainable_parameters():
         optimizer.slots(p)  # the moments exist in any training run; allocate them before loading
     built = rss_mib("VmRSS")

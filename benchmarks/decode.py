@@ -20,7 +20,8 @@ from coqui_stt_training.decoding.beam_search import DecodeOptions, beam_search
 from coqui_stt_training.decoding.evaluation import log_probabilities
 from coqui_stt_training.decoding.scorer import Scorer
 from coqui_stt_training.flags.config import Config
-from coqui_stt_training.flags.resolve import data_set, loader_settings, model_for
+from coqui_stt_training.flags.options import loader_settings
+from coqui_stt_training.flags.services import data_set, model_for
 
 REPEATS = 5
 

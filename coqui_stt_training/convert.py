@@ -29,11 +29,12 @@ from .checkpoints.from_export import as_checkpoint, open_exported
 from .checkpoints.layout import TensorReader
 from .checkpoints.store import STATE_FILES, CheckpointError, open_checkpoint, source_export_file, write_safetensors
 from .flags.cli import run_cli
-from .flags.config import CONVERT_FLAGS, COQUI_FLAG_COUNT, Config, ConfigError
+from .flags.config import CONVERT_FLAGS, COQUI_FLAG_COUNT, Config
 from .formats.tf_bundle import write_tf_checkpoint
 from .formats.tf_state_file import read_state_file, read_state_file_all, write_state_file
 from .system import log
 from .system.atomic_files import copy_atomically, write_text_once
+from .system.errors import ConfigError
 
 
 class LazyTensors(Mapping[str, np.ndarray]):

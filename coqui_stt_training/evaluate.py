@@ -10,10 +10,11 @@ reported as Coqui reports it: WER, CER and loss, then the best, median and worst
 from __future__ import annotations
 
 from .flags.cli import run_cli
-from .flags.config import EVALUATE_FLAGS, Config, ConfigError
+from .flags.config import EVALUATE_FLAGS, Config
 from .flags.python_api import run_library_call
-from .flags.resolve import model_for, test_phase
+from .flags.services import model_for, test_phase
 from .system.distributed import joined_world
+from .system.errors import ConfigError
 
 
 def evaluate_job(config: Config) -> None:

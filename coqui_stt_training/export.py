@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from .exports.directory import export, export_targets
 from .flags.cli import run_cli
-from .flags.config import EXPORT_TOOL_FLAGS, Config, ConfigError
-from .flags.resolve import export_settings, model_for
+from .flags.config import EXPORT_TOOL_FLAGS, Config
+from .flags.options import export_settings
+from .flags.services import model_for
+from .system.errors import ConfigError
 
 
 def export_job(config: Config) -> None:

@@ -12,9 +12,11 @@ from __future__ import annotations
 from .decoding.beam_search import beam_search
 from .decoding.evaluation import log_probabilities, score, totals
 from .flags.cli import run_cli
-from .flags.config import LM_OPTIMIZE_FLAGS, Config, ConfigError
-from .flags.resolve import data_set, decode_options, loader_settings, model_for, scorer_for
+from .flags.config import LM_OPTIMIZE_FLAGS, Config
+from .flags.options import decode_options, loader_settings
+from .flags.services import data_set, model_for, scorer_for
 from .system import log
+from .system.errors import ConfigError
 
 
 def lm_optimize_job(config: Config) -> None:

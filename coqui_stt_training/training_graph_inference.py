@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from .decoding.transcription import one_shot_infer
 from .flags.cli import run_cli
-from .flags.config import ONE_SHOT_FLAGS, Config, ConfigError
-from .flags.resolve import decode_options, feature_settings, model_for, scorer_for
+from .flags.config import ONE_SHOT_FLAGS, Config
+from .flags.options import decode_options, feature_settings
+from .flags.services import model_for, scorer_for
+from .system.errors import ConfigError
 
 
 def one_shot_job(config: Config) -> None:

@@ -20,11 +20,12 @@ import os
 from .data.audio import AUDIO_EXTENSIONS
 from .decoding.transcription import transcribe_file
 from .flags.cli import run_cli
-from .flags.config import TRANSCRIBE_FLAGS, Config, ConfigError
-from .flags.resolve import decode_options, feature_settings, model_for, scorer_for, segmentation
+from .flags.config import TRANSCRIBE_FLAGS, Config
+from .flags.options import decode_options, feature_settings, segmentation
+from .flags.services import model_for, scorer_for
 from .system import log
-from .system.atomic_files import check_can_write_in, write_file_atomically
-from .system.errors import UserError
+from .system.atomic_files import require_writable, write_file_atomically
+from .system.errors import ConfigError, UserError
 from .system.signals import phase
 
 
@@ -87,10 +88,9 @@ def tasks(config: Config) -> list[tuple[str, str]]:
         if not is_catalog and not os.path.isdir(os.path.dirname(os.path.abspath(dst))):
             raise ConfigError(f"Missing destination directory for {dst}")
     for folder in sorted({os.path.dirname(os.path.abspath(dst)) for _, dst in pairs}):
-        try:  # a read-only destination fails now, not after the model has run over every file
-            check_can_write_in(folder)  # (as Coqui does, a catalog's .tlog folders are made)
-        except OSError as e:
-            raise ConfigError(f"cannot write .tlog files in {folder} ({e.strerror})") from None
+        # a read-only destination fails now, not after the model has run over every file (as Coqui does, a
+        # catalog's .tlog folders are made)
+        require_writable(folder, f"cannot write .tlog files in {folder}")
     return pairs
 
 

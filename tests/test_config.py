@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from coqui_stt_training import convert, evaluate, export, lm_optimize, train, training_graph_inference, transcribe
-from coqui_stt_training.flags.config import COQUI_FLAG_COUNT, TRAIN_FLAGS, Config, ConfigError, in_interval, parse_size
-from coqui_stt_training.flags.resolve import prepare
-from coqui_stt_training.system.errors import UnsupportedFlagError
+from coqui_stt_training.flags.config import COQUI_FLAG_COUNT, TRAIN_FLAGS, Config, in_interval, parse_size
+from coqui_stt_training.flags.prepare import prepare
+from coqui_stt_training.system.errors import ConfigError, UnsupportedFlagError
 from tests.helpers import ALPHABET, FIXTURES
 
 

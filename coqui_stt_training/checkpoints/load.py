@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..flags.config import ConfigError
 from ..model.alphabet import AnyAlphabet, alphabet_record, load_alphabet
 from ..model.deepspeech import DeepSpeech, ModelDimensions
 from ..model.optimizer import TFAdam
 from ..system import log
+from ..system.errors import ConfigError
 from .from_export import EXPORT_SUFFIXES, exported_model_file, open_exported
 from .layout import TensorReader, Variable, dimensions, dropped_substrings, variables
 from .run_state import AlphabetRecord

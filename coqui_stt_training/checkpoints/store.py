@@ -1,4 +1,5 @@
-"""Checkpoint directories, as Coqui lays them out (docs/compatibility.md, "Checkpoints").
+"""Checkpoint directories, as Coqui lays them out (docs/compatibility.md, "Checkpoints"): saving, finding,
+verifying and reading checkpoints and their state files.
 
 A checkpoint `<dir>/<kind>-<step>` is `<prefix>.safetensors` (the tensors, under layout.py's names) plus
 `<prefix>.json` (run_state.RunState); Coqui's own TF checkpoints (`<prefix>.index` + data shards) are
@@ -24,7 +25,7 @@ from ..formats.crc32c import crc32c
 from ..formats.tf_bundle import TFCheckpointReader
 from ..formats.tf_state_file import read_state_file, read_state_file_all, write_state_file
 from ..system import log
-from ..system.atomic_files import check_can_write_in, read_range, remove_stale_temporaries, write_file_atomically
+from ..system.atomic_files import read_range, remove_stale_temporaries, write_file_atomically
 from ..system.errors import UserError
 from .from_export import EXPORT_SUFFIXES, exported_model_file, open_exported
 from .layout import TensorReader
@@ -446,12 +447,3 @@ def update_run_state(prefix: str, state: RunState) -> None:
         raise CheckpointError(
             f"cannot update {prefix}.json ({e.strerror or e}); the checkpoint itself is intact"
         ) from None
-
-
-def check_writable(directory: str) -> None:
-    """Fail before training, not at the first save hours later (read-only mount, wrong owner, a file
-    in the way)."""
-    try:
-        check_can_write_in(directory)
-    except OSError as e:
-        raise CheckpointError(f"cannot write to the checkpoint directory {directory} ({e.strerror or e})") from None

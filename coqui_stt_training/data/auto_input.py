@@ -14,10 +14,10 @@ import os
 import random
 from dataclasses import dataclass
 
-from ..flags.config import ConfigError
 from ..model.alphabet import alphabet_from_transcripts, load_alphabet
 from ..system import log
 from ..system.atomic_files import write_file_atomically, write_text_once
+from ..system.errors import ConfigError
 from .samples import Sample, csv_text, read_source
 
 SUBSETS = ("train", "dev", "test")

@@ -1,5 +1,5 @@
-"""Data sets: CSV files, SDBs and WebDataset shards in Coqui's formats (docs/compatibility.md, "Data"), read
-and checked before training.
+"""Data sets as checked samples: CSV files, SDBs and WebDataset shards in Coqui's formats (docs/compatibility.md,
+"Data"), read and checked before training.
 
 A CSV has a header row with `wav_filename` (relative paths resolve against the CSV's folder),
 `transcript`, and optionally `wav_filesize` (used only for ordering). Every problem found in the

@@ -15,12 +15,12 @@ import shutil
 import zipfile
 from dataclasses import dataclass, field
 
-from ..flags.config import ConfigError
 from ..model.alphabet import AnyAlphabet
 from ..model.deepspeech import DeepSpeech
 from ..model.features import FeatureSettings
 from ..system import log
 from ..system.atomic_files import copy_atomically, write_atomically, write_file_atomically
+from ..system.errors import ConfigError
 from .to_onnx import onnx_bytes
 from .to_tflite import tflite_bytes
 

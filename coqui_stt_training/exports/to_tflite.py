@@ -18,12 +18,12 @@ import numpy as np
 import torch
 
 from ..checkpoints.layout import LSTM_SCOPE, variables
-from ..flags.config import ConfigError
 from ..formats import tflite
 from ..formats.tflite import STRING, Graph, Operator, Tensor
 from ..model.alphabet import AnyAlphabet, serialize_binary
 from ..model.deepspeech import DeepSpeech
 from ..model.features import LOWER_FREQUENCY_HZ, MEL_CHANNELS, N_CONTEXT, N_INPUT, FeatureSettings
+from ..system.errors import ConfigError
 
 GRAPH_VERSION = 6  # metadata_version: the native client refuses older graphs
 MIN_RUNTIME_VERSION = b"1.6.0"

@@ -11,7 +11,7 @@ from ..system import log
 from ..system.errors import UserError, os_error_line
 from ..system.signals import Stopped, stop_on_signals
 from .config import Config
-from .resolve import prepare
+from .prepare import prepare
 
 
 def run_cli(job: Callable[[Config], None], argv: list[str] | None, prog: str, uses: frozenset[str]) -> None:

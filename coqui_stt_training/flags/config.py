@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..system import log
-from ..system.errors import UnsupportedFlagError, UserError
+from ..system.errors import ConfigError, UnsupportedFlagError
 
 
 def _flag(default, help: str, **extra):
@@ -393,10 +393,6 @@ class Config:
 
 
 COQUI_FLAG_COUNT = 96  # Config's first fields are Coqui 1.4's flags, in flags.txt order; ours follow
-
-
-class ConfigError(UserError):
-    pass
 
 
 class _OneLineErrorParser(argparse.ArgumentParser):

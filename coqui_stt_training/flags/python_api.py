@@ -26,10 +26,10 @@ from types import TracebackType
 from typing import Any
 
 from ..system import log
-from ..system.errors import UserError, os_error_line
+from ..system.errors import ConfigError, UserError, os_error_line
 from ..system.signals import Stopped, stop_on_signals, stopping
-from .config import Config, ConfigError, parse_size, range_problem
-from .resolve import apply_threads, prepare
+from .config import Config, parse_size, range_problem
+from .prepare import apply_threads, prepare
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 

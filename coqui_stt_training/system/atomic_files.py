@@ -13,6 +13,8 @@ import os
 import shutil
 from collections.abc import Callable, Iterable
 
+from .errors import ConfigError
+
 TMP_MARK = ".tmp-"  # temporary files are <final name>.tmp-<pid>
 
 
@@ -35,9 +37,10 @@ def write_atomically(path: str, write: Callable[[str], object], durable: bool = 
             os.remove(tmp)
 
 
-def check_can_write_in(directory: str) -> None:
-    """Raise OSError (naming `directory`) unless a file can be created there: made if missing, then a
-    probe written and removed. For outputs that would otherwise fail only at the end of a run."""
+def require_writable(directory: str, output: str) -> None:
+    """Fail now, not at the end of a run, unless a file can be created in `directory` (made if missing; a
+    probe is written and removed). The ConfigError reads `output` (what cannot be written, as the user
+    named it: "--summary_dir runs/s: cannot write there"), then the system's reason."""
     probe = os.path.join(directory, f".write-test{TMP_MARK}{os.getpid()}")
     try:
         os.makedirs(directory, exist_ok=True)
@@ -45,7 +48,7 @@ def check_can_write_in(directory: str) -> None:
             f.write(b"can write\n")
         os.remove(probe)
     except OSError as e:
-        raise OSError(e.errno, e.strerror or str(e), directory) from None
+        raise ConfigError(f"{output} ({e.strerror or e})") from None
 
 
 def write_file_atomically(path: str, data: bytes | str) -> None:

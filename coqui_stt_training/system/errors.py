@@ -16,5 +16,9 @@ def os_error_line(e: OSError) -> str:
     return (f"{e.filename}: " if e.filename else "") + str(e.strerror or e)
 
 
+class ConfigError(UserError):
+    """A flag's value, or flags that contradict each other: named by the flag."""
+
+
 class UnsupportedFlagError(UserError):
     """A flag asks for something this implementation does not do (yet): refused rather than ignored."""

@@ -18,9 +18,9 @@ from ..checkpoints.from_export import exported_model_file
 from ..checkpoints.layout import LAYER_SCOPES, dropped_layers
 from ..checkpoints.run_state import RunState, TransferRecord
 from ..checkpoints.store import CheckpointError, highest_save_serial, newest_checkpoint, read_run_state, search
-from ..flags.config import ConfigError
 from ..model.alphabet import AnyAlphabet, alphabet_record
 from ..system import log
+from ..system.errors import ConfigError
 
 
 @dataclass(frozen=True)

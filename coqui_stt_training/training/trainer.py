@@ -3,9 +3,10 @@
 Epochs until --epochs (or an early stop). Each epoch trains (a `train` checkpoint every
 --checkpoint_secs and at its end), validates on the dev sets (a `best_dev` checkpoint when the loss
 improves; early stopping and reduce-on-plateau from the dev loss), then reports the metrics sets.
-Where the run starts is start.py's decision, which Trainer.begin applies; a stop signal ends the
-loop at the next safe point with a checkpoint (system/signals.py). Every process of a distributed run steps
-through the same loop; decisions that must agree are reduced over all of them (system/distributed.py).
+Where the run starts is training/start.py's decision, which Trainer.begin applies; a stop signal ends
+the loop at the next safe point with a checkpoint (system/signals.py). Every process of a distributed run
+steps through the same loop; decisions that must agree are reduced over all of them (system/distributed.py).
+What the loop reads from the flags comes in small settings objects (training/settings.py).
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ from ..decoding.beam_search import greedy_decode
 from ..decoding.evaluation import evaluate_samples, totals
 from ..feeding.augment_batch import augment_features
 from ..feeding.batches import Batch, data_loader, make_batches, warn_if_cache_unused
-from ..flags.config import Config, ConfigError
-from ..flags.resolve import loader_settings
 from ..formats.tfevents import SummaryWriter
 from ..model.alphabet import AnyAlphabet, alphabet_record
 from ..model.deepspeech import DeepSpeech, ModelDimensions
@@ -38,23 +37,26 @@ from ..model.loss import ctc_loss
 from ..model.optimizer import TFAdam
 from ..system import log
 from ..system.distributed import World
+from ..system.errors import ConfigError
 from ..system.signals import Interrupted, StopSignals
+from .settings import AdamSettings, ModelSettings, TrainingSettings
 from .start import Start, frozen, source_layers
 
 DataSets = list[tuple[str, list[Sample]]]  # (path, checked samples) per dev or metrics set
 
 
-def build_model(config: Config, alphabet: AnyAlphabet, device: torch.device) -> tuple[DeepSpeech, TFAdam]:
-    """A freshly initialised model of the flags' shape, and its optimiser: one parameter group per layer,
+def build_model(
+    settings: ModelSettings, adam: AdamSettings, alphabet: AnyAlphabet, device: torch.device
+) -> tuple[DeepSpeech, TFAdam]:
+    """A freshly initialised model of the settings' shape, and its optimiser: one parameter group per layer,
     so that transfer learning can train the kept layers at another rate."""
-    torch.manual_seed(config.random_seed)
-    dims = ModelDimensions(config.n_hidden, alphabet.size + 1, config.layer_norm)
-    dropout = (config.dropout_rate, config.dropout_rate2, config.dropout_rate3, config.dropout_rate6)
-    model = DeepSpeech(dims, config.relu_clip, dropout)
-    model.reset_parameters(torch.Generator().manual_seed(config.random_seed))
+    torch.manual_seed(settings.random_seed)
+    dims = ModelDimensions(settings.n_hidden, alphabet.size + 1, settings.layer_norm)
+    model = DeepSpeech(dims, settings.relu_clip, settings.dropout)
+    model.reset_parameters(torch.Generator().manual_seed(settings.random_seed))
     model.to(device)
     groups = [{"name": name, "params": params} for name, params in model.layer_parameters().items()]
-    optimizer = TFAdam(groups, config.learning_rate, config.beta1, config.beta2, config.epsilon)
+    optimizer = TFAdam(groups, adam.learning_rate, adam.beta1, adam.beta2, adam.epsilon)
     return model, optimizer
 
 
@@ -69,13 +71,13 @@ def cpu_has_bfloat16_units() -> bool:
 class Trainer:
     """One training run: the model, its optimiser, and the run state its checkpoints record."""
 
-    def __init__(self, config: Config, alphabet: AnyAlphabet, world: World = World()):
-        self.config, self.alphabet, self.world, self.device = config, alphabet, world, world.device()
-        self.loader = loader_settings(config)
+    def __init__(self, settings: TrainingSettings, alphabet: AnyAlphabet, world: World = World()):
+        self.settings, self.alphabet, self.world, self.device = settings, alphabet, world, world.device()
+        self.loader = settings.loader
         warn_if_cache_unused(self.loader)
-        self.model, self.optimizer = build_model(config, alphabet, self.device)
+        self.model, self.optimizer = build_model(settings.model, settings.adam, alphabet, self.device)
         if world.rank:
-            torch.manual_seed(config.random_seed + world.rank)  # same initial weights, other dropout masks
+            torch.manual_seed(settings.model.random_seed + world.rank)  # same initial weights, other dropout masks
         self.network: torch.nn.Module = self.model  # what training steps call: the model, or DDP around it
         self.wrap()
         self.run = RunState(progress=Progress())
@@ -83,12 +85,12 @@ class Trainer:
         self.source_layers: set[str] = set()
         self.last_saved: str | None = None
         self.signals = StopSignals()
-        self.summaries = SummaryWriter(config.summary_dir) if config.summary_dir and world.is_main else None
+        self.summaries = SummaryWriter(settings.summary_dir) if settings.summary_dir and world.is_main else None
         # Mixed precision: autocast changes no parameter (they and the checkpoints stay float32), so it
         # combines with any pre-trained checkpoint, which Coqui's graph rewrite could not. fp16 on CUDA
         # needs loss scaling; bf16 on CPU has float32's range and does not.
         self.amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
-        self.mixed_precision = config.automatic_mixed_precision
+        self.mixed_precision = settings.mixed_precision
         if self.mixed_precision and self.device.type == "cpu" and not cpu_has_bfloat16_units():
             log.warn(
                 "--automatic_mixed_precision: this CPU has no bfloat16 matrix units (AVX512_BF16 or AMX), and "
@@ -112,19 +114,19 @@ class Trainer:
     def begin(self, start: Start, save_serial: int) -> None:
         """Apply training/start.py's decision: load the checkpoint (dropping what a new transfer drops), and take
         over the run state of the run's own checkpoint."""
-        config, run = self.config, self.run
+        adam, transfer, run = self.settings.adam, self.settings.transfer, self.run
         run.save_serial = save_serial
         if start.prefix is None:
             return
         if not start.drop:
             check_alphabet(start.prefix, self.alphabet)
-        columns = self.shared_columns(start.prefix) if start.drop and config.keep_shared_symbols else None
+        columns = self.shared_columns(start.prefix) if start.drop and transfer.keep_shared_symbols else None
         report = load_into(
             start.prefix,
             self.model,
             self.optimizer,
-            config.learning_rate,
-            config.force_initialize_learning_rate,
+            adam.learning_rate,
+            adam.force_initialize_learning_rate,
             start.drop,
             columns,
         )
@@ -137,16 +139,16 @@ class Trainer:
         if start.exact:
             run.progress = from_state.progress or Progress()
             self.resumed_rng = from_state.rng
-            if from_state.learning_rate is not None and not config.force_initialize_learning_rate:
+            if from_state.learning_rate is not None and not adam.force_initialize_learning_rate:
                 self.optimizer.lr = from_state.learning_rate  # exactly; the tensor holds it rounded to float32
             if self.scaler and from_state.grad_scaler:
                 self.scaler.load_state_dict(from_state.grad_scaler)
         elif start.drop:
             run.transfer = TransferRecord(start.prefix, start.drop, alphabet_record(self.alphabet), columns is not None)
         self.source_layers = source_layers(run.transfer)
-        if run.transfer and config.source_layers_lr_scale != 1.0:
+        if run.transfer and transfer.source_layers_lr_scale != 1.0:
             for scope in self.source_layers:
-                self.optimizer.set_lr_scale(scope, config.source_layers_lr_scale)
+                self.optimizer.set_lr_scale(scope, transfer.source_layers_lr_scale)
         report.log(detailed=True, frozen=self.source_layers if self.frozen_now() else set())
 
     def shared_columns(self, prefix: str) -> list[int | None]:
@@ -170,17 +172,17 @@ class Trainer:
         return columns
 
     def frozen_now(self) -> bool:
-        return frozen(self.run.transfer, self.run.epochs_done, self.config.freeze_source_layers)
+        return frozen(self.run.transfer, self.run.epochs_done, self.settings.transfer.freeze_source_layers)
 
     # ---- the loop ----------------------------------------------------------------------------------
 
     def train(self, train_set: list[Sample], dev_sets: DataSets, metrics_sets: DataSets) -> None:
         """Epochs until --epochs (or an early stop). Raises Interrupted after a stop signal."""
-        config, p = self.config, self.progress
-        if not config.skip_batch_test:
+        settings, p = self.settings, self.progress
+        if not settings.skip_batch_test:
             self.check_largest_batch(train_set)
         self.restore_generators()  # after the dummy run, whose dropout draws are not the run's
-        batches = len(make_batches(len(train_set), config.train_batch_size * self.world.size, drop_last=True))
+        batches = len(make_batches(len(train_set), settings.train_batch_size * self.world.size, drop_last=True))
         if p.stage == "train" and p.batch and p.batches_in_epoch != batches:
             log.warn(
                 f"The training set or batch size changed since the interruption ({p.batches_in_epoch} batches "
@@ -191,7 +193,7 @@ class Trainer:
         log.info("STARTING Optimization")
         started = time.time()
         with self.signals:
-            while p.epoch < config.epochs:
+            while p.epoch < settings.schedule.epochs:
                 if p.stage == "train":
                     self.freeze_or_unfreeze()
                     self.train_epoch(train_set)
@@ -218,11 +220,11 @@ class Trainer:
 
     def train_epoch(self, samples: list[Sample]) -> None:
         """The rest of the current epoch's training, from the batch the progress records."""
-        config, p = self.config, self.progress
-        if not config.show_progressbar:
+        settings, p = self.settings, self.progress
+        if not settings.show_progressbar:
             log.info(f"Training epoch {p.epoch}...")
         loader = data_loader(
-            samples, config.train_batch_size, self.loader, train=True, epoch=p.epoch, skip=p.batch, world=self.world
+            samples, settings.train_batch_size, self.loader, train=True, epoch=p.epoch, skip=p.batch, world=self.world
         )
         bar = self.progress_bar(loader, p.epoch, "Training", initial=p.batch)
         self.model.train()
@@ -231,7 +233,8 @@ class Trainer:
             rank_loss = self.step(batch)
             p.batch += 1
             # Every rank must stop or save at the same step: rank 0's clock decides when to save.
-            due = self.world.is_main and config.checkpoint_secs and time.time() - last_save > config.checkpoint_secs
+            every = settings.saving.checkpoint_secs
+            due = self.world.is_main and every and time.time() - last_save > every
             loss_sum, stop, save = self.world.sum(rank_loss or 0.0, self.signals.received is not None, bool(due))
             if rank_loss is not None:
                 loss = loss_sum / self.world.size
@@ -245,7 +248,7 @@ class Trainer:
             if save:
                 self.save("train")
                 last_save = time.time()
-        if not config.show_progressbar:
+        if not settings.show_progressbar:
             log.info(f"Finished training epoch {p.epoch} - loss: {p.loss_sum / max(p.steps, 1):f}")
 
     def step(self, batch: Batch) -> float | None:
@@ -278,7 +281,7 @@ class Trainer:
         last good checkpoint (saving checks the same, so none is ever replaced by such weights)."""
         (broken,) = self.world.any(not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()))
         if broken:
-            last = self.last_saved or store.newest_checkpoint(self.config.save_checkpoint_dir)
+            last = self.last_saved or store.newest_checkpoint(self.settings.saving.directory)
             raise store.NonFiniteWeightsError(
                 f"the weights became NaN or infinite at step {self.run.global_step}: stopping; "
                 + (f"the last good checkpoint, {last}, is kept" if last else "nothing was saved")
@@ -300,11 +303,11 @@ class Trainer:
 
     def validate(self, dev_sets: DataSets) -> bool:
         """Dev losses, best_dev checkpoint, plateau; True if early stopping is triggered."""
-        config, run, p = self.config, self.run, self.progress
+        schedule, run, p = self.settings.schedule, self.run, self.progress
         losses = [self.dev_loss(samples, path) for path, samples in dev_sets]
         steps = sum(n for _, n in losses)
         dev_loss = sum(loss * n for loss, n in losses) / max(steps, 1)
-        if dev_loss > run.best_dev_loss - config.es_min_delta:
+        if dev_loss > run.best_dev_loss - schedule.es_min_delta:
             p.epochs_without_improvement += 1
         else:
             p.epochs_without_improvement = 0
@@ -312,23 +315,23 @@ class Trainer:
             run.best_dev_loss = dev_loss
             path = self.save("best_dev")
             log.info(f"Saved new best validating model with loss {dev_loss:f} to: {path}")
-        if config.early_stop and p.epochs_without_improvement == config.es_epochs:
-            log.info(f"Early stop triggered as the loss did not improve the last {config.es_epochs} epochs")
+        if schedule.early_stop and p.epochs_without_improvement == schedule.es_epochs:
+            log.info(f"Early stop triggered as the loss did not improve the last {schedule.es_epochs} epochs")
             return True
         if (
-            config.reduce_lr_on_plateau
+            schedule.reduce_lr_on_plateau
             and p.epochs_without_improvement > 0
-            and p.epochs_without_improvement % config.plateau_epochs == 0
+            and p.epochs_without_improvement % schedule.plateau_epochs == 0
         ):
             self.reduce_learning_rate()
         return False
 
     def dev_loss(self, samples: list[Sample], path: str) -> tuple[float, int]:
         """Mean CTC loss of one dev set and its number of batches."""
-        config, epoch = self.config, self.progress.epoch
-        if not config.show_progressbar:
+        settings, epoch = self.settings, self.progress.epoch
+        if not settings.show_progressbar:
             log.info(f"Validating epoch {epoch} on {path}...")
-        loader = data_loader(samples, config.dev_batch_size, self.loader, train=False, world=self.world)
+        loader = data_loader(samples, settings.dev_batch_size, self.loader, train=False, world=self.world)
         bar = self.progress_bar(loader, epoch, "Validation")
         self.model.eval()
         total, steps, losses = 0.0, 0, []
@@ -354,7 +357,7 @@ class Trainer:
                 self.summaries.scalar("dev", "step_loss", loss, self.run.global_step)
         steps = int(summed_steps)
         mean = total / max(steps, 1)
-        if not config.show_progressbar:
+        if not settings.show_progressbar:
             log.info(f"Finished validating epoch {epoch} on {path} - loss: {mean:f}")
         return mean, steps
 
@@ -363,7 +366,7 @@ class Trainer:
         from the source domain shows what fine-tuning forgets. They never affect best-dev selection."""
         decoder = lambda logits, lengths: greedy_decode(logits, lengths, self.alphabet)
         results = evaluate_samples(
-            self.model, samples, decoder, self.device, self.config.dev_batch_size, self.loader, self.world
+            self.model, samples, decoder, self.device, self.settings.dev_batch_size, self.loader, self.world
         )
         wer, cer, loss = totals(results)
         log.info(f"Finished metrics for epoch {epoch} on {path} - loss: {loss:f} - greedy WER: {wer:f}, CER: {cer:f}")
@@ -374,8 +377,8 @@ class Trainer:
     def reduce_learning_rate(self) -> None:
         """Coqui's plateau rule: back to the best weights, learning rate times --plateau_reduction."""
         self.world.barrier()  # rank 0 has finished writing the checkpoint every rank now reads
-        prefix = store.find_checkpoint(self.config.save_checkpoint_dir, "best_dev")
-        lr = self.optimizer.lr * self.config.plateau_reduction
+        prefix = store.find_checkpoint(self.settings.saving.directory, "best_dev")
+        lr = self.optimizer.lr * self.settings.schedule.plateau_reduction
         if prefix:
             report = load_into(prefix, self.model, self.optimizer, lr)
             self.run.global_step = report.global_step
@@ -393,7 +396,7 @@ class Trainer:
             "If the following process crashes, you likely have batch sizes that are too big for your available "
             "system memory (or GPU memory)."
         )
-        size = self.config.train_batch_size
+        size = self.settings.train_batch_size
         loader = data_loader(samples[-size:], size, self.loader, True)
         self.model.train()
         no_sync = self.network.no_sync() if self.world.distributed else contextlib.nullcontext()  # type: ignore[operator]
@@ -447,15 +450,16 @@ class Trainer:
         run.learning_rate = self.optimizer.lr
         run.grad_scaler = self.scaler.state_dict() if self.scaler else None
         tensors = to_tensors(self.model, self.optimizer, run.global_step)
-        keep = self.config.max_to_keep if kind == "train" else 1
-        self.last_saved = store.save(self.config.save_checkpoint_dir, kind, tensors, run, keep)
+        saving = self.settings.saving
+        keep = saving.max_to_keep if kind == "train" else 1
+        self.last_saved = store.save(saving.directory, kind, tensors, run, keep)
         return self.last_saved
 
     def progress_bar(self, loader, epoch: int, title: str, initial: int = 0) -> tqdm:
         return tqdm(
             loader,
             desc=f"Epoch {epoch:3d} | {title:>10}",
-            disable=not (self.config.show_progressbar and self.world.is_main),
+            disable=not (self.settings.show_progressbar and self.world.is_main),
             file=sys.stdout,
             dynamic_ncols=True,
             initial=initial,
