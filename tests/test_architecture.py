@@ -1,5 +1,7 @@
-"""The package's shape: no import cycles, entry points that depend on the library and never on each other,
-no imports hidden in functions to dodge a cycle, and modules a reader can hold in mind."""
+"""The package's shape (docs/architecture.md): commands on top, the library below in folders that import
+only from folders below their own; no import cycles, entry points that depend on the library and never on
+each other, no imports hidden in functions to dodge a cycle, no module that only re-exports another, and
+folders and modules a reader can hold in mind."""
 
 import ast
 import os
@@ -14,7 +16,14 @@ from tests.helpers import ROOT
 PACKAGE = os.path.join(ROOT, "coqui_stt_training")
 # `python -m coqui_stt_training.<name>`: Coqui's entry points and ours
 ENTRY_POINTS = {"train", "evaluate", "export", "convert", "transcribe", "lm_optimize", "training_graph_inference",
-                "inference", "import_cv", "data_set_tool"}  # fmt: skip
+                "inference", "import_cv", "data_set_tool", "play"}  # fmt: skip
+# The library's folders, top to bottom along the data's path. A folder imports only from folders in rows
+# below its own: never from a row above, nor from the other folder of its own row.
+LAYERS = [{"flags"}, {"training"}, {"decoding"}, {"feeding", "exports"}, {"data", "checkpoints"}, {"model", "formats"},
+          {"system"}]  # fmt: skip
+FOLDERS = set().union(*LAYERS)
+COQUI_PATHS = {"util"}  # Coqui's own import paths (util.config, util.downloader), which its notebooks use
+MAX_MODULES_PER_FOLDER = 12
 # imports inside functions are for optional extras only, so that the package works without them
 OPTIONAL = {"onnx", "onnxruntime", "kenlm", "optuna", "av"}
 MAX_LINES = 500
@@ -68,6 +77,67 @@ GRAPH = {
 def test_the_module_list_is_what_this_test_knows():
     assert set(MODULES) >= ENTRY_POINTS
     assert "formats.tf_bundle" in MODULES
+
+
+def layer(folder: str) -> int:
+    return next(i for i, row in enumerate(LAYERS) if folder in row)
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Every import of a library module that breaks the folder order (commands and util/ import freely)."""
+    problems = []
+    for name, targets in sorted(graph.items()):
+        folder = name.split(".")[0]
+        if folder not in FOLDERS:
+            continue
+        for target in sorted(targets):
+            other = target.split(".")[0]
+            if other != folder and (other not in FOLDERS or layer(other) <= layer(folder)):
+                problems.append(f"{name} imports {target}")
+    return problems
+
+
+def test_the_top_level_holds_only_commands_util_and_the_library_folders():
+    top = {name for name in MODULES if name and "." not in name}
+    assert top == ENTRY_POINTS | COQUI_PATHS | FOLDERS, (
+        f"not a command, util/ or a library folder: {top - ENTRY_POINTS}"
+    )
+
+
+@pytest.mark.parametrize("name", sorted(ENTRY_POINTS))
+def test_every_command_runs_as_a_module(name):
+    tree = parse(name)
+    assert any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in tree.body), f"{name} has no main()"
+    assert "__main__" in ast.unparse(tree), f"python -m coqui_stt_training.{name} would do nothing"
+
+
+def test_each_folder_imports_only_folders_below_it():
+    assert upward_imports(GRAPH) == []
+
+
+def test_the_folder_rule_catches_an_import_up_or_across():
+    assert upward_imports({"model.features": {"flags.config"}}) == ["model.features imports flags.config"]
+    assert upward_imports({"feeding.batches": {"exports.directory"}}) == ["feeding.batches imports exports.directory"]
+    assert upward_imports({"system.log": {"train"}}) == ["system.log imports train"]
+    assert upward_imports({"flags.config": {"flags.options", "system.log"}, "train": {"flags.config"}}) == []
+
+
+@pytest.mark.parametrize("folder", sorted(FOLDERS | COQUI_PATHS))
+def test_folders_stay_small_and_their_init_only_describes_them(folder):
+    members = [name for name in MODULES if name.startswith(folder + ".")]
+    assert len(members) <= MAX_MODULES_PER_FOLDER, f"{folder}/ holds {len(members)} modules: cut it by concern"
+    init = parse(folder)
+    assert ast.get_docstring(init), f"{folder}/__init__.py should say in one line what the folder holds"
+    assert len(init.body) == 1, f"{folder}/__init__.py should hold only its docstring, not re-export names"
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_no_module_only_re_exports_another(name):
+    body = [n for n in parse(name).body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+    dunder_all = lambda n: isinstance(n, ast.Assign) and [ast.unparse(t) for t in n.targets] == ["__all__"]
+    assert not body or not all(isinstance(n, (ast.Import, ast.ImportFrom)) or dunder_all(n) for n in body), (
+        f"{name} only re-exports: import from the module that defines the names"
+    )
 
 
 def test_no_import_cycles():
