@@ -17,7 +17,8 @@ def os_error_line(e: OSError) -> str:
 
 
 class ConfigError(UserError):
-    """A flag's value, or flags that contradict each other: named by the flag."""
+    """A flag's value, flags that contradict each other, or what a flag names (a missing directory, an output
+    that cannot be written), told by the flag or the path."""
 
 
 class UnsupportedFlagError(UserError):
