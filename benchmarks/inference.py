@@ -158,7 +158,7 @@ def main() -> None:
 
     probs = OnnxModel(paths["float32"], threads=1).probabilities(features, n_steps=16)
     start = time.perf_counter()
-    beam_search(np.log(np.maximum(probs, 1e-30)), DecodeOptions(500))
+    beam_search(probs, DecodeOptions(500))
     beam_time = time.perf_counter() - start
 
     sizes = {kind: os.path.getsize(path) / 2**20 for kind, path in paths.items()}

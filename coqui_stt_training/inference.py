@@ -78,8 +78,7 @@ class OnnxModel:
     def transcribe(self, audio_path: str, options: DecodeOptions | None = None, scorer: Scorer | None = None) -> str:
         """The transcript of one file; `options` default to the model's beam width."""
         probs = self.probabilities(self.audio_features(audio_path))
-        log_probs = np.log(np.maximum(probs, np.finfo(np.float32).tiny))
-        return self.alphabet.decode(beam_search(log_probs, options or DecodeOptions(self.beam_width), scorer))
+        return self.alphabet.decode(beam_search(probs, options or DecodeOptions(self.beam_width), scorer))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,7 +10,7 @@ evaluation does) and measures WER (CER in bytes mode). The best pair is printed 
 from __future__ import annotations
 
 from .decoding.beam_search import beam_search
-from .decoding.evaluation import log_probabilities, score, totals
+from .decoding.evaluation import probabilities, score, totals
 from .flags.cli import run_cli
 from .flags.config import LM_OPTIMIZE_FLAGS, Config
 from .flags.options import decode_options, loader_settings
@@ -35,7 +35,7 @@ def lm_optimize_job(config: Config) -> None:
     outputs = [
         pair
         for path in config.test_files
-        for pair in log_probabilities(
+        for pair in probabilities(
             loaded.model, data_set(config, [path], alphabet, "test"), loaded.device, batch_size, loader
         )
     ]
@@ -43,9 +43,9 @@ def lm_optimize_job(config: Config) -> None:
     metric = "CER" if scorer.utf8_mode else "WER"  # as Coqui: a character scorer is tuned on characters
 
     def objective(trial) -> float:
-        scorer.alpha = trial.suggest_float("lm_alpha", 0, config.lm_alpha_max)
-        scorer.beta = trial.suggest_float("lm_beta", 0, config.lm_beta_max)
-        results = [score(sample, alphabet.decode(beam_search(lp, options, scorer)), 0.0) for sample, lp in outputs]
+        alpha = trial.suggest_float("lm_alpha", 0, config.lm_alpha_max)
+        scorer.set_weights(alpha, trial.suggest_float("lm_beta", 0, config.lm_beta_max))
+        results = [score(sample, alphabet.decode(beam_search(p, options, scorer)), 0.0) for sample, p in outputs]
         wer, cer, _ = totals(results)
         return cer if scorer.utf8_mode else wer
 

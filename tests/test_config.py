@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from coqui_stt_training import convert, evaluate, export, lm_optimize, train, training_graph_inference, transcribe
-from coqui_stt_training.flags.config import COQUI_FLAG_COUNT, TRAIN_FLAGS, Config, in_interval, parse_size
+from coqui_stt_training.flags.config import (
+    COQUI_FLAG_COUNT,
+    TRAIN_FLAGS,
+    Config,
+    in_interval,
+    parse_size,
+)
+from coqui_stt_training.flags.options import parse_hot_words
 from coqui_stt_training.flags.prepare import prepare
 from coqui_stt_training.system.errors import ConfigError, UnsupportedFlagError
 from tests.helpers import ALPHABET, FIXTURES
@@ -27,6 +34,7 @@ def test_defaults_match_coqui_flags_txt():
         "skip_invalid_samples",
         "max_batch_memory",
         "data_workers",
+        "hot_words",
         "src",
         "dst",
         "recursive",
@@ -156,6 +164,16 @@ def test_bytes_output_mode_comes_from_source_flags_txt_unless_an_alphabet_is_giv
 def test_finalize_refuses_contradictions(argv, message):
     with pytest.raises(ConfigError, match=message.replace("*", r"\*")):
         Config.from_args(argv).finalize()
+
+
+def test_hot_words_are_coquis_word_boost_list():
+    assert parse_hot_words("friday:5.5,sunday:-2,:)face:1") == (("friday", 5.5), ("sunday", -2.0), (":)face", 1.0))
+    assert parse_hot_words("") == ()
+    malformed = "is not word:boost"
+    for bad, problem in (("friday", malformed), ("friday:x", malformed), (":3", malformed), ("a:nan", malformed),
+                         ("a:1,a:2", "'a' is given twice")):  # fmt: skip
+        with pytest.raises(ConfigError, match=f"--hot_words '{re.escape(bad)}': .*{problem}"):
+            prepare(Config.from_args(["--hot_words", bad]))
 
 
 NUMERIC_FLAGS = [f for f in dataclasses.fields(Config) if f.type in ("int", "float")]

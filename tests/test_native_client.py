@@ -8,21 +8,25 @@ import numpy as np
 import pytest
 import torch
 
-from coqui_stt_training import export, train
+from coqui_stt_training import export, generate_lm, generate_scorer_package, train
 from coqui_stt_training.checkpoints.from_export import open_exported
 from coqui_stt_training.checkpoints.load import load_model
 from coqui_stt_training.data.audio import load_audio
+from coqui_stt_training.decoding.beam_search import DecodeOptions, beam_search
 from coqui_stt_training.decoding.evaluation import levenshtein
+from coqui_stt_training.decoding.kenlm_tools import LanguageModelError, kenlm_bins
+from coqui_stt_training.decoding.scorer import Scorer
 from coqui_stt_training.model.alphabet import UTF8Alphabet, load_alphabet
 from coqui_stt_training.model.features import FeatureSettings, mfcc
 from tests import native_client
-from tests.helpers import ALPHABET, FIXTURES, LDC_SENTENCE, LDC_WAV, README_FLAGS, SMOKE, run
+from tests.helpers import ALPHABET, FIXTURES, LDC_SENTENCE, LDC_WAV, README_FLAGS, ROOT, SMOKE, run
 from tests.tflite_hybrid import int8_probabilities
 
 LDC_8K = os.path.join(SMOKE, "ldc93s1_8000.csv")
 LDC_8K_WAV = os.path.join(SMOKE, "LDC93S1_pcms16le_1_8000.wav")
 SCORER = os.path.join(SMOKE, "pruned_lm.scorer")
 BYTES_SCORER = os.path.join(SMOKE, "pruned_lm.bytes.scorer")
+RUSSIAN_CORPUS = os.path.join(ROOT, "data", "asterisk_ru", "train-transcripts.txt")
 
 
 def trained(directory, csv: str, flags: list[str], capsys) -> str:
@@ -135,3 +139,37 @@ def test_the_client_transcribes_a_bytes_mode_export_with_its_utf8_scorer(tmp_pat
     (with_scorer,), _ = native_client.transcribe(model, [LDC_WAV], BYTES_SCORER)
     assert " " not in with_scorer
     assert levenshtein(with_scorer, LDC_SENTENCE.replace(" ", "")) <= 2, with_scorer
+
+
+def test_the_client_decodes_with_a_scorer_built_here_as_our_decoder_does(tmp_path, client, cli):
+    """generate_lm and generate_scorer_package, on the Russian Asterisk training transcripts and the alphabet
+    of Coqui's own Russian transfer model: the native client loads the package and decodes with it, and our
+    decoder reads in the probabilities the client fed its decoder what the client read."""
+    try:
+        kenlm_bins("")
+    except LanguageModelError:
+        pytest.skip("KenLM's programs are not built: python scripts/build_kenlm.py")
+    lm_dir, package = tmp_path / "lm", str(tmp_path / "ru.scorer")
+    recipe = ["--top_k", "500000", "--arpa_order", "5", "--max_arpa_memory", "100M", "--arpa_prune", "0|0|1",
+              "--binary_a_bits", "255", "--binary_q_bits", "8", "--binary_type", "trie"]  # fmt: skip
+    status, log = cli(generate_lm.main, ["--input_txt", RUSSIAN_CORPUS, "--output_dir", str(lm_dir), *recipe])
+    assert status == 0, log
+    model_dir = os.path.join(FIXTURES, "ru-h100-drop1")
+    alphabet_path = os.path.join(model_dir, "checkpoint", "alphabet.txt")
+    status, log = cli(generate_scorer_package.main, ["--alphabet", alphabet_path, "--lm", str(lm_dir / "lm.binary"),
+                                                     "--vocab", str(lm_dir / "vocab-500000.txt"), "--package", package,
+                                                     "--default_alpha", "0.93", "--default_beta", "1.18"])  # fmt: skip
+    assert status == 0, log
+    model = os.path.join(model_dir, "export", "output_graph_fp32.tflite")
+    wavs = [os.path.join(SMOKE, "russian_sample_data", "ru.wav"), LDC_WAV]
+    without, _ = native_client.transcribe(model, wavs)
+    transcripts, probabilities = native_client.transcribe(model, wavs, package)
+    alphabet = load_alphabet(alphabet_path)
+    scorer = Scorer(package, alphabet)  # the package's own weights, as the client uses them
+    beam = open_exported(model).metadata.beam_width
+    ours = [
+        alphabet.decode(beam_search(p.astype(np.float32), DecodeOptions(beam, 1.0, 40), scorer)) for p in probabilities
+    ]
+    assert ours == transcripts
+    vocabulary = set((lm_dir / "vocab-500000.txt").read_text(encoding="utf-8").split())
+    assert transcripts != without and all(set(t.split()) <= vocabulary for t in transcripts)

@@ -1,12 +1,16 @@
-"""Turning the model's output into text: CTC prefix beam search, as Coqui's test phase decodes
-(docs/compatibility.md, "Testing").
+"""Turning the model's output into text: Coqui's CTC prefix beam search (docs/compatibility.md, "Testing").
 
-Coqui never decodes greedily: it runs its beam search over the softmax with `--export_beam_width`
-beams, pruning each frame to the top `--cutoff_top_n` classes (and to `--cutoff_prob` of the mass).
-Without a scorer that search ranks prefixes by CTC probability alone; with one (scorer.py: Coqui's
-word or UTF-8-mode packages) it also keeps prefixes inside the vocabulary and adds language-model
-scores. The beam is kept in arrays so that one frame costs a few numpy operations over beam x classes,
-plus bookkeeping for the prefixes that survive.
+Coqui never decodes greedily: its test phase, its transcription and its native client run its beam search
+(coqui-ai/STT 1.4's native_client/ctcdecode) over the softmax. This is that search, prefix for prefix: on
+the same probabilities, scorer, alpha, beta, beam width and cut-offs it keeps the beam Coqui's keeps and
+returns the transcripts, confidences and timesteps Coqui's decoder returns (tests/test_decoder_parity.py
+asks Coqui's own). decoder_state.py and path_trie.py hold the compiled search; this module feeds it frames and the
+language model's word scores, and reads the candidates off it.
+
+With a scorer (scorer.py), a prefix is extended only by labels that keep it inside the scorer's
+vocabulary, and each word a space ends (in UTF-8 mode, each character its last byte ends) adds
+alpha * (ln P(word | up to order-1 words before it) + its hot-word boosts) + beta; at the end, each
+prefix's unfinished last word is scored the same way, without boosts.
 """
 
 from __future__ import annotations
@@ -17,6 +21,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import path_trie as trie
+from .decoder_state import advance_tables
+from .scorer import typed_scores
+from .stl_order import partial_sort
+
 if TYPE_CHECKING:  # tensor methods only at run time: the ONNX inference path decodes without torch installed
     import torch
 
@@ -25,16 +34,196 @@ if TYPE_CHECKING:  # tensor methods only at run time: the ONNX inference path de
 
 # (logits [T, B, C], lengths [B]) -> one transcript per batch item
 Decoder = Callable[["torch.Tensor", "torch.Tensor"], list[str]]
-NEG_INF = -np.inf
+FIRST_NODES, FIRST_TIMESTEP_NODES = 4096, 4096  # rows; the tables grow as a search needs
 
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    """How the beam search runs (Coqui's decoder settings)."""
+    """How the beam search runs: Coqui's decoder settings."""
 
     beam_width: int = 500  # prefixes kept after each frame
-    cutoff_prob: float = 1.0  # extend only with the most probable classes that reach this much of a frame's mass
-    cutoff_top_n: int = 300  # and at most this many of them
+    cutoff_prob: float = (
+        1.0  # below 1: extend only with the most probable classes that reach this much of a frame's mass,
+    )
+    cutoff_top_n: int = 300  # and at most this many of them (Coqui applies it only with a cutoff_prob below 1)
+    hot_words: tuple[tuple[str, float], ...] = ()  # Coqui's hot words: (word, boost) pairs, applied with a scorer
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One transcript the search found: its labels, the frame each label was emitted at, and Coqui's
+    confidence (the prefix's log-probability with its language-model scores)."""
+
+    labels: tuple[int, ...]
+    timesteps: tuple[int, ...]
+    confidence: float
+
+
+class PrefixBeamSearch:
+    """Coqui's DecoderState: frames of probabilities go in with next(), as many times as they come (a
+    stream), and decode() reads the best candidates at any point without disturbing the search."""
+
+    def __init__(self, n_classes: int, options: DecodeOptions, scorer: Scorer | None = None):
+        self.n_classes, self.options, self.scorer = n_classes, options, scorer
+        self.hot_words = dict(options.hot_words)
+        beam = max(options.beam_width, 1)
+        has_dictionary = scorer is not None and scorer.next_state is not None
+        settings = np.zeros(trie.SETTINGS, np.int64)
+        settings[trie.BEAM], settings[trie.BLANK], settings[trie.CUTOFF_TOP_N] = (
+            beam,
+            n_classes - 1,
+            options.cutoff_top_n,
+        )
+        settings[trie.SPACE] = -2  # Coqui's "no space label"
+        if scorer is not None and scorer.alphabet.space_index is not None:
+            settings[trie.SPACE] = scorer.alphabet.space_index
+        settings[trie.HAS_SCORER] = scorer is not None
+        settings[trie.UTF8_MODE] = bool(scorer and scorer.utf8_mode)
+        settings[trie.HAS_DICTIONARY] = has_dictionary
+        settings[trie.MAX_ORDER] = scorer.order if scorer else 0
+        settings[trie.HAS_HOT_WORDS] = bool(self.hot_words)
+        next_state, final = np.zeros((1, 1), np.int32), np.zeros(1, np.bool_)
+        if scorer is not None and scorer.next_state is not None and scorer.final is not None:
+            next_state, final, settings[trie.FST_START] = scorer.next_state, scorer.final, scorer.start
+        weights = (scorer.alpha, scorer.beta) if scorer else (0.0, 0.0)
+        # word scores by their words (ngram_key): the scorer's are shared by every search with it, the
+        # hot-word boosts are this search's
+        self.rules = trie.Rules(
+            settings,
+            np.array([options.cutoff_prob, *weights], np.float64),
+            next_state,
+            final,
+            scorer.scores_by_key if scorer else typed_scores(),
+            typed_scores(),
+        )
+        self.work = trie.Work(
+            np.zeros(n_classes, np.int64),
+            np.zeros(n_classes, np.float32),
+            np.zeros(n_classes, np.float32),
+            np.zeros(n_classes, np.int64),  # (std::sort's classes have no second key)
+            np.zeros((beam * n_classes, 3), np.int32),  # a frame's visits put off: prefix, class, child
+            np.zeros(beam * n_classes, np.int64),
+            np.zeros(beam * n_classes, np.int64),
+        )
+        counters = np.zeros(trie.COUNTERS, np.int64)
+        counters[trie.PUT_OFF_AT] = -1
+        counters[trie.NODES_MADE] = counters[trie.TIMESTEP_NODES] = counters[trie.PREFIX_COUNT] = 1
+        first = max(FIRST_NODES, 2 * beam * n_classes)  # room for the first frames without growing
+        self.trie = self._tables(first, max(FIRST_TIMESTEP_NODES, 2 * first), 2 * beam, counters)
+        # the root: the empty prefix, certain so far, alone in the beam; the timestep tree's root
+        nodes = self.trie.nodes
+        nodes[0, :] = trie.NONE
+        nodes[0, trie.LABEL] = trie.ROOT_LABEL
+        nodes[0, trie.FST_STATE] = settings[trie.FST_START]
+        nodes[0, trie.TIMESTEPS] = nodes[0, trie.NEW_TIMESTEP] = nodes[0, trie.CHILD_COUNT] = 0
+        nodes[0, trie.EXISTS] = 1
+        nodes[0, trie.PUT_OFF] = 0
+        self.trie.probabilities[0, trie.SCORE] = self.trie.probabilities[0, trie.B_PREV] = 0.0
+        self.trie.prefixes[0] = 0
+
+    def _tables(self, n_nodes: int, n_timesteps: int, n_families: int, counters: np.ndarray) -> trie.Trie:
+        """The trie's tables at these sizes, holding what the current ones hold (if any)."""
+        old = getattr(self, "trie", None)
+
+        def table(name: str, shape: tuple[int, ...], dtype, fill) -> np.ndarray:
+            new = np.full(shape, fill, dtype)
+            if old is not None:
+                kept = getattr(old, name)
+                new[: len(kept)] = kept
+            return new
+
+        return trie.Trie(
+            table("nodes", (n_nodes, trie.NODE_FIELDS), np.int32, trie.NONE),
+            table("probabilities", (n_nodes, trie.PROBABILITY_FIELDS), np.float32, -trie.FLT_MAX),
+            table("words", (n_nodes, 2), np.float64, np.nan),
+            counters,
+            table("free", (n_nodes,), np.int32, 0),
+            table("families", (n_families, self.n_classes), np.int32, trie.NONE),
+            table("family_free", (n_families,), np.int32, 0),
+            table("prefixes", (n_nodes,), np.int32, 0),
+            table("timesteps", (n_timesteps, trie.TIMESTEP_FIELDS), np.int32, trie.NONE),
+        )
+
+    def next(self, probs: np.ndarray) -> None:
+        """Search on through frames of probabilities [frames, classes] (the softmax, blank last)."""
+        probs = np.ascontiguousarray(probs, np.float64)
+        if probs.ndim != 2 or probs.shape[1] != self.n_classes:
+            raise ValueError(f"probabilities of shape {probs.shape}: expected [frames, {self.n_classes}]")
+        start = 0
+        while start < len(probs):
+            status, start, count = advance_tables(*self.trie, *self.rules, *self.work, probs, start)
+            if status == trie.NEED_WORD_SCORES:
+                self._score_words(self.work.missing[:count], self.work.missing_keys[:count])
+            elif status == trie.NEED_ROOM:
+                self._grow()
+
+    def _grow(self) -> None:
+        """Larger tables: twice what the next frame could need."""
+        counters = self.trie.counters
+        prefixes = int(counters[trie.PREFIX_COUNT])
+        nodes = counters[trie.NODES_MADE] - counters[trie.FREE_COUNT] + prefixes * self.n_classes
+        families = counters[trie.FAMILIES_MADE] - counters[trie.FREE_FAMILIES] + prefixes
+        self.trie = self._tables(
+            max(len(self.trie.nodes), 2 * nodes),
+            max(len(self.trie.timesteps), 2 * (counters[trie.TIMESTEP_NODES] + nodes)),
+            max(len(self.trie.families), 2 * families),
+            counters,
+        )
+
+    def _score_words(self, nodes: np.ndarray, keys: np.ndarray) -> None:
+        """The language-model score (and hot-word boost) of the words ending at each node, kept under the
+        words' keys (unless `keys` is empty) for every other node ending in them. Nodes with the same key end
+        in the same words: those are spelled out and scored once."""
+        scorer = self.scorer
+        assert scorer is not None
+        first, same = trie.distinct_keys(keys) if len(keys) else (np.arange(len(nodes)), np.arange(len(nodes)))
+        labels, unit_starts, node_starts = trie.word_units(self.trie.nodes, self.rules.settings, nodes[first])
+        texts = scorer.unit_texts(labels, unit_starts)
+        bounds = node_starts.tolist()
+        lm_values, boost_values = scorer.word_scores(texts, bounds), np.zeros(len(first))
+        if self.hot_words:
+            for i in range(len(first)):
+                boost_values[i] = self._hot_boost(texts[bounds[i] : bounds[i + 1]])
+        trie.keep_word_scores(
+            self.trie.words, self.rules.lm_scores, self.rules.boosts, nodes, lm_values[same], boost_values[same], keys
+        )
+
+    def _hot_boost(self, units: list[str | bytes]) -> float:
+        """The boosts of the hot words among the units, summed in float32 as Coqui sums them."""
+        boost = np.float32(0.0)
+        for unit in units:
+            if isinstance(unit, str) and unit in self.hot_words:
+                boost = np.float32(boost + np.float32(self.hot_words[unit]))
+        return float(boost)
+
+    def decode(self, num_results: int = 1) -> list[Candidate]:
+        """The best `num_results` candidates now, best first (Coqui's DecoderState::decode): each prefix's
+        unfinished last word is scored, and the prefixes sorted by that score as Coqui sorts them."""
+        tables = self.trie
+        prefixes = tables.prefixes[: tables.counters[trie.PREFIX_COUNT]].copy()
+        scores = tables.probabilities[prefixes, trie.SCORE].copy()
+        scorer = self.scorer
+        if scorer is not None:
+            ending = trie.unfinished_nodes(tables.nodes, self.rules.settings, prefixes)
+            unknown = prefixes[ending][np.isnan(tables.words[prefixes[ending], trie.LM_SCORE])]
+            self._score_words(unknown, unknown[:0])
+            added = (tables.words[prefixes[ending], trie.LM_SCORE] * scorer.alpha).astype(np.float32)
+            added = (added.astype(np.float64) + scorer.beta).astype(np.float32)
+            scores[ending] += added
+        order = np.arange(len(prefixes), dtype=np.int64)
+        returned = min(len(prefixes), num_results)
+        partial_sort(order, returned, len(prefixes), scores, tables.nodes[prefixes, trie.LABEL])
+        return [self._candidate(int(prefixes[i]), float(scores[i])) for i in order[:returned]]
+
+    def _candidate(self, node: int, confidence: float) -> Candidate:
+        nodes, labels = self.trie.nodes, []
+        timestep_node = int(nodes[node, trie.TIMESTEPS])
+        while nodes[node, trie.LABEL] != trie.ROOT_LABEL:
+            labels.append(int(nodes[node, trie.LABEL]))
+            node = int(nodes[node, trie.PARENT])
+        # (a prefix that never had any probability has no timesteps; Coqui's decoder would crash on it)
+        steps = trie.timestep_history(self.trie.timesteps, timestep_node).tolist() if timestep_node >= 0 else []
+        return Candidate(tuple(reversed(labels)), tuple(steps), confidence)
 
 
 def greedy_decode(logits: torch.Tensor, lengths: torch.Tensor, alphabet: AnyAlphabet) -> list[str]:
@@ -52,172 +241,23 @@ def greedy_decode(logits: torch.Tensor, lengths: torch.Tensor, alphabet: AnyAlph
     return texts
 
 
-def pruned_classes(log_probs: np.ndarray, cutoff_prob: float, cutoff_top_n: int) -> np.ndarray:
-    """Classes one frame may extend with: the most probable first, at most cutoff_top_n of them, and
-    only as many as needed to reach cutoff_prob of the probability mass (1.0: no mass limit)."""
-    order = np.argsort(-log_probs, kind="stable")
-    keep = min(cutoff_top_n, len(order))
-    if cutoff_prob < 1.0:
-        reached = np.cumsum(np.exp(log_probs[order])) >= cutoff_prob
-        keep = min(keep, int(np.argmax(reached)) + 1 if reached.any() else len(order))
-    return order[:keep]
+def beam_search(probs: np.ndarray, options: DecodeOptions, scorer: Scorer | None = None) -> list[int]:
+    """The labels of the best transcript of [frames, classes] probabilities (blank last)."""
+    return list(candidates(probs, options, scorer, 1)[0].labels)
 
 
-class _Prefixes:
-    """A trie of label prefixes; a prefix is a node id, its labels are the path to the root (id 0).
-    Parents, labels and (with a scorer) vocabulary-FST states are numpy arrays, so that a whole beam is
-    looked up at once. With a word scorer each node also knows the last order-1 finished words and the
-    word being spelled, and, once asked, the language-model score of ending that word with a space; with
-    a character scorer, the number of its scoring state (scorer.char_next)."""
-
-    def __init__(self, scorer: Scorer | None = None):
-        self.size, self.scorer = 1, scorer
-        self.children: dict[tuple[int, int], int] = {}
-        self.parent = np.full(1024, -1, np.int64)
-        self.label = np.full(1024, -1, np.int64)
-        self.state = np.zeros(1024, np.int64)
-        self.state[0] = scorer.start if scorer else 0
-        self.char_state = np.zeros(1024, np.int64)  # 0: the scorer's start
-        self.context: list[tuple[str, ...]] = [()]
-        self.word: list[str] = [""]
-        self.word_scores: list[float] = [np.nan]
-
-    def child(self, node: int, label: int) -> int:
-        key = (node, label)
-        found = self.children.get(key)
-        if found is not None:
-            return found
-        found = self.children[key] = self.size
-        if self.size == len(self.parent):
-            arrays = (self.parent, self.label, self.state, self.char_state)
-            self.parent, self.label, self.state, self.char_state = (
-                np.concatenate([a, np.full_like(a, -1)]) for a in arrays
-            )
-        self.size += 1
-        self.parent[found], self.label[found] = node, label
-        scorer = self.scorer
-        if not scorer:
-            return found
-        if scorer.next_state is not None:  # a package's vocabulary (a plain KenLM model has none)
-            if scorer.utf8_mode and label == scorer.space:  # a character vocabulary has no space
-                self.state[found] = scorer.start
-            else:
-                state = int(scorer.next_state[self.state[node], label])
-                # after a whole word (and its space) the FST is final: the next word starts afresh
-                self.state[found] = scorer.start if scorer.final[state] else state
-        if scorer.utf8_mode:
-            self.char_state[found] = scorer.char_next(int(self.char_state[node]), label)
-            return found
-        if label == scorer.space:
-            context = self.context[node] + (self.word[node],)
-            self.context.append(context[len(context) - scorer.order + 1 :])
-            self.word.append("")
-        else:
-            self.context.append(self.context[node])
-            self.word.append(self.word[node] + scorer.alphabet.labels[label])
-        self.word_scores.append(np.nan)
-        return found
-
-    def word_score(self, nodes) -> np.ndarray:
-        """Each node's score for ending its word now (computed once per node)."""
-        out = np.empty(len(nodes))
-        for i, node in enumerate(nodes):
-            score = self.word_scores[node]
-            if score != score:  # NaN: not asked yet
-                assert self.scorer is not None  # only word scorers ask
-                score = self.word_scores[node] = self.scorer.word_score(self.context[node] + (self.word[node],))
-            out[i] = score
-        return out
-
-    def labels(self, node: int) -> list[int]:
-        out = []
-        while node > 0:
-            out.append(int(self.label[node]))
-            node = int(self.parent[node])
-        return out[::-1]
+def candidates(probs: np.ndarray, options: DecodeOptions, scorer: Scorer | None, num_results: int) -> list[Candidate]:
+    """The best `num_results` transcripts of one utterance's [frames, classes] probabilities."""
+    search = PrefixBeamSearch(probs.shape[1], options, scorer)
+    search.next(probs)
+    return search.decode(num_results)
 
 
-def beam_search(log_probs: np.ndarray, options: DecodeOptions, scorer: Scorer | None = None) -> list[int]:
-    """Most probable label sequence of [T, C] log-probabilities (blank last) by CTC prefix beam search.
-
-    Each prefix carries two log-probabilities: of the frames so far ending in a blank (pb) and
-    ending in its last label (pnb). A label equal to the prefix's last one extends it only from pb;
-    otherwise the label repeats into the same prefix. With a scorer (scorer.py), a prefix is extended
-    only by labels that keep it inside the vocabulary. A word scorer adds the score of the word a space
-    ends, and at the end each prefix's unfinished last word is scored too; a character scorer adds the
-    score of each character as it is completed, and of each word's end."""
-    blank = log_probs.shape[1] - 1
-    trie = _Prefixes(scorer)
-    space = scorer.space if scorer else -1
-    nodes = np.array([0])
-    pb, pnb = np.array([0.0]), np.array([NEG_INF])
-    for frame in log_probs.astype(np.float64):
-        classes = pruned_classes(frame, options.cutoff_prob, options.cutoff_top_n)
-        labels = classes[classes != blank]
-        total = np.logaddexp(pb, pnb)
-        last = trie.label[nodes]
-        # Staying on the same prefix: through a blank, or by repeating the last label.
-        stay_b = total + frame[blank] if blank in classes else np.full_like(total, NEG_INF)
-        repeats = (last >= 0) & np.isin(last, labels)
-        stay_nb = np.where(repeats, pnb + frame[np.maximum(last, 0)], NEG_INF)
-        # Extending by one label: [beam, grow], where grow leaves out labels that the vocabulary lets no
-        # prefix of the beam add (most of a bytes model's 255).
-        grow = labels
-        if scorer and scorer.next_state is not None:
-            allowed = (scorer.next_state[np.unique(trie.state[nodes])] >= 0).any(0)
-            if scorer.utf8_mode and space >= 0:
-                allowed[space] = True  # words are not in a character vocabulary
-            grow = labels[allowed[labels]]
-        extend = np.where(grow[None, :] == last[:, None], pb[:, None], total[:, None]) + frame[grow][None, :]
-        if scorer:
-            if scorer.next_state is not None:
-                blocked = scorer.next_state[trie.state[nodes]][:, grow] < 0
-                if scorer.utf8_mode:
-                    blocked[:, grow == space] = False
-                extend[blocked] = NEG_INF
-            if scorer.utf8_mode:
-                extend += scorer.char_scores(trie.char_state[nodes])[:, grow]
-            else:
-                for j in np.flatnonzero(grow == space):
-                    rows = np.flatnonzero(np.isfinite(extend[:, j]))
-                    extend[rows, j] += trie.word_score(nodes[rows].tolist())
-        # An extension that is already in the beam adds to that prefix instead of competing with it.
-        # Each node's parent's place in the beam, found by a search over the beam (not a table over the
-        # whole trie, which grows with the utterance), and its label's column.
-        order = np.argsort(nodes)
-        parents = trie.parent[nodes]
-        found = np.minimum(np.searchsorted(nodes[order], parents), len(nodes) - 1)
-        p = np.where(nodes[order][found] == parents, order[found], -1)
-        column = np.full(blank + 2, -1)  # the last entry answers for the root's label, -1
-        column[grow] = np.arange(len(grow))
-        j = column[last]
-        merge = (p >= 0) & (j >= 0)
-        stay_nb[merge] = np.logaddexp(stay_nb[merge], extend[p[merge], j[merge]])
-        extend[p[merge], j[merge]] = NEG_INF
-        scores = np.concatenate([np.logaddexp(stay_b, stay_nb), extend.ravel()])
-        k = max(1, min(options.beam_width, int(np.isfinite(scores).sum())))
-        best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-        best = best[np.isfinite(scores[best])]
-        kept, grown = best[best < len(nodes)], best[best >= len(nodes)] - len(nodes)
-        rows, cols = np.divmod(grown, len(grow)) if len(grow) else (grown, grown)
-        new_nodes = [trie.child(int(nodes[r]), int(grow[c])) for r, c in zip(rows, cols)]
-        nodes = np.concatenate([nodes[kept], np.array(new_nodes, dtype=nodes.dtype)])
-        pb = np.concatenate([stay_b[kept], np.full(len(grown), NEG_INF)])
-        pnb = np.concatenate([stay_nb[kept], extend[rows, cols]])
-    final = np.logaddexp(pb, pnb)
-    if scorer and scorer.utf8_mode:
-        final += scorer.char_end_scores(trie.char_state[nodes])
-    elif scorer:
-        unfinished = (nodes > 0) & (trie.label[nodes] != space)
-        final[unfinished] += trie.word_score(nodes[unfinished].tolist())
-    return trie.labels(int(nodes[np.argmax(final)]))
-
-
-def utterance_log_probs(logits: torch.Tensor, lengths: torch.Tensor) -> list[np.ndarray]:
-    """The model's logits [T, B, C] as each utterance's log-probabilities [frames, C], what the beam
-    search takes."""
-    log_probs = logits.float().log_softmax(-1).transpose(0, 1).cpu().numpy()  # [B, T, C]
-    return [lp[:n] for lp, n in zip(log_probs, lengths.tolist())]
+def utterance_probabilities(logits: torch.Tensor, lengths: torch.Tensor) -> list[np.ndarray]:
+    """The model's logits [T, B, C] as each utterance's probabilities [frames, C] (the softmax in float32,
+    as Coqui's graph hands them to its decoder)."""
+    probs = logits.float().softmax(-1).transpose(0, 1).cpu().numpy()  # [B, T, C]
+    return [p[:n] for p, n in zip(probs, lengths.tolist())]
 
 
 def beam_search_decode(
@@ -227,7 +267,7 @@ def beam_search_decode(
     options: DecodeOptions,
     scorer: Scorer | None = None,
 ) -> list[str]:
-    return [alphabet.decode(beam_search(lp, options, scorer)) for lp in utterance_log_probs(logits, lengths)]
+    return [alphabet.decode(beam_search(p, options, scorer)) for p in utterance_probabilities(logits, lengths)]
 
 
 def make_decoder(alphabet: AnyAlphabet, options: DecodeOptions, scorer: Scorer | None = None) -> Decoder:

@@ -18,7 +18,7 @@ from ..model.loss import ctc_loss
 from ..system import log
 from ..system.atomic_files import write_file_atomically
 from ..system.distributed import World
-from .beam_search import Decoder, utterance_log_probs
+from .beam_search import Decoder, utterance_probabilities
 
 
 @dataclass
@@ -123,15 +123,17 @@ def evaluate_samples(
 
 
 @torch.no_grad()
-def log_probabilities(
+def probabilities(
     model: DeepSpeech, samples: list[Sample], device: torch.device, batch_size: int, loader: LoaderSettings
 ) -> list[tuple[Sample, np.ndarray]]:
-    """Each sample with its log-probabilities [frames, classes]: the model run once, so that a decoder
-    can then be tried many ways (lm_optimize, the decoding benchmark)."""
+    """Each sample with its probabilities [frames, classes] (the softmax the decoder takes): the model run
+    once, so that a decoder can then be tried many ways (lm_optimize, the decoding benchmark)."""
     model.eval()
     out: list[tuple[Sample, np.ndarray]] = []
     for batch in data_loader(samples, batch_size, loader, train=False):
-        out += zip(batch.samples, utterance_log_probs(model.infer(batch.features.to(device)), batch.feature_lengths))
+        out += zip(
+            batch.samples, utterance_probabilities(model.infer(batch.features.to(device)), batch.feature_lengths)
+        )
     return out
 
 

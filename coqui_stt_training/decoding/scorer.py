@@ -1,50 +1,43 @@
 """Coqui's external scorer: a `.scorer` package read as it is, for beam search with a language model.
 
-A package (built by Coqui's generate_scorer_package) is a KenLM binary, then Coqui's own block:
-int32 magic 'TRIE' (bytes "EIRT" on disk), int32 version 6, a one-byte UTF-8-mode flag, float64
-default alpha and beta, then an OpenFST ConstFst (the vocabulary). KenLM ignores what follows its own
+A package (built by Coqui's generate_scorer_package, or ours) is a KenLM binary, then Coqui's own block
+where KenLM's data ends (formats/kenlm_binary.py finds it there, as Coqui's decoder does): int32 magic
+'TRIE' (bytes "EIRT" on disk), int32 version 6, a one-byte UTF-8-mode flag, float64 default alpha and
+beta, then an OpenFST ConstFst (the vocabulary; formats/const_fst.py). KenLM ignores what follows its own
 data, so the `kenlm` package opens the file directly; the vocabulary FST is read here into a dense table
-[state, label] -> next state, so that the beam search checks a whole beam against it at once. A plain
-KenLM `.arpa` or `.binary` file works too, as a word model: its words are scored, and no spelling is
-ruled out.
+[state, label] -> next state, which the beam search looks labels up in. A plain KenLM `.arpa` or
+`.binary` file works too (beyond Coqui, whose decoder refuses it): its words are scored, and no spelling
+is ruled out.
 
-A word package (UTF-8 flag off) spells each word in alphabet labels + 1, then the space label. Scoring
-follows Coqui's decoder: when a prefix is extended by a space, the word it completes is scored as
-alpha * ln P(word | up to order-1 previous words) + beta (an out-of-vocabulary word scores -1000), and
-characters that would leave the vocabulary are not extended at all.
-
-A UTF-8-mode package (for --bytes_output_mode models) holds a character language model: its text was
-words spelled one character per token, one word per line, and its vocabulary FST spells each character
-in UTF-8 bytes. As in Coqui, each character is scored when its last byte arrives, as
-alpha * ln P(character | up to order-1 previous characters) + beta, and bytes that spell no vocabulary
-character are not extended. Coqui also runs spaces through that FST, which has none, so its decoder can
-never put a space in a transcript. Here a space is what the model's text made it, the end of a word: it
-scores alpha * ln P(</s> | the word's last characters) + beta, and the next character starts after <s>.
-The transcript's last word ends the same way (without beta).
+A word package (UTF-8 flag off) spells each word in alphabet labels + 1, then the space label; a UTF-8-mode
+package (for --bytes_output_mode models) spells each vocabulary unit in its UTF-8 bytes, and its language
+model is over characters. How the beam search scores them is Coqui's decoder's (beam_search.py); this
+module answers its one question, ln P(last unit | the units before it) as Coqui's Scorer::get_log_cond_prob
+does: KenLM's log10 score of the last unit after the others (from the sentence start when there are fewer
+than the model's order), over log10(e), and -1000 if any unit is not in the model's vocabulary. As in Coqui,
+a UTF-8-mode vocabulary has no space, so no space is ever put in such a model's transcript.
 """
 
 from __future__ import annotations
 
-import math
+import itertools
 import mmap
 import os
 import struct
-from collections.abc import Sequence
 
+import numba
 import numpy as np
 
+from ..formats.const_fst import read_const_fst
+from ..formats.kenlm_binary import read_kenlm_header
 from ..model.alphabet import AnyAlphabet
 from ..system.errors import UserError
 
 MAGIC = b"EIRT"  # int32 'TRIE' in little-endian order
 VERSION = 6
-FST_MAGIC = 2125659606
 OOV_SCORE = -1000.0
-# OpenFST ConstFst<StdArc, uint32> records: a state's final weight, first arc and arc counts; an arc's
-# input and output labels, weight and next state
-FST_STATE = np.dtype([("final", "<f4"), ("pos", "<u4"), ("narcs", "<u4"), ("niepsilons", "<u4"), ("noepsilons", "<u4")])
-FST_ARC = np.dtype([("ilabel", "<i4"), ("olabel", "<i4"), ("weight", "<f4"), ("next", "<i4")])
-LOG10_E = math.log10(math.e)
+LOG10_E = float(np.float32(0.4342944819))  # Coqui's NUM_FLT_LOGE: log10(e) as a C++ float
+MAX_CACHED = 1 << 20  # word scores kept for later searches, about 200 MB at most
 
 
 class ScorerError(UserError):
@@ -94,11 +87,16 @@ class Scorer:
             )
         self.order = self.lm.order
         self._kenlm = kenlm
-        if self.utf8_mode:
-            self._char_states = _CharStates(self)
+        self._states: dict = {}  # KenLM states after sequences of units, kept for the longer ones
+        self._scratch = kenlm.State()
+        self.scores_by_key = typed_scores()  # the beam search's own cache, keyed by its hash of the labels
+        self._scored = 0
+        names = [] if alphabet.is_bytes else alphabet.labels
+        single = bool(names) and all(len(name) == 1 for name in names)
+        self._codepoints = np.array([ord(name) for name in names], np.uint32) if single else None
 
     def _read_package(self, path: str, data, alphabet, alpha, beta, char_based) -> None:
-        header = _find_header(data)
+        header = _find_header(data, path)
         if header is not None:
             self.utf8_mode = bool(data[header + 8])
             default_alpha, default_beta = struct.unpack_from("<dd", data, header + 9)
@@ -115,8 +113,13 @@ class Scorer:
                 )
         else:  # a plain KenLM model (.arpa or .binary): any spelling is allowed
             self.utf8_mode, default_alpha, default_beta = bool(char_based), None, None
-        self.alpha = default_alpha if alpha is None else alpha
-        self.beta = default_beta if beta is None else beta
+        # through a C++ float, as Coqui's reset_params(float alpha, float beta) takes them
+        chosen_alpha, chosen_beta = (
+            (default_alpha if alpha is None else alpha),
+            (default_beta if beta is None else beta),
+        )
+        self.alpha = None if chosen_alpha is None else float(np.float32(chosen_alpha))
+        self.beta = None if chosen_beta is None else float(np.float32(chosen_beta))
         if alphabet.space_index is None and not self.utf8_mode:
             raise ScorerError(f"{path}: a word scorer needs a space label in the alphabet")
         self.space = -1 if alphabet.space_index is None else alphabet.space_index
@@ -126,207 +129,124 @@ class Scorer:
         else:
             self.next_state, self.final, self.start = None, None, 0
 
-    def word_score(self, ngram: tuple[str, ...]) -> float:
-        """alpha * ln P(last word | previous words) + beta for the last `order` words of a prefix that a
-        space is about to end (fewer near the start, which is then the sentence start, as in Coqui)."""
-        if self.alphabet.is_bytes:  # a bytes model's words arrive as one character per byte
-            ngram = tuple(word.encode("latin-1").decode("utf-8", "replace") for word in ngram)
-        return self.alpha * self.log_probability(ngram, bos=len(ngram) < self.order) + self.beta
+    def set_weights(self, alpha: float, beta: float) -> None:
+        """lm_optimize's trials: new weights, through a C++ float as Coqui's reset_params takes them."""
+        self.alpha, self.beta = float(np.float32(alpha)), float(np.float32(beta))
 
-    def log_probability(self, words: Sequence[str], bos: bool) -> float:
-        """Natural-log probability of the last word given the others, as Coqui's get_log_cond_prob."""
-        state = self._context(words[:-1], bos)
-        return OOV_SCORE if state is None else self._next_log_probability(state, words[-1])
+    def unit_texts(self, labels: np.ndarray, starts: np.ndarray) -> list[str | bytes]:
+        """Words' (UTF-8 mode: characters') labels as the language model's text: unit u is
+        labels[starts[u]:starts[u + 1]]. Bytes that are no UTF-8 (a character still unfinished) stay bytes,
+        which no vocabulary holds. All units are decoded in one go: the beam search asks for thousands."""
+        bounds = starts.tolist()
+        if self.utf8_mode and self.alphabet.is_bytes:
+            raw = (labels + 1).astype(np.uint8).tobytes()
+            return [_utf8_or_bytes(raw[a:b]) for a, b in itertools.pairwise(bounds)]
+        if self._codepoints is not None:  # one codepoint a label: the whole text at once, then sliced
+            text = self._codepoints[labels].tobytes().decode("utf-32-le")
+            return [text[a:b] for a, b in itertools.pairwise(bounds)]
+        names = self.alphabet.labels
+        return ["".join(names[label] for label in labels[a:b]) for a, b in itertools.pairwise(bounds)]
 
-    def _context(self, words, bos: bool):
-        """KenLM's state after `words` (from the sentence start, or from no context); None if one is OOV."""
-        state, out = self._kenlm.State(), self._kenlm.State()
-        if bos:
-            self.lm.BeginSentenceWrite(state)
+    def log_cond_prob(self, units: tuple[str | bytes, ...], bos: bool) -> float:
+        """Coqui's get_log_cond_prob: ln P(last unit | the others), from the sentence start if `bos`, else
+        from no context; OOV_SCORE if any unit is out of the vocabulary (an empty sequence scores 0)."""
+        return self._log_cond_prob(units, bos)
+
+    def word_scores(self, texts: list[str | bytes], bounds: list[int]) -> np.ndarray:
+        """log_cond_prob of each of a beam search's n-grams, n-gram i being texts[bounds[i]:bounds[i + 1]],
+        from the sentence start where it is shorter than the model's order (Coqui's make_ngram)."""
+        out = np.empty(len(bounds) - 1)
+        self._scored += len(out)  # (about what the search adds to scores_by_key: asking numba its size is slow)
+        if self._scored >= MAX_CACHED:  # a long test set: start the caches afresh rather than grow on
+            self._states.clear()
+            self.scores_by_key.clear()
+            self._scored = len(out)
+        for i in range(len(out)):
+            units = tuple(texts[bounds[i] : bounds[i + 1]])
+            out[i] = self._log_cond_prob(units, len(units) < self.order)
+        return out
+
+    def _log_cond_prob(self, units: tuple[str | bytes, ...], bos: bool) -> float:
+        if not units:
+            return 0.0
+        state = self._context(units[:-1], bos)
+        last = units[-1]
+        if state is None or isinstance(last, bytes) or last not in self.lm:
+            return OOV_SCORE
+        return self.lm.BaseScore(state, last, self._scratch) / LOG10_E
+
+    def _context(self, units: tuple[str | bytes, ...], bos: bool):
+        """KenLM's state after `units` (from the sentence start if `bos`, else from no context), kept for
+        every longer sequence that starts with them; None if one is out of the vocabulary."""
+        key = (units, bos)
+        if key in self._states:
+            return self._states[key]
+        if not units:
+            state = self._kenlm.State()
+            if bos:
+                self.lm.BeginSentenceWrite(state)
+            else:
+                self.lm.NullContextWrite(state)
         else:
-            self.lm.NullContextWrite(state)
-        for word in words:
-            if word not in self.lm:
-                return None
-            self.lm.BaseScore(state, word, out)
-            state, out = out, state
+            before, last = self._context(units[:-1], bos), units[-1]
+            state = None
+            if before is not None and not isinstance(last, bytes) and last in self.lm:
+                state = self._kenlm.State()
+                self.lm.BaseScore(before, last, state)
+        self._states[key] = state
         return state
 
-    def _next_log_probability(self, state, word: str) -> float:
-        if word not in self.lm:
-            return OOV_SCORE
-        return self.lm.BaseScore(state, word, self._kenlm.State()) / LOG10_E
 
-    # Character scoring (UTF-8 mode), a whole beam at a time: see _CharStates.
-    def char_scores(self, states: np.ndarray) -> np.ndarray:
-        """[len(states), labels]: what extending each prefix by each label adds to its score; -inf where
-        the bytes cannot continue UTF-8."""
-        return self._char_states.scores(states, self.alpha, self.beta)
-
-    def char_next(self, state: int, label: int) -> int:
-        return self._char_states.next(state, label)
-
-    def char_end_scores(self, states: np.ndarray) -> np.ndarray:
-        """What ending the transcript adds to each prefix: its last word's end, an unfinished character's
-        OOV score (as Coqui), or nothing after a space."""
-        return self._char_states.end_scores(states, self.alpha, self.beta)
-
-
-class _CharStates:
-    """What a character scorer needs to know of a prefix: the last order-1 characters of the word being
-    spelled, whether that word has begun, and the bytes of an unfinished character. There are few such
-    states (a few per character in the vocabulary for a small order), so each gets a number, and its
-    log-probabilities for every label are computed once, with alpha and beta applied on each lookup
-    (lm_optimize changes them between trials)."""
-
-    SCORED, WAITING, INVALID = 1, 0, -1  # a label completes a scored unit, starts or continues one, or is not UTF-8
-
-    def __init__(self, scorer: Scorer):
-        self.scorer = scorer
-        self.keys: list[tuple[tuple[str, ...], bool, bytes]] = []
-        self.ids: dict = {}
-        self.transitions: dict[tuple[int, int], int] = {}
-        size = scorer.alphabet.size
-        self.log_prob = np.zeros((64, size))  # grown by doubling
-        self.kind = np.zeros((64, size), np.int8)
-        self.end_log_prob = np.zeros(64)
-        self.end_beta = np.zeros(64)  # 1 where ending adds beta too (an unfinished character, as in Coqui)
-        self.intern(((), False, b""))  # state 0: the start of the transcript
-
-    def intern(self, key) -> int:
-        found = self.ids.get(key)
-        if found is None:
-            found = self.ids[key] = len(self.keys)
-            self.keys.append(key)
-            if found == len(self.kind):
-                self.log_prob, self.kind, self.end_log_prob, self.end_beta = (
-                    np.concatenate([a, np.zeros_like(a)])
-                    for a in (self.log_prob, self.kind, self.end_log_prob, self.end_beta)
-                )
-            self.log_prob[found], self.kind[found], self.end_log_prob[found], self.end_beta[found] = self._row(*key)
-        return found
-
-    def _unit(self, pending: bytes, label: int) -> tuple[int, str | bytes]:
-        """(kind, the completed unit or the still-unfinished bytes) of appending `label`."""
-        alphabet = self.scorer.alphabet
-        if not alphabet.is_bytes:
-            return self.SCORED, alphabet.labels[label]
-        piece = pending + bytes([label + 1])
-        need = _utf8_length(piece[0])
-        if need == 0 or (len(piece) > 1 and not 0x80 <= piece[-1] < 0xC0):
-            return self.INVALID, b""
-        if len(piece) < need:
-            return self.WAITING, piece
-        try:
-            return self.SCORED, piece.decode("utf-8")
-        except UnicodeDecodeError:  # overlong forms and surrogates
-            return self.INVALID, b""
-
-    def _row(self, context, begun, pending):
-        scorer, size = self.scorer, self.scorer.alphabet.size
-        log_prob, kind = np.zeros(size), np.zeros(size, np.int8)
-        state = scorer._context(context, bos=len(context) < scorer.order - 1)
-        score = (lambda unit: OOV_SCORE) if state is None else (lambda unit: scorer._next_log_probability(state, unit))
-        for label in range(size):
-            if label == scorer.space:
-                kind[label] = self.INVALID if pending else self.SCORED
-                log_prob[label] = 0.0 if pending else score("</s>")
-                continue
-            kind[label], unit = self._unit(pending, label)
-            if kind[label] == self.SCORED:
-                log_prob[label] = score(unit)
-        if pending:
-            return log_prob, kind, OOV_SCORE, 1.0
-        return log_prob, kind, score("</s>") if begun else 0.0, 0.0
-
-    def next(self, state: int, label: int) -> int:
-        found = self.transitions.get((state, label))
-        if found is None:
-            context, begun, pending = self.keys[state]
-            key: tuple[tuple[str, ...], bool, bytes]
-            if label == self.scorer.space:
-                key = ((), False, b"")
-            else:
-                kind, unit = self._unit(pending, label)
-                if kind == self.WAITING:
-                    assert isinstance(unit, bytes)  # the character's bytes so far
-                    key = (context, begun, unit)
-                elif kind == self.SCORED:
-                    assert isinstance(unit, str)  # the completed character
-                    keep = self.scorer.order - 1
-                    key = ((context + (unit,))[-keep:] if keep else (), True, b"")
-                else:  # never extended (its score is -inf)
-                    key = self.keys[state]
-            found = self.transitions[(state, label)] = self.intern(key)
-        return found
-
-    def scores(self, states: np.ndarray, alpha: float, beta: float) -> np.ndarray:
-        kind = self.kind[states]
-        return np.where(
-            kind == self.SCORED, alpha * self.log_prob[states] + beta, np.where(kind == self.WAITING, 0.0, -np.inf)
-        )
-
-    def end_scores(self, states: np.ndarray, alpha: float, beta: float) -> np.ndarray:
-        return alpha * self.end_log_prob[states] + beta * self.end_beta[states]
-
-
-def _utf8_length(first_byte: int) -> int:
-    """Bytes in the UTF-8 sequence that starts with `first_byte`; 0 if it cannot start one."""
-    if first_byte < 0x80:
-        return 1
-    if 0xC2 <= first_byte < 0xE0:
-        return 2
-    if 0xE0 <= first_byte < 0xF0:
-        return 3
-    if 0xF0 <= first_byte < 0xF5:
-        return 4
-    return 0
-
-
-def _find_header(data: bytes) -> int | None:
-    """Offset of Coqui's block: the first 'TRIE' magic of the right version followed by an FST."""
-    start = 0
-    while (found := data.find(MAGIC + struct.pack("<i", VERSION), start)) >= 0:
-        if found + 29 <= len(data) and struct.unpack_from("<I", data, found + 25)[0] == FST_MAGIC:
-            return found
-        start = found + 1
-    return None
-
-
-def _read_string(data, offset: int) -> tuple[str, int]:
-    (length,) = struct.unpack_from("<i", data, offset)
-    return bytes(data[offset + 4 : offset + 4 + length]).decode("ascii", "replace"), offset + 4 + length
-
-
-def _read_const_fst(data: bytes, offset: int, n_labels: int, path: str):
-    """(next_state [states, n_labels] int32 (-1: no arc), final [states] bool, start state) of OpenFST's
-    ConstFst binary: header, then the states (final weight, first arc, arc counts) and arcs (input and
-    output label, weight, next state), each table 16-byte aligned in aligned files."""
+def _utf8_or_bytes(raw: bytes) -> str | bytes:
     try:
-        offset += 4
-        fst_type, offset = _read_string(data, offset)
-        arc_type, offset = _read_string(data, offset)
-        version, flags = struct.unpack_from("<ii", data, offset)
-        _, start, n_states, n_arcs = struct.unpack_from("<Qqqq", data, offset + 8)
-        offset += 40
-        if fst_type != "const" or arc_type != "standard" or flags & 3:  # no symbol tables expected
-            raise ValueError(f"unexpected FST ({fst_type}, {arc_type}, flags {flags})")
-        align = lambda o: o + (-o % 16) if flags & 4 or version == 1 else o
-        offset = align(offset)
-        # copies, not views: the file's mapping is closed once the table is built
-        states = np.frombuffer(data, FST_STATE, n_states, offset).copy()
-        offset = align(offset + states.nbytes)
-        arcs = np.frombuffer(data, FST_ARC, n_arcs, offset).copy()
-    except (struct.error, ValueError) as e:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+
+
+def typed_scores():
+    """An empty numba dictionary int64 -> float64, which compiled code reads without Python."""
+    return numba.typed.Dict.empty(key_type=numba.types.int64, value_type=numba.types.float64)
+
+
+def _find_header(data, path: str) -> int | None:
+    """Offset of Coqui's block: where KenLM's tables end, as Coqui's decoder looks for it (GetEndOfSearchOffset);
+    None for a plain KenLM model (an ARPA file, or a binary with nothing after its data)."""
+    try:
+        kenlm_header = read_kenlm_header(data)
+    except ValueError:
+        return None  # ARPA text, or no language model at all, which KenLM says when it opens the file
+    at = kenlm_header.end_of_search_offset
+    tag = MAGIC + struct.pack("<i", VERSION)
+    if kenlm_header.has_vocabulary:
+        # the vocabulary strings follow KenLM's tables; a block after them is one Coqui's decoder never finds
+        if data.find(tag, at) >= 0:
+            raise ScorerError(
+                f"{path}: its KenLM model stores its vocabulary, so Coqui's decoder cannot find the vocabulary "
+                "block (error 0x2008): rebuild the package from a binary built with build_binary -v"
+            )
+        return None
+    if at == len(data):
+        return None
+    if bytes(data[at : at + 4]) != MAGIC:
+        raise ScorerError(f"{path}: {len(data) - at} bytes after KenLM's data, and they are no Coqui scorer block")
+    (version,) = struct.unpack_from("<i", data, at + 4)
+    if version != VERSION:
+        raise ScorerError(f"{path}: scorer block version {version}; Coqui STT 1.4 reads version {VERSION}")
+    return at
+
+
+def _read_const_fst(data, offset: int, n_labels: int, path: str):
+    """(next_state [states, n_labels] int32 (-1: no arc), final [states] bool, start state) of the package's
+    vocabulary FST."""
+    try:
+        fst, _ = read_const_fst(data, offset)
+    except ValueError as e:
         raise ScorerError(f"{path}: damaged vocabulary FST ({e})") from None
-    owner = np.repeat(np.arange(n_states), states["narcs"].astype(np.int64))
-    if len(owner) != n_arcs:
-        raise ScorerError(f"{path}: damaged vocabulary FST (arc counts do not add up)")
-    next_state = np.full((n_states, n_labels), -1, np.int32)
-    usable = (arcs["ilabel"] >= 1) & (arcs["ilabel"] <= n_labels)
-    next_state[owner[usable], arcs["ilabel"][usable] - 1] = arcs["next"][usable]
-    final = np.isfinite(states["final"])  # TropicalWeight's zero (no final weight) is +inf
-    return next_state, final, int(start)
+    next_state = np.full((fst.num_states, n_labels), -1, np.int32)
+    usable = (fst.ilabel >= 1) & (fst.ilabel <= n_labels)  # label -1: Coqui's space in an alphabet without one
+    next_state[fst.arc_states()[usable], fst.ilabel[usable] - 1] = fst.next_state[usable]
+    return next_state, fst.is_final, fst.start
 
 
 def load_scorer(path: str, alphabet: AnyAlphabet, alpha: float | None, beta: float | None) -> Scorer | None:

@@ -236,6 +236,9 @@ class Config:
         "processes that read audio and compute features while the model trains (0: in the training process itself)",
         valid="[0, inf)",
     )
+    hot_words: str = _flag(
+        "", "with a scorer: word:boost,word:boost, boosts added to the scores of words (Coqui's client's)"
+    )
     # transcribe's own flags (Coqui's TranscribeConfig)
     src: str = _flag("", "transcribe: an audio file or a directory of them")
     dst: str = _flag("", "transcribe: where to write the .tlog of a single --src file (default: beside it)")
@@ -453,7 +456,7 @@ MODEL_FLAGS = (
     | FEATURE_FLAGS
     | _names("checkpoint_dir load_checkpoint_dir load_evaluate alphabet_config_path bytes_output_mode relu_clip")
 )
-SCORER_FLAGS = _names("scorer_path lm_alpha lm_beta cutoff_prob cutoff_top_n")
+SCORER_FLAGS = _names("scorer_path lm_alpha lm_beta cutoff_prob cutoff_top_n hot_words")
 TEST_SET_FLAGS = _names("test_files test_batch_size export_beam_width skip_invalid_samples feature_cache data_workers")
 TEST_FLAGS = TEST_SET_FLAGS | _names("limit_test reverse_test report_count test_output_file")
 EXPORT_FLAGS = _names(

@@ -4,6 +4,8 @@ loop's settings."""
 
 from __future__ import annotations
 
+import math
+
 from ..decoding.beam_search import DecodeOptions
 from ..decoding.evaluation import EvaluationSettings
 from ..decoding.transcription import Segmentation
@@ -11,6 +13,7 @@ from ..exports.directory import ExportSettings, ModelCard
 from ..feeding.augment import parse_augmentations
 from ..feeding.batches import LoaderSettings
 from ..model.features import FeatureSettings
+from ..system.errors import ConfigError
 from ..training.settings import (
     AdamSettings,
     ModelSettings,
@@ -29,7 +32,7 @@ def feature_settings(config: Config) -> FeatureSettings:
 def decode_options(config: Config, beam_width: int) -> DecodeOptions:
     """Beam search with the --cutoff_* pruning; Coqui tests with --export_beam_width and transcribes with
     --beam_width."""
-    return DecodeOptions(beam_width, config.cutoff_prob, config.cutoff_top_n)
+    return DecodeOptions(beam_width, config.cutoff_prob, config.cutoff_top_n, parse_hot_words(config.hot_words))
 
 
 def loader_settings(config: Config) -> LoaderSettings:
@@ -120,3 +123,23 @@ def training_settings(config: Config) -> TrainingSettings:
         config.summary_dir,
         config.show_progressbar,
     )
+
+
+def parse_hot_words(text: str) -> tuple[tuple[str, float], ...]:
+    """--hot_words "word:boost,word:boost" as (word, boost) pairs; a word given twice is refused, as Coqui's
+    STT_AddHotWord refuses it."""
+    pairs: dict[str, float] = {}
+    for item in filter(None, text.split(",")):
+        word, colon, boost = item.rpartition(":")
+        try:
+            value = float(boost)
+        except ValueError:
+            value = math.nan
+        if not colon or not word or not math.isfinite(value):
+            raise ConfigError(
+                f"--hot_words {text!r}: {item!r} is not word:boost (e.g. --hot_words friday:5.5,sunday:-2)"
+            )
+        if word in pairs:
+            raise ConfigError(f"--hot_words {text!r}: {word!r} is given twice")
+        pairs[word] = value
+    return tuple(pairs.items())

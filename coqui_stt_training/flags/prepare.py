@@ -18,6 +18,7 @@ from ..system.atomic_files import require_writable
 from ..system.errors import ConfigError
 from ..system.worker_pool import cpu_count
 from .config import Config
+from .options import parse_hot_words
 from .services import source_export
 
 
@@ -34,6 +35,7 @@ def prepare(config: Config) -> Config:
         config.adopt_source_flags(read_flags_file(config.load_checkpoint_dir))
     config.refuse_unsupported()
     parse_augmentations(config.augment)  # a bad --augment line stops the run before anything is read
+    parse_hot_words(config.hot_words)  # and a malformed --hot_words list
     check_outputs(config)
     if config.train_cudnn or config.load_cudnn:
         log.info(
