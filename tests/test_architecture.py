@@ -22,7 +22,7 @@ ENTRY_POINTS = {"train", "evaluate", "export", "transcribe", "lm_optimize", "tra
 LAYERS = [{"flags"}, {"training"}, {"decoding"}, {"feeding", "exports"}, {"data", "checkpoints"}, {"model", "formats"},
           {"system"}]  # fmt: skip
 FOLDERS = set().union(*LAYERS)
-COQUI_PATHS = {"util"}  # Coqui's own import paths (util.config, util.downloader), which its notebooks use
+COQUI_PATHS = {"util", "client"}  # paths users port to: util.config, util.downloader (notebooks); client (stt)
 MAX_MODULES_PER_FOLDER = 12
 # imports inside functions are for optional extras only, so that the package works without them
 OPTIONAL = {"onnx", "onnxruntime", "kenlm", "optuna", "av"}
@@ -130,6 +130,8 @@ def test_folders_stay_small_and_their_init_only_describes_them(folder):
     assert len(members) <= MAX_MODULES_PER_FOLDER, f"{folder}/ holds {len(members)} modules: cut it by concern"
     init = parse(folder)
     assert ast.get_docstring(init), f"{folder}/__init__.py should say in one line what the folder holds"
+    if folder == "client":  # the API `stt` apps import is its __init__ (stt's own is), so the path is the same
+        return
     assert len(init.body) == 1, f"{folder}/__init__.py should hold only its docstring, not re-export names"
 
 

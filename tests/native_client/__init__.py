@@ -100,3 +100,19 @@ def transcribe(model: str, wavs: list[str], scorer: str = "") -> tuple[list[str]
             transcripts = json.loads(str(result["transcripts"]))
             probabilities = [result[f"probs_{i}"] for i in range(len(wavs))]
     return transcripts, probabilities
+
+
+RUN_API = os.path.join(os.path.dirname(__file__), "run_api.py")
+
+
+def client_api(job: dict) -> list[dict]:
+    """What the native client's Python API returns for a job (see run_api.py)."""
+    with tempfile.TemporaryDirectory() as directory:
+        job_path, out = os.path.join(directory, "job.json"), os.path.join(directory, "out.json")
+        with open(job_path, "w", encoding="utf-8") as f:
+            json.dump(job, f)
+        done = subprocess.run([client_python(), RUN_API, job_path, out], capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            raise AssertionError(f"the native client failed on {job['model']}:\n{done.stderr[-3000:]}")
+        with open(out, encoding="utf-8") as f:
+            return json.load(f)
