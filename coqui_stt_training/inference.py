@@ -11,7 +11,6 @@ then the same CTC prefix beam search as the test phase.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import numpy as np
@@ -19,48 +18,26 @@ import numpy as np
 from .data.audio import load_audio
 from .decoding.beam_search import DecodeOptions, beam_search
 from .decoding.scorer import Scorer
-from .model.alphabet import Alphabet, AnyAlphabet, UTF8Alphabet
-from .model.features import N_CONTEXT, FeatureSettings, context_windows, mfcc
+from .model.features import context_windows, mfcc
+from .model.onnx_runtime import OnnxDeepSpeech
 from .system.errors import UserError
 
 
 class OnnxModel:
-    def __init__(self, path: str, threads: int = 0):
-        import onnxruntime
+    """An ONNX export with the client side of its streaming: features in, probabilities and transcripts out."""
 
-        options = onnxruntime.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.features = FeatureSettings(
-            int(meta["sample_rate"]), int(meta["feature_win_len"]), int(meta["feature_win_step"])
-        )
-        if int(meta["n_context"]) != N_CONTEXT:
-            raise ValueError(f"its windows have {meta['n_context']} frames of context, not {N_CONTEXT}")
-        self.n_hidden, self.n_steps, self.beam_width = (
-            int(meta["n_hidden"]),
-            int(meta["n_steps"]),
-            int(meta["beam_width"]),
-        )
-        labels = json.loads(meta["alphabet"])
-        self.alphabet: AnyAlphabet = UTF8Alphabet() if labels == "UTF-8 bytes" else Alphabet(labels)
+    def __init__(self, path: str, threads: int = 0):
+        self.runtime = OnnxDeepSpeech(path, threads)
+        self.features, self.alphabet = self.runtime.features, self.runtime.alphabet
+        runtime = self.runtime
+        self.n_hidden, self.n_steps, self.beam_width = runtime.n_hidden, runtime.n_steps, runtime.beam_width
 
     def zero_state(self, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        return np.zeros((batch, self.n_hidden), np.float32), np.zeros((batch, self.n_hidden), np.float32)
+        return self.runtime.zero_state(batch)
 
     def step(self, windows: np.ndarray, state: tuple[np.ndarray, np.ndarray]):
         """windows [batch, steps, 19, 26] -> (probabilities [steps, batch, classes], new state)."""
-        probs, c, h = self.session.run(
-            None,
-            {
-                "input_node": np.ascontiguousarray(windows, np.float32),
-                "previous_state_c": state[0],
-                "previous_state_h": state[1],
-            },
-        )
-        return probs, (c, h)
+        return self.runtime.run(windows, state)
 
     def probabilities(self, features: np.ndarray, n_steps: int | None = None) -> np.ndarray:
         """[T, classes] for one utterance's features, fed n_steps windows at a time (0: all at once)."""

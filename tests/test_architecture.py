@@ -25,7 +25,7 @@ FOLDERS = set().union(*LAYERS)
 COQUI_PATHS = {"util", "client"}  # paths users port to: util.config, util.downloader (notebooks); client (stt)
 MAX_MODULES_PER_FOLDER = 12
 # imports inside functions are for optional extras only, so that the package works without them
-OPTIONAL = {"onnx", "onnxruntime", "kenlm", "optuna", "av"}
+OPTIONAL = {"onnx", "onnxruntime", "kenlm", "optuna", "av", "ai_edge_litert"}
 MAX_LINES = 500
 
 

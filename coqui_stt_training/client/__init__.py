@@ -10,7 +10,8 @@ porting an app is changing its import to `from coqui_stt_training.client import 
     metadata = stream.finishStreamWithMetadata(3)
 
 The same names, arguments, results and errors as `stt` 1.4.0 (RuntimeError with Coqui's message and code). A
-Coqui `.tflite` (int8 or float32) or `.pb` export, Coqui's own or ours, runs in numpy
+Coqui `.tflite` export (int8 or float32, Coqui's own or ours) runs in LiteRT, TensorFlow Lite's own runtime,
+with the kernels libstt uses (model/tflite_runtime.py: the `client` extra); a `.pb` export in numpy
 (model/numpy_runtime.py); the streaming is libstt's, buffer for buffer (decoding/streaming.py), and the beam
 search Coqui's decoder's.
 """
@@ -22,13 +23,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..checkpoints.flags_txt import read_flags_file
 from ..checkpoints.from_export import open_exported
+from ..checkpoints.store import open_checkpoint, read_run_state, search
 from ..decoding.beam_search import Candidate
 from ..decoding.scorer import Scorer
-from ..decoding.streaming import ClientStream
-from ..model.alphabet import AnyAlphabet
+from ..decoding.streaming import AcousticModel, ClientStream
+from ..model.alphabet import AnyAlphabet, alphabet_from_record, load_alphabet
 from ..model.features import FeatureSettings
 from ..model.numpy_runtime import NumpyDeepSpeech
+from ..model.onnx_runtime import OnnxDeepSpeech
+from ..model.tflite_runtime import TfliteDeepSpeech
 from ..system.errors import UserError
 
 # Coqui's error codes and messages (native_client/coqui-stt.h)
@@ -71,26 +76,75 @@ class Metadata:
     transcripts: list[CandidateTranscript]
 
 
+@dataclass(frozen=True)
+class _Opened:
+    network: AcousticModel
+    alphabet: AnyAlphabet
+    features: FeatureSettings
+    beam_width: int
+
+
+def _open(path: str) -> _Opened:
+    """A model file or directory as the client runs it: a `.tflite` in LiteRT (libstt's own kernels, so an int8
+    export's numbers are libstt's), an `.onnx` in onnxruntime, a `.pb` export or a checkpoint directory in numpy."""
+    if os.path.isdir(path):
+        return _open_checkpoint(path)
+    if path.endswith(".onnx"):
+        onnx = OnnxDeepSpeech(path, threads=1)
+        return _Opened(onnx, onnx.alphabet, onnx.features, onnx.beam_width)
+    exported = open_exported(path)
+    network: AcousticModel = TfliteDeepSpeech(path) if path.endswith(".tflite") else NumpyDeepSpeech(exported.get)
+    meta = exported.metadata
+    return _Opened(network, meta.alphabet, FeatureSettings(meta.sample_rate, meta.win_len_ms, meta.win_step_ms),
+                   meta.beam_width)  # fmt: skip
+
+
+def _open_checkpoint(directory: str) -> _Opened:
+    """A checkpoint directory: its best-dev checkpoint, else its latest (Coqui's evaluate order); the alphabet
+    its run recorded, else its alphabet.txt; the rate, window and beam width of its flags.txt."""
+    found = search(directory, "auto")
+    if found.prefix is None:
+        raise ValueError(f"{directory}: no checkpoint in it")
+    state = read_run_state(found.prefix)
+    alphabet_file = os.path.join(directory, "alphabet.txt")
+    if state is not None and state.alphabet is not None:
+        alphabet = alphabet_from_record(state.alphabet)
+    elif os.path.isfile(alphabet_file):
+        alphabet = load_alphabet(alphabet_file)
+    else:
+        raise ValueError(f"{directory}: no alphabet.txt and no alphabet recorded with its checkpoint")
+    flags = read_flags_file(directory) or {}
+    features = FeatureSettings(
+        int(flags.get("audio_sample_rate", 16000)),
+        int(flags.get("feature_win_len", 32)),
+        int(flags.get("feature_win_step", 20)),
+    )
+    network = NumpyDeepSpeech(open_checkpoint(found.prefix).get)
+    return _Opened(network, alphabet, features, int(flags.get("export_beam_width", 500)))
+
+
 class Model:
-    """A Coqui STT model: `model_path` is a Coqui `.tflite` or `.pb` export."""
+    """A Coqui STT model: `model_path` is a Coqui `.tflite` or `.pb` export, our `.onnx` export, or a checkpoint
+    directory."""
 
     def __init__(self, model_path: str):
         if not model_path:
             raise _fail("CreateModel", 0x1000)
-        if not os.path.isfile(model_path):
+        if not os.path.exists(model_path):
             raise _fail("CreateModel", 0x3005, f"{model_path}: no such file")
         try:
-            exported = open_exported(model_path)
-            self._network = NumpyDeepSpeech(exported.get)
+            opened = _open(model_path)
         except (UserError, ValueError, KeyError) as e:
             raise _fail("CreateModel", 0x3005, str(e)) from None
-        meta = exported.metadata
-        self._alphabet: AnyAlphabet = meta.alphabet
-        if self._network.n_classes != self._alphabet.size + 1:
-            classes, labels = self._network.n_classes, self._alphabet.size
+        except Exception as e:  # onnxruntime reports a foreign file in several ways
+            if not model_path.endswith(".onnx"):
+                raise
+            raise _fail("CreateModel", 0x3005, f"{model_path}: {str(e).splitlines()[0]}") from None
+        if opened.network.n_classes != opened.alphabet.size + 1:
+            classes, labels = opened.network.n_classes, opened.alphabet.size
             raise _fail("CreateModel", 0x2003, f"{classes} output classes for an alphabet of {labels} labels")
-        self._features = FeatureSettings(meta.sample_rate, meta.win_len_ms, meta.win_step_ms)
-        self._beam_width = meta.beam_width
+        self._network, self._alphabet, self._features = opened.network, opened.alphabet, opened.features
+        self._beam_width = opened.beam_width
         self._scorer: Scorer | None = None
         self._hot_words: dict[str, float] = {}
 

@@ -81,6 +81,8 @@ class Scorer:
                 else "it: neither a Coqui scorer package nor a KenLM model"
             )
             raise ScorerError(f"{path}: KenLM cannot read {what} ({str(e).splitlines()[0]})") from None
+        if self.next_state is not None and not self.utf8_mode:
+            self._check_alphabet(path)
         if self.alpha is None or self.beta is None:
             raise ScorerError(
                 f"{path}: a plain KenLM model has no default alpha and beta; give --lm_alpha and --lm_beta"
@@ -128,6 +130,19 @@ class Scorer:
             self.next_state, self.final, self.start = _read_const_fst(data, header + 25, alphabet.size, path)
         else:
             self.next_state, self.final, self.start = None, None, 0
+
+    def _check_alphabet(self, path: str, tried: int = 200) -> None:
+        """A package's vocabulary, spelled in this alphabet, must be its language model's words: one built for
+        another alphabet spells nonsense here (Coqui's decoder would silently find no word)."""
+        assert self.next_state is not None
+        words = vocabulary_sample(self.next_state, self.start, self.space, tried)
+        names = self.alphabet.labels
+        unknown = sum(1 for word in words if "".join(names[label] for label in word) not in self.lm)
+        if len(words) >= 10 and unknown > len(words) // 2:
+            raise ScorerError(
+                f"{path}: built for another alphabet: {unknown} of the first {len(words)} words of its vocabulary, "
+                "spelled in this model's alphabet, are not in its language model"
+            )
 
     def set_weights(self, alpha: float, beta: float) -> None:
         """lm_optimize's trials: new weights, through a C++ float as Coqui's reset_params takes them."""
@@ -195,6 +210,21 @@ class Scorer:
                 self.lm.BaseScore(before, last, state)
         self._states[key] = state
         return state
+
+
+def vocabulary_sample(next_state: np.ndarray, start: int, space: int, limit: int) -> list[list[int]]:
+    """Up to `limit` words of a vocabulary FST ([state, label] -> next state), as label lists, depth first."""
+    words: list[list[int]] = []
+    stack: list[tuple[int, list[int]]] = [(start, [])]
+    while stack and len(words) < limit:
+        state, spelled = stack.pop()
+        for label in np.flatnonzero(next_state[state] >= 0)[::-1].tolist():
+            if label == space:
+                if spelled:
+                    words.append(spelled)
+            elif len(spelled) < 64:
+                stack.append((int(next_state[state, label]), [*spelled, label]))
+    return words
 
 
 def _utf8_or_bytes(raw: bytes) -> str | bytes:

@@ -96,6 +96,11 @@ def alphabet_record(alphabet: AnyAlphabet) -> str | list[str]:
     return "UTF-8 bytes" if alphabet.is_bytes else list(alphabet.labels)
 
 
+def alphabet_from_record(record: str | list[str]) -> AnyAlphabet:
+    """The alphabet a run state recorded (alphabet_record)."""
+    return UTF8Alphabet() if record == "UTF-8 bytes" else Alphabet(list(record))
+
+
 def serialize_binary(alphabet: AnyAlphabet) -> bytes:
     """Coqui's binary Alphabet::Serialize, which its exported graphs embed: uint16 count, then per label
     its uint16 index, uint16 byte length and bytes. Bytes mode is Coqui's UTF8Alphabet: 255 labels, label
