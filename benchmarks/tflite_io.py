@@ -7,9 +7,10 @@
    export imported back into a model. Each step runs in a fresh process, which prints its time and peak
    resident memory; the checkpoint save is the reference they are compared with.
 2. Real-time factor on --seconds of speech (LDC93S1 repeated), one core (taskset -c 0): the native client
-   (`stt` 1.4.0 in its Python 3.10 environment, as tests/native_client builds it) on our int8 and float32
-   .tflite, and onnxruntime on our ONNX export with our MFCC and beam search (width 500, no scorer, as the
-   client's default). The client's decoder time is measured inside it (tests/native_client/run_client.py).
+   (`stt` 1.4.0 in its Python 3.10 environment, as tests/native_client builds it) and this package's client
+   (coqui_stt_training.client, the same API) on our int8 and float32 .tflite, and onnxruntime on our ONNX
+   export with our MFCC and beam search (width 500, no scorer, as the client's default). The native client's
+   decoder time is measured inside it (tests/native_client/run_client.py).
 """
 
 from __future__ import annotations
@@ -143,6 +144,31 @@ def onnx_rtf_here(work: str, wav: str, seconds: float) -> None:
     print(json.dumps(best))
 
 
+def ours_rtf(model_path: str, wav: str, seconds: float) -> float:
+    """RTF of this package's client (coqui_stt_training.client: LiteRT, our MFCC and beam search) on one core,
+    best of three, in a fresh process as the native client's."""
+    done = subprocess.run(
+        ["taskset", "-c", "0", sys.executable, __file__, "--step", "client rtf", "--work", model_path, "--wav", wav,
+         "--seconds", str(seconds)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def ours_rtf_here(model_path: str, wav: str, seconds: float) -> None:
+    from coqui_stt_training.client import Model
+
+    with wave.open(wav) as f:
+        audio = np.frombuffer(f.readframes(f.getnframes()), np.int16)
+    model = Model(model_path)
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        model.stt(audio)
+        best = min(best, (time.perf_counter() - started) / seconds)
+    print(best)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hidden", type=int, default=2048)
@@ -153,6 +179,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.step == "onnx rtf":
         onnx_rtf_here(args.work, args.wav, args.seconds)
+        return
+    if args.step == "client rtf":
+        ours_rtf_here(args.work, args.wav, args.seconds)
         return
     if args.step:
         step(args.step, args.work, args.hidden)
@@ -184,6 +213,9 @@ def main() -> None:
                                         args.seconds)  # fmt: skip
             print(f"  native client, our {kind} .tflite: RTF {total:.3f} (decoder {decoder:.3f}, the rest "
                   f"{total - decoder:.3f})")  # fmt: skip
+            ours = ours_rtf(os.path.join(work, f"export-tflite-{kind}", "output_graph.tflite"), wav, args.seconds)
+            print(f"  coqui_stt_training.client, the same {kind} .tflite: RTF {ours:.3f} ({total / ours:.2f}x the "
+                  "native client's speed)")  # fmt: skip
         features, acoustic, beam = onnx_rtf(work, wav, args.seconds)
         total = features + acoustic + beam
         print(f"  onnxruntime, our ONNX + our MFCC and beam search: RTF {total:.3f} (beam search {beam:.3f}, "
