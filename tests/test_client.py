@@ -15,6 +15,7 @@ import pytest
 
 from coqui_stt_training.checkpoints.from_export import open_exported
 from coqui_stt_training.client import Model
+from coqui_stt_training.decoding.streaming import ClientStream
 from coqui_stt_training.model.features import context_windows
 from coqui_stt_training.model.numpy_runtime import NumpyDeepSpeech
 from tests import native_client
@@ -195,3 +196,39 @@ def test_our_onnx_export_and_a_checkpoint_directory_work_as_models(ldc_model):
         for start in range(0, len(audio), 1234):
             stream.feedAudioContent(audio[start : start + 1234])
         assert stream.finishStream() == "she had your dark suit in greasy wash water all year", path
+
+
+class Recording:
+    """An acoustic model that keeps what it computes: the probabilities a stream feeds its decoder."""
+
+    def __init__(self, network):
+        self.network, self.n_classes, self.probs = network, network.n_classes, []
+
+    def zero_state(self):
+        return self.network.zero_state()
+
+    def step(self, windows, state):
+        probs, state = self.network.step(windows, state)
+        self.probs.append(probs)
+        return probs, state
+
+
+@pytest.mark.parametrize("export", ["output_graph_fp32.tflite", "output_graph.tflite"])
+def test_the_decoder_gets_libstts_probabilities(export, client):
+    """What the stream feeds the beam search, frame for frame, against what libstt feeds its DecoderState::next
+    (recorded inside it, tests/native_client/run_client.py): within 1e-4, int8 included (LiteRT runs libstt's
+    kernels)."""
+    for model in MODELS:
+        path = os.path.join(FIXTURES, model, "export", export)
+        _, expected = native_client.transcribe(path, [LDC_WAV, RU_WAV])
+        ours_model = Model(path)
+        for wav, theirs in zip((LDC_WAV, RU_WAV), expected):
+            recording = Recording(ours_model._network)
+            stream = ClientStream(recording, ours_model._features, 16)
+            audio = read_wav(wav)
+            for start in range(0, len(audio), 3333):
+                stream.feed(audio[start : start + 3333])
+            stream.finish()
+            mine = np.concatenate(recording.probs)
+            assert mine.shape == theirs.shape, (model, export, wav)
+            np.testing.assert_allclose(mine, theirs, atol=1e-4)
