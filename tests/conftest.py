@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+
 import pytest
 
 from coqui_stt_training import train
@@ -26,12 +29,24 @@ def cli(capsys):
     return lambda main, argv: run(main, argv, capsys)
 
 
-def trained_ldc_model(root, flags: list[str]) -> tuple[str, str]:
+def trained_ldc_model(tmp_path_factory, name: str, flags: list[str]) -> tuple[str, str]:
+    """(checkpoint directory, export directory) of a model trained once per test run: pytest-xdist's workers
+    share it through their common temporary folder (the first to need it trains it, the others wait for it),
+    where each worker's session fixture would otherwise train its own."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # this run's folder, above each worker's own
+    root = shared / name
+    root.mkdir(exist_ok=True)
     ckpt, out = str(root / "ckpt"), str(root / "model")
-    argv = [*flags, "--train_files", LDC, "--dev_files", LDC, "--checkpoint_dir", ckpt, "--export_dir", out,
-            "--export_onnx", "true", "--log_level", "2"]  # fmt: skip
-    train.main(argv)  # a failure exits, and the tests using it err
-    log.set_level(log.INFO)
+    with open(root / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "done").exists():
+            argv = [*flags, "--train_files", LDC, "--dev_files", LDC, "--checkpoint_dir", ckpt, "--export_dir", out,
+                    "--export_onnx", "true", "--log_level", "2"]  # fmt: skip
+            train.main(argv)  # a failure exits, and the tests using it err
+            log.set_level(log.INFO)
+            (root / "done").touch()
     return ckpt, out
 
 
@@ -39,10 +54,10 @@ def trained_ldc_model(root, flags: list[str]) -> tuple[str, str]:
 def ldc_model(tmp_path_factory) -> tuple[str, str]:
     """The README's LDC93S1 model, trained once for the tests that check it (read only): its checkpoint
     directory and its --export_dir (TFLite and ONNX)."""
-    return trained_ldc_model(tmp_path_factory.mktemp("ldc93s1"), ["--alphabet_config_path", ALPHABET, *README_FLAGS])
+    return trained_ldc_model(tmp_path_factory, "ldc93s1", ["--alphabet_config_path", ALPHABET, *README_FLAGS])
 
 
 @pytest.fixture(scope="session")
 def bytes_ldc_model(tmp_path_factory) -> tuple[str, str]:
     """A bytes-output-mode LDC93S1 model, trained once as ldc_model is."""
-    return trained_ldc_model(tmp_path_factory.mktemp("bytes-ldc93s1"), BYTES_FLAGS)
+    return trained_ldc_model(tmp_path_factory, "bytes-ldc93s1", BYTES_FLAGS)
