@@ -72,11 +72,16 @@ def ours(model_path: str, job: dict) -> list[dict]:
         for start in range(0, len(audio), job["chunk"]):
             stream.feedAudioContent(audio[start : start + job["chunk"]])
             intermediate.append(stream.intermediateDecode())
+        flushing, flushed = model.createStream(), []
+        for start in range(0, len(audio), 3 * job["chunk"]):
+            flushing.feedAudioContent(audio[start : start + 3 * job["chunk"]])
+            flushed.append(flushing.intermediateDecodeFlushBuffers())
+        flushed.append(flushing.finishStream())
         result = model.sttWithMetadata(audio, job["num_results"])
         metadata = [{"confidence": c.confidence, "tokens": [[t.text, t.timestep, t.start_time] for t in c.tokens]}
                     for c in result.transcripts]  # fmt: skip
         out.append({"stt": model.stt(audio), "metadata": metadata, "intermediate": intermediate,
-                    "finish": stream.finishStream()})  # fmt: skip
+                    "finish": stream.finishStream(), "flushed": flushed})  # fmt: skip
     return out
 
 
@@ -102,6 +107,7 @@ def test_the_client_api_answers_as_coquis_native_client(case, client):
         for theirs, mine in zip(expected, got):
             assert mine["stt"] == theirs["stt"] and mine["finish"] == theirs["finish"], (case, model)
             assert mine["intermediate"] == theirs["intermediate"], (case, model)
+            assert mine["flushed"] == theirs["flushed"], (case, model)
             assert len(mine["metadata"]) == len(theirs["metadata"])
             for a, b in zip(mine["metadata"], theirs["metadata"]):
                 assert a["tokens"] == b["tokens"], (case, model)

@@ -254,6 +254,18 @@ class Stream:
     def intermediateDecodeWithMetadata(self, num_results: int = 1) -> Metadata:
         return self._model._metadata(self._live("decode").decode(num_results))
 
+    def intermediateDecodeFlushBuffers(self) -> str:
+        """EXPERIMENTAL in libstt: the audio fed so far through the acoustic model first, partial batch included.
+        (stt 1.4.0's own method raises AttributeError, a misspelt binding; this does what its C function does.)"""
+        stream = self._live("decode")
+        stream.flush()
+        return self._model._text(stream.decode(1)[0])
+
+    def intermediateDecodeWithMetadataFlushBuffers(self, num_results: int = 1) -> Metadata:
+        stream = self._live("decode")
+        stream.flush()
+        return self._model._metadata(stream.decode(num_results))
+
     def finishStream(self) -> str:
         stream = self._live("finish")
         stream.finish()

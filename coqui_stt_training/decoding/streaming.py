@@ -78,16 +78,23 @@ class ClientStream:
         probs, self.state = self.model.step(np.stack(windows), self.state)
         self.search.next(probs)
 
-    def finish(self) -> None:
-        """libstt's flushBuffers(true): the samples left as one zero-padded window, 9 zero frames, the last
-        partial batch."""
+    def flush(self, final: bool = False) -> None:
+        """libstt's flushBuffers: one frame from the samples in the window buffer (zero-padded; they stay there
+        for the next window, as libstt keeps them), 9 zero frames if `final`, then the partial batch. (libstt's
+        intermediateDecodeFlushBuffers flushes this way mid-stream, and so adds frames no later window replaces.)"""
         window = np.zeros(self.features.window, np.float32)
         window[: len(self.audio)] = self.audio[: self.features.window]
-        self.audio = np.zeros(0, np.float32)
-        self._push_frames(np.concatenate([mfcc(window, self.features), np.zeros((N_CONTEXT, N_INPUT), np.float32)]))
+        frames = mfcc(window, self.features)
+        if final:
+            frames = np.concatenate([frames, np.zeros((N_CONTEXT, N_INPUT), np.float32)])
+        self._push_frames(frames)
         if self.windows:
             self._run(self.windows)
             self.windows = []
+
+    def finish(self) -> None:
+        """libstt's finishStream: flushBuffers(true), the stream's last frames and batch."""
+        self.flush(final=True)
 
     def decode(self, num_results: int = 1) -> list[Candidate]:
         return self.search.decode(num_results)

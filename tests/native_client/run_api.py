@@ -6,7 +6,9 @@ as JSON, for tests/test_client.py to compare with coqui_stt_training.client.
 JOB: {"model", "scorer" ("": none), "alpha_beta" (null or [alpha, beta]), "hot_words" {word: boost},
 "beam_width" (0: the model's), "wavs", "chunk" (samples per feed), "num_results"}. OUT, per WAV: "stt", "metadata"
 (sttWithMetadata: per candidate its confidence and tokens as [text, timestep, start_time]), "intermediate"
-(intermediateDecode after every feed of `chunk` samples) and "finish" (finishStream). Python 3.10, numpy only.
+(intermediateDecode after every feed of `chunk` samples), "finish" (finishStream) and "flushed"
+(intermediateDecodeFlushBuffers after every feed of 3 * `chunk` samples, then finishStream, on another
+stream). Python 3.10, numpy only.
 """
 
 import json
@@ -49,8 +51,15 @@ def main():
         for start in range(0, len(audio), job["chunk"]):
             stream.feedAudioContent(audio[start : start + job["chunk"]])
             intermediate.append(stream.intermediateDecode())
+        flushing, flushed = model.createStream(), []
+        for start in range(0, len(audio), 3 * job["chunk"]):
+            flushing.feedAudioContent(audio[start : start + 3 * job["chunk"]])
+            # (stt 1.4.0's method calls a misspelt binding and raises AttributeError; its C function works)
+            flushed.append(stt.impl.IntermediateDecodeFlushBuffers(flushing._impl))
+        flushed.append(flushing.finishStream())
         out.append(
             {
+                "flushed": flushed,
                 "stt": model.stt(audio),
                 "metadata": metadata(model.sttWithMetadata(audio, job["num_results"])),
                 "intermediate": intermediate,
