@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
+import shutil
+import subprocess
+import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(ROOT, "data", "smoke_test")
@@ -63,3 +67,45 @@ def repeated_csv(directory, copies: int = 5, name: str = "train.csv") -> str:
     with open(path, "w", encoding="utf-8") as f:
         f.write("wav_filename,wav_filesize,transcript\n" + rows)
     return path
+
+
+def pyenv_python(version: str) -> str | None:
+    """A working Python `version` (such as "3.10"): pyenv's, else one on PATH (a pyenv shim on PATH may not run)."""
+    pattern = os.path.expanduser(f"~/.pyenv/versions/{version}*/bin/python{version}")
+    candidates = sorted(glob.glob(pattern), reverse=True)
+    candidates += [found] if (found := shutil.which(f"python{version}")) else []
+    for candidate in candidates:
+        done = subprocess.run([candidate, "-c", "import venv"], capture_output=True)
+        if done.returncode == 0:
+            return candidate
+    return None
+
+
+def cached_environment(cache: str, version: str, packages: list[str]) -> str | None:
+    """The Python of a virtual environment of Python `version` holding `packages`, kept at `cache` between runs
+    and built on first use: in a temporary folder beside it, renamed into place when complete, so that an
+    interrupted build or a second test process building it at the same time leaves a working one or none.
+    None where no such Python exists (the caller skips, saying what needs it)."""
+    python = os.path.join(cache, "bin", "python")
+    if os.path.isfile(python):
+        return python
+    base = pyenv_python(version)
+    if base is None:
+        return None
+    os.makedirs(os.path.dirname(cache), exist_ok=True)
+    building = tempfile.mkdtemp(prefix=".building-", dir=os.path.dirname(cache))
+    try:
+        subprocess.run([base, "-m", "venv", building], check=True, capture_output=True)
+        pip = [os.path.join(building, "bin", "python"), "-m", "pip", "install", "--quiet", *packages]
+        done = subprocess.run(pip, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise AssertionError(f"installing {' '.join(packages)} for Python {version} failed:\n{done.stderr}")
+        # venv writes its own path into its scripts; the interpreter symlink works from anywhere, and only it is used
+        try:
+            os.rename(building, cache)
+        except OSError:  # another test process built it meanwhile
+            if not os.path.isfile(python):
+                raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return python

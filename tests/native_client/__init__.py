@@ -5,15 +5,15 @@ need them skip, saying why, only where no Python 3.10 exists."""
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 
 import numpy as np
 import pytest
+
+from tests.helpers import cached_environment
 
 STT_PACKAGES = ["stt==1.4.0", "coqui-stt-ctcdecoder==1.4.0", "numpy==1.26.4"]  # their wheels need a numpy 1.x ABI
 CACHE = os.environ.get(
@@ -23,42 +23,14 @@ RUN_CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_clien
 RUN_DECODER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_decoder.py")
 
 
-def python310() -> str | None:
-    """A working Python 3.10: pyenv's, else one on PATH (a pyenv shim on PATH may not run)."""
-    candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.10*/bin/python3.10")), reverse=True)
-    candidates += [found] if (found := shutil.which("python3.10")) else []
-    for candidate in candidates:
-        done = subprocess.run([candidate, "-c", "import venv"], capture_output=True)
-        if done.returncode == 0:
-            return candidate
-    return None
-
-
 def client_python() -> str:
     """The Python of the cached environment holding the native client; built on first use."""
-    python = os.path.join(CACHE, "bin", "python")
-    if os.path.isfile(python):
-        add_missing_packages(python)
-        return python
-    base = python310()
-    if base is None:
+    fresh = not os.path.isfile(os.path.join(CACHE, "bin", "python"))
+    python = cached_environment(CACHE, "3.10", STT_PACKAGES)
+    if python is None:
         pytest.skip("Coqui's native client (stt 1.4.0) needs Python 3.10, and this machine has none")
-    os.makedirs(os.path.dirname(CACHE), exist_ok=True)
-    building = tempfile.mkdtemp(prefix=".building-", dir=os.path.dirname(CACHE))
-    try:
-        subprocess.run([base, "-m", "venv", building], check=True, capture_output=True)
-        pip = [os.path.join(building, "bin", "python"), "-m", "pip", "install", "--quiet", *STT_PACKAGES]
-        done = subprocess.run(pip, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise AssertionError(f"installing {' '.join(STT_PACKAGES)} for Python 3.10 failed:\n{done.stderr}")
-        # venv writes its own path into its scripts; the interpreter symlink works from anywhere, and only it is used
-        try:
-            os.rename(building, CACHE)
-        except OSError:  # another test process built it meanwhile
-            if not os.path.isfile(python):
-                raise
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
+    if not fresh:
+        add_missing_packages(python)
     return python
 
 
