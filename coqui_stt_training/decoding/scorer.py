@@ -162,11 +162,6 @@ class Scorer:
         names = self.alphabet.labels
         return ["".join(names[label] for label in labels[a:b]) for a, b in itertools.pairwise(bounds)]
 
-    def log_cond_prob(self, units: tuple[str | bytes, ...], bos: bool) -> float:
-        """Coqui's get_log_cond_prob: ln P(last unit | the others), from the sentence start if `bos`, else
-        from no context; OOV_SCORE if any unit is out of the vocabulary (an empty sequence scores 0)."""
-        return self._log_cond_prob(units, bos)
-
     def word_scores(self, texts: list[str | bytes], bounds: list[int]) -> np.ndarray:
         """log_cond_prob of each of a beam search's n-grams, n-gram i being texts[bounds[i]:bounds[i + 1]],
         from the sentence start where it is shorter than the model's order (Coqui's make_ngram)."""
@@ -178,10 +173,12 @@ class Scorer:
             self._scored = len(out)
         for i in range(len(out)):
             units = tuple(texts[bounds[i] : bounds[i + 1]])
-            out[i] = self._log_cond_prob(units, len(units) < self.order)
+            out[i] = self.log_cond_prob(units, len(units) < self.order)
         return out
 
-    def _log_cond_prob(self, units: tuple[str | bytes, ...], bos: bool) -> float:
+    def log_cond_prob(self, units: tuple[str | bytes, ...], bos: bool) -> float:
+        """Coqui's get_log_cond_prob: ln P(last unit | the others), from the sentence start if `bos`, else
+        from no context; OOV_SCORE if any unit is out of the vocabulary (an empty sequence scores 0)."""
         if not units:
             return 0.0
         state = self._context(units[:-1], bos)
