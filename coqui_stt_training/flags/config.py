@@ -21,6 +21,7 @@ from typing import Any
 
 from ..system import log
 from ..system.errors import ConfigError, UnsupportedFlagError
+from .model_card_defaults import CONTACT, DESCRIPTION, LANGUAGE, LICENSE, MAX_VERSION, MIN_VERSION
 
 
 def _flag(default, help: str, **extra):
@@ -30,31 +31,6 @@ def _flag(default, help: str, **extra):
 
 
 NO_EFFECT = "Accepted for compatibility; has no effect in this PyTorch implementation."
-
-# Coqui's export-card defaults are the help texts themselves.
-_CONTACT = (
-    "<public contact information of the author. Can be an email address, or a link to a contact form, "
-    "issue tracker, or discussion forum. Must provide a way to reach the model authors>"
-)
-_LICENSE = (
-    "<SPDX identifier of the license of the exported model. See https://spdx.org/licenses/. "
-    "If the license does not have an SPDX identifier, use the license name.>"
-)
-_LANGUAGE = (
-    "<language the model was trained on - IETF BCP 47 language tag including at least language, script "
-    'and region subtags. E.g. "en-Latn-UK" or "de-Latn-DE" or "cmn-Hans-CN". Include as much info as '
-    "you can without loss of precision. For example, if a model is trained on Scottish English, include "
-    'the variant subtag: "en-Latn-GB-Scotland".>'
-)
-_MIN_VERSION = "<minimum Coqui STT version (inclusive) the exported model is compatible with>"
-_MAX_VERSION = "<maximum Coqui STT version (inclusive) the exported model is compatible with>"
-_DESCRIPTION = (
-    "<Freeform description of the model being exported. Markdown accepted. You can also leave this flag "
-    "unchanged and edit the generated .md file directly. Useful things to describe are demographic and "
-    "acoustic characteristics of the data used to train the model, any architectural changes, names of "
-    "public datasets that were used when applicable, hyperparameters used for training, evaluation "
-    "results on standard benchmark datasets, etc.>"
-)
 
 
 @dataclass
@@ -162,12 +138,12 @@ class Config:
     export_author_id: str = _flag("author", "model card: author")
     export_model_name: str = _flag("model", "model card: model name")
     export_model_version: str = _flag("0.0.1", "model card: model version")
-    export_contact_info: str = _flag(_CONTACT, "model card: contact information")
-    export_license: str = _flag(_LICENSE, "model card: licence")
-    export_language: str = _flag(_LANGUAGE, "model card: language")
-    export_min_stt_version: str = _flag(_MIN_VERSION, "model card: minimum STT version")
-    export_max_stt_version: str = _flag(_MAX_VERSION, "model card: maximum STT version")
-    export_description: str = _flag(_DESCRIPTION, "model card: description")
+    export_contact_info: str = _flag(CONTACT, "model card: contact information")
+    export_license: str = _flag(LICENSE, "model card: licence")
+    export_language: str = _flag(LANGUAGE, "model card: language")
+    export_min_stt_version: str = _flag(MIN_VERSION, "model card: minimum STT version")
+    export_max_stt_version: str = _flag(MAX_VERSION, "model card: maximum STT version")
+    export_description: str = _flag(DESCRIPTION, "model card: description")
     # reporting
     log_level: int = _flag(1, "0 DEBUG, 1 INFO, 2 WARN, 3 ERROR", valid="[0, 3]")
     show_progressbar: bool = _flag(True, "show progress bars; false prints Coqui's log lines instead")
