@@ -15,9 +15,10 @@ import contextlib
 import os
 from dataclasses import dataclass
 
-from .data.samples import DataError, Sample
+from .data.samples import DataError
 from .decoding.transcription import one_shot_infer
 from .exports.directory import ExportSettings, ExportTargets, export, export_targets
+from .feeding.rehearsal import TrainingSet
 from .flags.cli import run_cli
 from .flags.config import TRAIN_FLAGS, Config
 from .flags.options import decode_options, export_settings, feature_settings, training_settings
@@ -39,7 +40,7 @@ from .training.trainer import DataSets, Trainer
 class CheckedData:
     """Every data set a run reads, read and checked before its first step."""
 
-    train: list[Sample]
+    train: TrainingSet  # with the rehearsal samples, if any
     dev: DataSets
     metrics: DataSets
     test: DataSets  # empty when the run does not test
@@ -69,25 +70,34 @@ def check_data(config: Config, alphabet: AnyAlphabet, world: World, then_test: b
     and every training batch's memory estimated from its lengths (training/step_memory.py)."""
     with phase("while checking the data", "nothing was written. Run the same command again to start"):
         train_set = data_set(config, config.train_files, alphabet, "train") if config.train_files else []
+        rehearsal = data_set(config, config.rehearsal_files, alphabet, "rehearsal") if config.rehearsal_files else []
         dev_sets = [(p, data_set(config, [p], alphabet, "dev")) for p in config.dev_files or []]
         metrics_sets = [(p, data_set(config, [p], alphabet, "metrics")) for p in config.metrics_files or []]
         test_sets = [(p, data_set(config, [p], alphabet, "test")) for p in config.test_files or [] if then_test]
-        if train_set:
-            train_set = fit_training_batches(
-                train_set,
-                config.train_batch_size,
-                config.n_hidden,
-                alphabet.size + 1,
-                config.max_batch_memory,
-                config.skip_invalid_samples,
-            )
+        fit = lambda samples, kind: fit_training_batches(
+            samples,
+            config.train_batch_size,
+            config.n_hidden,
+            alphabet.size + 1,
+            config.max_batch_memory,
+            config.skip_invalid_samples,
+            kind,
+        )
+        train_set = fit(train_set, "train") if train_set else []
+        rehearsal = fit(rehearsal, "rehearsal") if rehearsal else []
     if config.train_files and len(train_set) < config.train_batch_size * world.size:
         raise DataError(
             f"--train_files has {len(train_set)} samples, fewer than one batch of "
             f"--train_batch_size {config.train_batch_size}"
             + (f" times {world.size} processes" if world.distributed else "")
         )
-    return CheckedData(train_set, dev_sets, metrics_sets, test_sets)
+    training = TrainingSet(train_set, rehearsal, config.rehearsal_fraction)
+    if training.drawn_per_epoch:
+        log.info(
+            f"Rehearsal: each epoch trains on the {len(train_set)} samples of --train_files and "
+            f"{training.drawn_per_epoch} drawn afresh from the {len(rehearsal)} of --rehearsal_files"
+        )
+    return CheckedData(training, dev_sets, metrics_sets, test_sets)
 
 
 def train_model(config: Config, alphabet: AnyAlphabet, world: World, data: CheckedData) -> bool:

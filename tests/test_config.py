@@ -31,6 +31,9 @@ def test_defaults_match_coqui_flags_txt():
         "keep_shared_symbols",
         "freeze_source_layers",
         "source_layers_lr_scale",
+        "rehearsal_files",
+        "rehearsal_fraction",
+        "rehearsal_augment",
         "skip_invalid_samples",
         "max_batch_memory",
         "data_workers",
@@ -180,7 +183,7 @@ NUMERIC_FLAGS = [f for f in dataclasses.fields(Config) if f.type in ("int", "flo
 
 
 def test_every_numeric_flag_states_its_valid_range_and_its_default_lies_in_it():
-    assert len(NUMERIC_FLAGS) == 55
+    assert len(NUMERIC_FLAGS) == 56
     for f in NUMERIC_FLAGS:
         assert "valid" in f.metadata, f.name
         assert in_interval(f.default, f.metadata["valid"]), f.name

@@ -320,9 +320,9 @@ def load_data_set(
     skip_invalid: bool = False,
     normalize_sample_rate: bool = True,
 ) -> list[Sample]:
-    """Read, check and order one flag's data sets (`kind`: train, dev, test or metrics, for messages).
+    """Read, check and order one flag's data sets (`kind`: train, rehearsal, dev, test or metrics, for messages).
     Raises DataError listing every bad row, grouped by kind, unless `skip_invalid` (--skip_invalid_samples),
-    which leaves them out and says how many. Only training data may keep its own sample rate
+    which leaves them out and says how many. Only training (and rehearsal) data may keep its own sample rate
     (--normalize_sample_rate false)."""
     sources = [read_source(p) for p in paths]
     log.info(f"Checking the {sum(len(s) for s in sources)} samples of --{kind}_files")
@@ -332,9 +332,9 @@ def load_data_set(
             f"--{kind}_files: {len(spaced)} transcript(s) had leading, trailing or repeated spaces, removed "
             f"(first: {spaced[0].where})"
         )
-    problems = []
+    problems, normalize = [], normalize_sample_rate or kind not in ("train", "rehearsal")
     for samples in sources:
-        problems += check_samples(samples, alphabet, features, normalize_sample_rate or kind != "train")
+        problems += check_samples(samples, alphabet, features, normalize)
     if problems and not skip_invalid:
         raise DataError(
             f"{len(problems)} invalid sample(s) in --{kind}_files (--skip_invalid_samples true leaves "

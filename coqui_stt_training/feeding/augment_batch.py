@@ -80,15 +80,19 @@ def augment_utterance(
 
 def augment_features(
     utterances: list[Utterance],
-    seeds: list[np.random.SeedSequence],
+    seeds: list[np.random.SeedSequence | None],
     clock: float,
     augmentations: list[Augmentation],
     settings: FeatureSettings,
     device: torch.device,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A training batch's features [B, T, 26] on `device` and their lengths [B], after the graph augmentations."""
+    """A training batch's features [B, T, 26] on `device` and their lengths [B], after the graph augmentations
+    (none for an utterance whose seed is None)."""
     each = []
     for u, seed in zip(utterances, seeds):
+        if seed is None:
+            each.append(u.features.to(device))
+            continue
         numbers, tensors = seed.spawn(2)
         draws = Draws(clock, np.random.default_rng(numbers), seeded_generator(tensors, device))
         on_device = Utterance(

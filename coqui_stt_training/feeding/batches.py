@@ -39,6 +39,7 @@ class LoaderSettings:
     random_seed: int = 4568
     augmentations: tuple[Augmentation, ...] = ()  # --augment, for training batches
     epochs: int = 0  # of the whole run: the augmentations' clock
+    rehearsal_augment: bool = False  # --augment applies to rehearsal samples too
 
 
 @dataclass
@@ -51,7 +52,7 @@ class Batch:
     # with --augment: what the graph augmentations start from, the training clock and each sample's seed
     utterances: list[Utterance] | None = None
     clock: float = 0.0
-    seeds: list[np.random.SeedSequence] | None = None
+    seeds: list[np.random.SeedSequence | None] | None = None  # None for a sample left unaugmented
 
 
 def make_batches(n_samples: int, batch_size: int, drop_last: bool) -> list[list[int]]:
@@ -72,7 +73,8 @@ def pad_features(each: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 class Collate:
     """Reads audio and computes features for one batch, or takes them from the feature cache (runs in
     DataLoader workers when there are any). Training batches with --augment get the sample-domain
-    augmentations here, and carry what the later domains start from (augment_batch.py)."""
+    augmentations here, and carry what the later domains start from (augment_batch.py); the samples at the
+    positions in `plain` (rehearsal samples, feeding/rehearsal.py) are never augmented."""
 
     def __init__(
         self,
@@ -81,8 +83,9 @@ class Collate:
         cache: FeatureCache | None = None,
         augmentations: tuple[Augmentation, ...] = (),
         timing: tuple[int, int, int, int] = (0, 0, 1, 0),  # random seed, epoch, batches per epoch, epochs
+        plain: frozenset[int] = frozenset(),
     ):
-        self.samples, self.features, self.cache = samples, features, cache
+        self.samples, self.features, self.cache, self.plain = samples, features, cache, plain
         self.augmentations, self.timing = list(augmentations), timing
         self.graph_augmentations = [a for a in augmentations if a.domain != SAMPLE]  # (on the training device)
 
@@ -100,20 +103,21 @@ class Collate:
                 if self.cache:
                     self.cache.put(sample.audio_path, sample_key(sample), features)
             if self.graph_augmentations:
-                utterances.append(self.utterance(features, signal, power, sample))
+                kept = (None, None) if index in self.plain else (signal, power)
+                utterances.append(self.utterance(features, *kept, sample))
             each.append(features)
         padded, feature_lengths = pad_features(each)
         labels = torch.tensor([label for s in batch for label in s.labels or []], dtype=torch.long)
         label_lengths = torch.tensor([len(s.labels or []) for s in batch], dtype=torch.long)
         if not self.graph_augmentations:
             return Batch(padded, feature_lengths, labels, label_lengths, batch)
-        seeds = [augment.seed(random_seed, epoch, index, SPECTROGRAM) for index in indices]
+        seeds = [None if i in self.plain else augment.seed(random_seed, epoch, i, SPECTROGRAM) for i in indices]
         return Batch(padded, feature_lengths, labels, label_lengths, batch, utterances, clock, seeds)
 
     def compute(self, sample: Sample, index: int, clock: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Features of a sample (and the signal and power spectrogram they come from)."""
         signal = load_sample_audio(sample, self.features.sample_rate)
-        if in_domain(self.augmentations, SAMPLE):
+        if in_domain(self.augmentations, SAMPLE) and index not in self.plain:
             rng = np.random.default_rng(augment.seed(self.timing[0], self.timing[1], index, SAMPLE))
             signal = augment_audio(signal, self.features.sample_rate, self.augmentations, clock, rng)
         power = power_spectrogram(signal, self.features)
@@ -140,10 +144,12 @@ def data_loader(
     epoch: int = 0,
     skip: int = 0,
     world: World = World(),
+    plain: frozenset[int] = frozenset(),
 ) -> torch.utils.data.DataLoader:
     """Batches of one epoch; `skip` leaves out its first batches (a resumed run has done them). In a
     distributed run, training batches are global (batch_size per rank) and each rank gets its slice of
-    every one; evaluation batches are dealt out whole."""
+    every one; evaluation batches are dealt out whole. The samples at the positions in `plain` get no
+    augmentation."""
     batches = make_batches(len(samples), batch_size * world.size if train else batch_size, drop_last=train)
     if train and settings.shuffle_batches and epoch >= settings.shuffle_start:
         # Coqui shuffles whole batches, never samples across batches; seeded per epoch so reruns agree.
@@ -160,7 +166,7 @@ def data_loader(
         generation = epoch // settings.cache_for_epochs if settings.cache_for_epochs > 0 else 0
         cache = FeatureCache(settings.feature_cache, settings.features, generation)
     timing = (settings.random_seed, epoch, per_epoch, settings.epochs)
-    collate = Collate(samples, settings.features, cache, augmentations, timing)
+    collate = Collate(samples, settings.features, cache, augmentations, timing, plain)
     # Workers start anew each epoch (a fork, about 0.1 s): for a handful of batches that costs more than
     # the features it would compute ahead.
     workers = settings.data_workers if len(items) >= MIN_BATCHES_FOR_WORKERS else 0

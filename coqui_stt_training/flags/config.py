@@ -193,9 +193,21 @@ class Config:
         "with --drop_source_layers: learning-rate multiplier for the layers loaded from the source checkpoint",
         valid="[0, inf)",
     )
+    rehearsal_files: list[str] | None = _flag(
+        [],
+        "source-domain data (CSV, SDB or shard) rehearsed while fine-tuning, so the model keeps what it knew: "
+        "each epoch draws --rehearsal_fraction of its samples from them afresh",
+    )
+    rehearsal_fraction: float = _flag(
+        0.0, "share of each epoch's training samples drawn from --rehearsal_files (the rest: --train_files)",
+        valid="[0, 1)",
+    )  # fmt: skip
+    rehearsal_augment: bool = _flag(
+        False, "apply --augment to the rehearsal samples too (default: only to --train_files)"
+    )
     skip_invalid_samples: bool = _flag(
         False,
-        "leave out the rows of --train/dev/test/metrics_files that fail "
+        "leave out the rows of --train/dev/test/metrics/rehearsal_files that fail "
         "validation (missing or unreadable audio, transcript not in the alphabet or "
         "too long for its audio), with a count, instead of stopping",
     )
@@ -317,6 +329,11 @@ class Config:
         if transfer_options and not self.drop_source_layers:
             raise ConfigError(
                 f"{', '.join(transfer_options)} only apply to transfer learning: add --drop_source_layers"
+            )
+        if bool(self.rehearsal_files) != (self.rehearsal_fraction > 0):
+            raise ConfigError(
+                "--rehearsal_files and --rehearsal_fraction go together (e.g. --rehearsal_files source.csv "
+                "--rehearsal_fraction 0.2): only one was given"
             )
         if not self.summary_dir and self.save_checkpoint_dir:
             self.summary_dir = os.path.join(self.save_checkpoint_dir, "summaries")
@@ -455,7 +472,7 @@ TRAIN_FLAGS = (
         "show_progressbar log_placement summary_dir n_hidden layer_norm random_seed early_stop es_epochs "
         "es_min_delta reduce_lr_on_plateau plateau_epochs plateau_reduction force_initialize_learning_rate "
         "beam_width one_shot_infer keep_shared_symbols freeze_source_layers source_layers_lr_scale data_workers "
-        "max_batch_memory"
+        "max_batch_memory rehearsal_files rehearsal_fraction rehearsal_augment"
     )
 )
 EVALUATE_FLAGS = MODEL_FLAGS | SCORER_FLAGS | TEST_FLAGS
@@ -472,4 +489,5 @@ LM_OPTIMIZE_FLAGS = (
     | TEST_SET_FLAGS
     | _names("lm_alpha_max lm_beta_max n_trials random_seed show_progressbar")
 )
+COMBINE_FLAGS = MODEL_FLAGS | _names("test_batch_size data_workers feature_cache skip_invalid_samples")
 CONVERT_FLAGS = PROCESS_FLAGS | _names("checkpoint_dir load_checkpoint_dir save_checkpoint_dir checkpoint_format")

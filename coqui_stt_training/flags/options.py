@@ -46,6 +46,7 @@ def loader_settings(config: Config) -> LoaderSettings:
         config.random_seed,
         tuple(parse_augmentations(config.augment)),
         config.epochs,
+        config.rehearsal_augment,
     )
 
 

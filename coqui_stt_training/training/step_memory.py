@@ -43,11 +43,18 @@ def step_bytes(n_hidden: int, n_classes: int, frames: list[int], labels: list[in
 
 
 def fit_training_batches(
-    samples: list[Sample], batch_size: int, n_hidden: int, n_classes: int, limit: int, skip_invalid: bool
+    samples: list[Sample],
+    batch_size: int,
+    n_hidden: int,
+    n_classes: int,
+    limit: int,
+    skip_invalid: bool,
+    kind: str = "train",
 ) -> list[Sample]:
     """The training samples, checked against --max_batch_memory: alone (a DataError naming each one over
     it, or with `skip_invalid` a warning and the rest), then in batches of `batch_size` as the data set's
-    order forms them (a DataError naming the largest and the batch size that fits)."""
+    order forms them (a DataError naming the largest and the batch size that fits). `kind`: train or rehearsal,
+    for messages."""
 
     def need(group: list[Sample]) -> int:
         return step_bytes(n_hidden, n_classes, [s.frames for s in group], [len(s.labels or []) for s in group])
@@ -59,7 +66,7 @@ def fit_training_batches(
             "training step" for s in too_long[:10]
         ] + ([f"    ... and {len(too_long) - 10} more"] if len(too_long) > 10 else [])  # fmt: skip
         head = (
-            f"{len(too_long)} sample(s) of --train_files too long for --max_batch_memory {limit / GIB:.1f} GiB at "
+            f"{len(too_long)} sample(s) of --{kind}_files too long for --max_batch_memory {limit / GIB:.1f} GiB at "
             f"--n_hidden {n_hidden} (split them into shorter utterances, or raise the limit)"
         )
         if not skip_invalid or len(too_long) == len(samples):
@@ -76,7 +83,7 @@ def fit_training_batches(
         longest = max(worst, key=lambda s: s.frames)
         fits = max(1, next(b for b in range(batch_size, 0, -1) if need(_longest(worst, b)) <= limit))
         raise DataError(
-            f"a batch of --train_files needs about {largest / GIB:.1f} GiB for one training step, over "
+            f"a batch of --{kind}_files needs about {largest / GIB:.1f} GiB for one training step, over "
             f"--max_batch_memory {limit / GIB:.1f} GiB (--train_batch_size {batch_size}, its longest sample "
             f"{longest.audio_path}, {longest.duration:.0f} s): about --train_batch_size {fits} fits"
         )

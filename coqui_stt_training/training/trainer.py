@@ -30,6 +30,7 @@ from ..decoding.beam_search import greedy_decode
 from ..decoding.evaluation import evaluate_samples, totals
 from ..feeding.augment_batch import augment_features
 from ..feeding.batches import Batch, data_loader, make_batches, warn_if_cache_unused
+from ..feeding.rehearsal import TrainingSet
 from ..formats.tfevents import SummaryWriter
 from ..model.alphabet import AnyAlphabet, alphabet_record
 from ..model.deepspeech import DeepSpeech, ModelDimensions
@@ -176,11 +177,11 @@ class Trainer:
 
     # ---- the loop ----------------------------------------------------------------------------------
 
-    def train(self, train_set: list[Sample], dev_sets: DataSets, metrics_sets: DataSets) -> None:
+    def train(self, train_set: TrainingSet, dev_sets: DataSets, metrics_sets: DataSets) -> None:
         """Epochs until --epochs (or an early stop). Raises Interrupted after a stop signal."""
         settings, p = self.settings, self.progress
         if not settings.skip_batch_test:
-            self.check_largest_batch(train_set)
+            self.check_largest_batch(train_set.longest(settings.train_batch_size))
         self.restore_generators()  # after the dummy run, whose dropout draws are not the run's
         batches = len(make_batches(len(train_set), settings.train_batch_size * self.world.size, drop_last=True))
         if p.stage == "train" and p.batch and p.batches_in_epoch != batches:
@@ -218,14 +219,14 @@ class Trainer:
             store.update_run_state(self.last_saved, state)
         log.info(f"FINISHED optimization in {timedelta(seconds=time.time() - started)}")
 
-    def train_epoch(self, samples: list[Sample]) -> None:
+    def train_epoch(self, train_set: TrainingSet) -> None:
         """The rest of the current epoch's training, from the batch the progress records."""
         settings, p = self.settings, self.progress
         if not settings.show_progressbar:
             log.info(f"Training epoch {p.epoch}...")
-        loader = data_loader(
-            samples, settings.train_batch_size, self.loader, train=True, epoch=p.epoch, skip=p.batch, world=self.world
-        )
+        samples, rehearsed = train_set.epoch(self.loader.random_seed, p.epoch)
+        plain = frozenset() if self.loader.rehearsal_augment else rehearsed
+        loader = data_loader(samples, settings.train_batch_size, self.loader, True, p.epoch, p.batch, self.world, plain)
         bar = self.progress_bar(loader, p.epoch, "Training", initial=p.batch)
         self.model.train()
         last_save = time.time()
@@ -390,14 +391,15 @@ class Trainer:
     # ---- the loop's parts ----------------------------------------------------------------------------
 
     def check_largest_batch(self, samples: list[Sample]) -> None:
-        """Coqui's dummy run, reduced to what it is for: fail now, not hours in, if the largest batch does not fit."""
+        """Coqui's dummy run, reduced to what it is for: fail now, not hours in, if the largest batch (`samples`)
+        does not fit."""
         log.info("Performing dummy training to check for memory problems.")
         log.info(
             "If the following process crashes, you likely have batch sizes that are too big for your available "
             "system memory (or GPU memory)."
         )
         size = self.settings.train_batch_size
-        loader = data_loader(samples[-size:], size, self.loader, True)
+        loader = data_loader(samples, size, self.loader, True)
         self.model.train()
         no_sync = self.network.no_sync() if self.world.distributed else contextlib.nullcontext()  # type: ignore[operator]
         with no_sync:  # local, no all-reduce
