@@ -16,7 +16,8 @@ from tests.helpers import ROOT
 PACKAGE = os.path.join(ROOT, "coqui_stt_training")
 # `python -m coqui_stt_training.<name>`: Coqui's entry points and ours
 ENTRY_POINTS = {"train", "evaluate", "export", "transcribe", "lm_optimize", "training_graph_inference", "generate_lm",
-                "generate_scorer_package", "convert", "inference", "import_cv", "data_set_tool", "play"}  # fmt: skip
+                "generate_scorer_package", "convert", "inference", "import_cv", "data_set_tool", "play",
+                "combine"}  # fmt: skip
 # The library's folders, top to bottom along the data's path. A folder imports only from folders in rows
 # below its own: never from a row above, nor from the other folder of its own row.
 LAYERS = [{"flags"}, {"training"}, {"decoding"}, {"feeding", "exports"}, {"data", "checkpoints"}, {"model", "formats"},

@@ -2,7 +2,8 @@
 checkpoints (ESPnet's n-best average, icefall's averaged model) and the interpolation of a fine-tuned model with
 its source (WiSE-FT: a weighted average of the two, tensor by tensor).
 
-Both work on tensors under Coqui's names (checkpoints/layout.py). Only the model's weights are combined; the
+Both work on tensors under Coqui's names (checkpoints/layout.py); the command over them is
+python -m coqui_stt_training.combine. Only the model's weights are combined; the
 Adam moments, beta powers, step and learning rate are the first checkpoint's (the newest, or the fine-tuned
 one), so a run can go on from the result as from any checkpoint. Arithmetic is in float64, stored back in each
 weight's own dtype.
@@ -10,9 +11,15 @@ weight's own dtype.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
+
+from ..formats.tf_state_file import read_state_file_all
+from . import store
+from .run_state import RunState
 
 BOOKKEEPING = frozenset({"beta1_power", "beta2_power", "global_step", "learning_rate"})
 OUTPUT_LAYER = ("layer_6/weights", "layer_6/bias")  # [n_hidden, classes] and [classes]: a column per class
@@ -74,3 +81,93 @@ def interpolate(
         elif other.shape == value.shape:
             out[name] = ((1.0 - weight) * value.astype(np.float64) + weight * other).astype(value.dtype)
     return out
+
+
+# ---- which checkpoints, read and written ------------------------------------------------------------
+
+
+class InMemoryCheckpoint:
+    """Tensors in memory as a checkpoint reader (layout.TensorReader), so that load_into can load a combination
+    that was never written."""
+
+    def __init__(self, tensors: Mapping[str, np.ndarray]):
+        self.tensors = tensors
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.tensors
+
+    def names(self) -> list[str]:
+        return list(self.tensors)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.tensors[name].shape)
+
+    def dtype(self, name: str) -> np.dtype:
+        return self.tensors[name].dtype
+
+    def get(self, name: str) -> np.ndarray:
+        return self.tensors[name]
+
+
+def read_tensors(prefix: str) -> dict[str, np.ndarray]:
+    """Every tensor of a checkpoint (or an exported model's weights), verified against its recorded checksums."""
+    store.verify(prefix)
+    reader = store.open_checkpoint(prefix)
+    return {name: reader.get(name) for name in reader.names()}
+
+
+def kept_train_checkpoints(directory: str) -> list[str]:
+    """The `train` checkpoints the directory keeps (--max_to_keep of them), oldest first."""
+    listed = read_state_file_all(os.path.join(directory, store.STATE_FILES["train"]))
+    return [prefix for prefix in listed if os.path.isfile(prefix + ".safetensors") or os.path.isfile(prefix + ".index")]
+
+
+def last_checkpoints(directory: str, n: int) -> list[str]:
+    """The n newest `train` checkpoints, newest first."""
+    kept = kept_train_checkpoints(directory)
+    if len(kept) < n:
+        raise store.CheckpointError(
+            f"{directory} keeps {len(kept)} train checkpoint(s), fewer than the {n} to average (a run keeps "
+            "--max_to_keep of them: train with --max_to_keep N or more)"
+        )
+    return kept[::-1][:n]
+
+
+def best_checkpoints(directory: str, n: int) -> list[str]:
+    """The n kept `train` checkpoints with the lowest dev loss (recorded when their epoch was validated), best
+    first."""
+    losses = {}
+    for prefix in kept_train_checkpoints(directory):
+        state = store.read_run_state(prefix)
+        if state and state.dev_loss is not None:
+            losses[prefix] = state.dev_loss
+    if len(losses) < n:
+        raise store.CheckpointError(
+            f"{directory} keeps {len(losses)} train checkpoint(s) with a recorded dev loss, fewer than the {n} to "
+            "average (each epoch's checkpoint records it when --dev_files validates it; a run keeps --max_to_keep)"
+        )
+    return sorted(losses, key=losses.__getitem__)[:n]
+
+
+def write_combined(directory: str, tensors: dict[str, np.ndarray], like: str, made_from: dict[str, Any]) -> str:
+    """The combination as `best_dev-<step>` in a directory that holds no checkpoint yet, so that evaluate, export,
+    transcribe and a further run load it as they load any; its run state is `like`'s (alphabet, transfer) without
+    what would make a run resume it, plus where it came from."""
+    if os.path.exists(directory) and any(
+        name in store.STATE_FILES.values() or name.endswith((".safetensors", ".index"))
+        for name in os.listdir(directory)
+    ):
+        raise store.CheckpointError(f"{directory} holds checkpoints already: give a new directory for the result")
+    source = store.read_run_state(like) or RunState()
+    state = RunState(alphabet=source.alphabet, transfer=source.transfer, made_from=made_from, save_serial=1)
+    return store.save(directory, "best_dev", tensors, state, 1)
+
+
+def require_new_directory(directory: str) -> None:
+    """A combination is never written over a run's checkpoints (nor beside them, where it would become the
+    directory's best_dev)."""
+    if os.path.exists(directory) and any(
+        name in store.STATE_FILES.values() or name.endswith((".safetensors", ".index"))
+        for name in os.listdir(directory)
+    ):
+        raise store.CheckpointError(f"{directory} holds checkpoints already: give a new directory for the result")

@@ -69,10 +69,12 @@ class RunState:
     grad_scaler: dict[str, Any] | None = None  # float16 loss scaling on CUDA
     transfer: TransferRecord | None = None
     crc32c: dict[str, int] | None = None  # of each tensor's bytes in the .safetensors file, checked when read
+    dev_loss: float | None = None  # of these very weights, recorded when the epoch's validation measured it
+    made_from: dict[str, Any] | None = None  # a combined checkpoint's sources (checkpoints/combine.py)
 
     def to_json(self) -> dict[str, Any]:
         record: dict[str, Any] = {"format_version": FORMAT_VERSION, **asdict(self)}
-        for optional in ("grad_scaler", "transfer", "crc32c"):
+        for optional in ("grad_scaler", "transfer", "crc32c", "dev_loss", "made_from"):
             if record[optional] is None:
                 del record[optional]
         return record

@@ -308,6 +308,7 @@ class Trainer:
         losses = [self.dev_loss(samples, path) for path, samples in dev_sets]
         steps = sum(n for _, n in losses)
         dev_loss = sum(loss * n for loss, n in losses) / max(steps, 1)
+        self.record_dev_loss(dev_loss)
         if dev_loss > run.best_dev_loss - schedule.es_min_delta:
             p.epochs_without_improvement += 1
         else:
@@ -326,6 +327,15 @@ class Trainer:
         ):
             self.reduce_learning_rate()
         return False
+
+    def record_dev_loss(self, dev_loss: float) -> None:
+        """The epoch's `train` checkpoint (these very weights) keeps its dev loss: what averaging the N best
+        checkpoints ranks them by (python -m coqui_stt_training.combine --average_best)."""
+        prefix = store.find_checkpoint(self.settings.saving.directory, "train") if self.world.is_main else None
+        state = store.read_run_state(prefix) if prefix else None
+        if prefix and state and state.global_step == self.run.global_step:
+            state.dev_loss = dev_loss
+            store.update_run_state(prefix, state)
 
     def dev_loss(self, samples: list[Sample], path: str) -> tuple[float, int]:
         """Mean CTC loss of one dev set and its number of batches."""
