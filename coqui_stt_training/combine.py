@@ -40,7 +40,7 @@ from .checkpoints.layout import dimensions
 from .checkpoints.load import load_into, shared_output_columns, source_alphabet
 from .decoding.beam_search import greedy_decode
 from .decoding.evaluation import evaluate_samples, totals
-from .flags.cli import run_guarded
+from .flags.cli import given_flags, run_guarded
 from .flags.config import COMBINE_FLAGS, Config
 from .flags.options import loader_settings
 from .flags.prepare import prepare
@@ -225,7 +225,8 @@ def combine_job(config: Config, options: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     config, options = parse_args(argv)
     log.set_level(config.log_level)
-    run_guarded(lambda: combine_job(prepare(config), options), config.log_level)
+    given = given_flags(argv, uses=COMBINE_FLAGS)
+    run_guarded(lambda: combine_job(prepare(config, given), options), config.log_level)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from .data.samples import DataError
 from .decoding.transcription import one_shot_infer
 from .exports.directory import ExportSettings, ExportTargets, export, export_targets
+from .feeding.augment import parse_augmentations
+from .feeding.augment_audio import check_overlay_sources
 from .feeding.rehearsal import TrainingSet
 from .flags.cli import run_cli
 from .flags.config import TRAIN_FLAGS, Config
@@ -69,6 +71,8 @@ def check_data(config: Config, alphabet: AnyAlphabet, world: World, then_test: b
     """Every data set, read and checked before the first step (a bad row found in epoch 40 wastes a day),
     and every training batch's memory estimated from its lengths (training/step_memory.py)."""
     with phase("while checking the data", "nothing was written. Run the same command again to start"):
+        if config.train_files:
+            check_overlay_sources(parse_augmentations(config.augment))
         train_set = data_set(config, config.train_files, alphabet, "train") if config.train_files else []
         rehearsal = data_set(config, config.rehearsal_files, alphabet, "rehearsal") if config.rehearsal_files else []
         dev_sets = [(p, data_set(config, [p], alphabet, "dev")) for p in config.dev_files or []]

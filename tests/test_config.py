@@ -7,16 +7,17 @@ import pytest
 import torch
 
 from coqui_stt_training import convert, evaluate, export, lm_optimize, train, training_graph_inference, transcribe
+from coqui_stt_training.flags.cli import given_flags
 from coqui_stt_training.flags.config import (
     COQUI_FLAG_COUNT,
     TRAIN_FLAGS,
     Config,
-    in_interval,
     parse_size,
 )
 from coqui_stt_training.flags.options import parse_hot_words
 from coqui_stt_training.flags.prepare import prepare
 from coqui_stt_training.system.errors import ConfigError, UnsupportedFlagError
+from coqui_stt_training.system.intervals import in_interval
 from tests.helpers import ALPHABET, FIXTURES
 
 
@@ -134,7 +135,14 @@ def test_n_hidden_comes_from_source_flags_txt(tmp_path, capsys):
     (tmp_path / "flags.txt").write_text(json.dumps({"n_hidden": 100}))
     c = prepare(Config.from_args(["--load_checkpoint_dir", str(tmp_path)]))
     assert c.n_hidden == 100
-    assert "is different from value found in checkpoint (100)" in capsys.readouterr().err
+    assert "is different from value found in checkpoint (100)" in capsys.readouterr().err  # (any flag may be given)
+    # Coqui's warning is for an --n_hidden the user gave; otherwise the checkpoint's is simply taken
+    argv = ["--load_checkpoint_dir", str(tmp_path)]
+    assert prepare(Config.from_args(argv), given_flags(argv)).n_hidden == 100
+    assert "n_hidden" not in capsys.readouterr().err
+    argv += ["--n_hid", "2048"]  # (abbreviated, as argparse allows)
+    assert prepare(Config.from_args(argv), given_flags(argv)).n_hidden == 100
+    assert "--n_hidden value (2048) is different from value found in checkpoint (100)" in capsys.readouterr().err
     # DeepSpeech 0.x wrote absl flag files, which Coqui ignored; they say n_hidden as well
     (tmp_path / "flags.txt").write_text("--alphabet_config_path=data/alphabet.txt\n--n_hidden=50\n")
     assert prepare(Config.from_args(["--load_checkpoint_dir", str(tmp_path)])).n_hidden == 50

@@ -416,3 +416,23 @@ def test_one_shot_infer_prints_the_checkpoints_transcript(cli):
                                                       "--scorer_path", bytes_scorer])  # fmt: skip
     assert status == 1, log
     assert "a UTF-8-mode scorer is for --bytes_output_mode models" in log
+
+
+def test_disk_full_at_a_best_dev_save_names_the_intact_train_checkpoint(tmp_path, monkeypatch, cli):
+    ckpt, real_write = str(tmp_path / "ckpt"), atomic_files._write_bytes
+
+    def full_for_best_dev(path, chunks):
+        if os.path.basename(path).startswith("best_dev"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+        real_write(path, chunks)
+
+    argv = COMMON + ["--train_files", LDC, "--dev_files", LDC, "--epochs", "1", "--checkpoint_dir", ckpt]
+    with monkeypatch.context() as patch:
+        patch.setattr(atomic_files, "_write_bytes", full_for_best_dev)
+        status, log = cli(train.main, argv)
+    assert status == 1, log
+    step = store.read_run_state(store.find_checkpoint(ckpt, "train")).global_step
+    assert log.splitlines()[-1] == (
+        f"E cannot write checkpoint {ckpt}/best_dev-{step} (No space left on device); the last good one, "
+        f"{ckpt}/train-{step}, is unchanged"
+    )

@@ -145,7 +145,14 @@ def open_exported(path: str) -> ExportedModel:
             return _from_tflite(path, tflite.read(data))
         if path.endswith(".tflite"):
             raise FormatError("not a TensorFlow Lite model (no TFL3 identifier)")
-        return _from_graph(path, tf_graph.read_graph(data))
+    except FormatError as e:
+        raise ExportedModelError(f"{path}: {e}") from None
+    try:
+        graph = tf_graph.read_graph(data)
+    except FormatError as e:  # (the protobuf reader's own words say where, not what the file is)
+        raise ExportedModelError(f"{path}: not a TensorFlow graph (a .pb export) nor a .tflite model ({e})") from None
+    try:
+        return _from_graph(path, graph)
     except FormatError as e:
         raise ExportedModelError(f"{path}: {e}") from None
 

@@ -411,7 +411,9 @@ def save(directory: str, kind: str, tensors: dict[str, np.ndarray], state: RunSt
         kept, removed = kept[-max(max_to_keep, 1) :], kept[: -max(max_to_keep, 1)]
         write_state_file(state_file, prefix, kept)
     except (OSError, SafetensorError) as e:
-        last = find_checkpoint(directory, kind) if os.path.isfile(state_file) else None
+        last = None
+        with contextlib.suppress(CheckpointError, OSError):  # (the directory of a failing disk: say what is sure)
+            last = newest_checkpoint(directory, intact=True) or find_checkpoint(directory, "train", intact=True)
         raise CheckpointError(
             f"cannot write checkpoint {prefix} ({_reason(e)}); "
             + (f"the last good one, {last}, is unchanged" if last else "no earlier checkpoint")

@@ -10,6 +10,7 @@ soxr, a band-limited resampler of the same quality class as Coqui's resampy "kai
 from __future__ import annotations
 
 import os
+import struct
 from typing import BinaryIO
 
 import numpy as np
@@ -43,12 +44,37 @@ def audio_info(path: str) -> soundfile._SoundFileInfo:
         raise AudioError(f"unreadable audio {path} ({_decoder_problem(e, path)})") from None
     if info.frames <= 0:
         raise AudioError(f"empty audio {path}")
+    require_whole_wav(path)
     return info
+
+
+def require_whole_wav(path: str) -> None:
+    """A WAV file cut short (a copy or download that stopped) still opens, and libsndfile reads what is there
+    without a word: its header's data size, against the bytes the file holds after it, says what is missing.
+    (A streamed WAV's header may give 0 or 0xFFFFFFFF for an unknown length: not a promise.)"""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return
+        order, size, at = "<" if head[:4] == b"RIFF" else ">", os.fstat(f.fileno()).st_size, 12
+        while at + 8 <= size:
+            f.seek(at)
+            chunk, length = f.read(4), struct.unpack(order + "I", f.read(4))[0]
+            if chunk == b"data":
+                held = size - at - 8
+                if held < length != 0xFFFFFFFF:
+                    raise AudioError(
+                        f"truncated audio {path}: its header promises {length} bytes of samples, the file holds {held}"
+                    )
+                return
+            at += 8 + length + (length & 1)
 
 
 def read_audio(path: str | BinaryIO) -> tuple[np.ndarray, int]:
     """Float32 mono samples in [-1, 1] and the file's own sample rate (`path` may be an open file: an SDB's
     WAV chunk)."""
+    if isinstance(path, str) and os.path.isfile(path):
+        require_whole_wav(path)
     try:
         with soundfile.SoundFile(path) as f:
             rate = f.samplerate
@@ -86,10 +112,12 @@ def _read_all(f: soundfile.SoundFile, dtype: str) -> np.ndarray:
 
 
 def problem_kind(e: AudioError) -> str:
-    """The kind of an AudioError, as reports group them: not found, empty or unreadable."""
+    """The kind of an AudioError, as reports group them: not found, empty, truncated or unreadable."""
     text = str(e)
     if text.startswith("audio file not found"):
         return "audio file not found"
+    if text.startswith("truncated"):
+        return "truncated audio"
     return "empty audio" if text.startswith("empty") else "unreadable audio"
 
 

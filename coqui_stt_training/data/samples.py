@@ -231,7 +231,7 @@ def _check_sample(
             f"{missing}. Check that your alphabet contains all characters in the corpus." + _form_hint(s, alphabet)
         )
     try:
-        n_samples, rate = _audio_length(s)
+        n_samples, rate = audio_length(s)
     except audio.AudioError as e:
         return audio.problem_kind(e), str(e)
     if not normalize_sample_rate and rate != features.sample_rate:
@@ -252,7 +252,7 @@ def _check_sample(
     return None
 
 
-def _audio_length(s: Sample) -> tuple[int, int]:
+def audio_length(s: Sample) -> tuple[int, int]:
     """(samples, rate) of a sample's audio, from its header; an AudioError when there is none to read."""
     if s.chunk is None:
         info = audio.audio_info(s.audio_path)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..system.errors import UserError
+from ..system.intervals import in_interval
 
 SAMPLE, SIGNAL, SPECTROGRAM, FEATURES = "sample", "signal", "spectrogram", "features"
 DOMAIN_ORDER = (SAMPLE, SIGNAL, SPECTROGRAM, FEATURES)
@@ -71,6 +72,26 @@ PARAMETERS: dict[str, tuple[tuple[str, ...], dict[str, tuple[str, object]]]] = {
     "dropout": ((SPECTROGRAM, SIGNAL, FEATURES), {"rate": ("float", "0.05")}),
     "add": ((FEATURES, SIGNAL, SPECTROGRAM), {"stddev": ("float", "5")}),
     "multiply": ((FEATURES, SIGNAL, SPECTROGRAM), {"stddev": ("float", "5")}),
+}
+
+
+# What each parameter may range over: what the augmentation can do (a tempo factor of 0 would stretch an utterance
+# without end, a mask count in the millions would take minutes per batch), checked over a range's whole extent
+# (start, end and radius) before anything is read or written.
+BOUNDS: dict[str, dict[str, str]] = {
+    "overlay": {"snr": "[-100, 100]", "layers": "[1, 100]"},
+    "codec": {"bitrate": "[500, 512000]"},  # Opus's bit rates
+    "reverb": {"delay": "[0, 10000]", "decay": "[0, 100]"},
+    "resample": {"rate": "[1000, 384000]"},
+    "volume": {"dbfs": "[-120, 40]"},
+    "pitch": {"pitch": "(0, 10]"},
+    "tempo": {"factor": "(0, 10]"},
+    "warp": {"num_t": "[0, 100]", "num_f": "[0, 100]", "warp_t": "[0, 1]", "warp_f": "[0, 1]"},
+    "frequency_mask": {"n": "[0, 100]", "size": "[0, 1000]"},
+    "time_mask": {"n": "[0, 1000]", "size": "[0, 60000]"},  # size in ms
+    "dropout": {"rate": "[0, 1]"},
+    "add": {"stddev": "[0, 1000]"},
+    "multiply": {"stddev": "[0, 1000]"},
 }
 
 
@@ -136,6 +157,12 @@ def parse_augmentation(spec: str) -> Augmentation:
             raise AugmentationError(
                 f"--augment {spec}: {key}={text} is not a number or a range (v, v~r, a:b or a:b~r)"
             ) from None
+    for key, value_range in values.items():
+        interval = BOUNDS[name][key]
+        if not all(in_interval(bound, interval) for bound in value_range.bounds):
+            low, high = value_range.bounds
+            reach = f"{key} {low:g}" if low == high else f"{key} ranges from {low:g} to {high:g}"
+            raise AugmentationError(f"--augment {spec}: {reach}, outside {interval}")
     try:
         p = float(given.get("p", "1.0"))
     except ValueError:

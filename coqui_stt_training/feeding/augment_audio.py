@@ -13,7 +13,8 @@ import math
 import numpy as np
 
 from ..data import audio, sdb
-from ..data.samples import Sample, load_sample_audio, read_source
+from ..data.samples import Sample, audio_length, load_sample_audio, read_source
+from ..system.errors import UserError
 from .augment import SAMPLE, Augmentation, AugmentationError, in_domain
 
 REVERB_PRIMES = (17, 19, 23, 29, 31)  # delays in these ratios keep the echoes from lining up as a comb
@@ -70,6 +71,28 @@ def overlay_source(source: str) -> list[Sample]:
     if not clips:
         raise AugmentationError(f"--augment overlay: {source} has no audio to overlay")
     return clips
+
+
+def check_overlay_sources(augmentations: list[Augmentation]) -> None:
+    """Every overlay source listed and each clip's audio header read before training starts: a missing noise file
+    found in the dummy run would be found after the run had written into its directory."""
+    for a in augmentations:
+        if a.name != "overlay":
+            continue
+        where = f"--augment overlay: source={a.settings['source']}"
+        try:
+            clips = overlay_source(str(a.settings["source"]))
+        except UserError as e:
+            raise AugmentationError(f"{where}: {e}") from None
+        problems = []
+        for clip in clips:
+            try:
+                audio_length(clip)
+            except audio.AudioError as e:
+                problems.append(f"    {clip.where}: {e}")
+        if problems:
+            listed = problems[:10] + ([f"    ... and {len(problems) - 10} more"] if len(problems) > 10 else [])
+            raise AugmentationError(f"{where}: {len(problems)} clip(s) cannot be read:\n" + "\n".join(listed))
 
 
 @functools.lru_cache(maxsize=64)

@@ -3,6 +3,8 @@ user's mistake, a file the system refused, or a stop signal as one line instead 
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import sys
 import traceback
 from collections.abc import Callable
@@ -23,7 +25,18 @@ def run_cli(job: Callable[[Config], None], argv: list[str] | None, prog: str, us
     traceback."""
     config = Config.from_args(argv, prog=prog, uses=uses)
     log.set_level(config.log_level)
-    run_guarded(lambda: job(prepare(config)), config.log_level)
+    given = given_flags(argv, prog, uses)
+    run_guarded(lambda: job(prepare(config, given)), config.log_level)
+
+
+def given_flags(argv: list[str] | None, prog: str | None = None, uses: frozenset[str] | None = None) -> frozenset[str]:
+    """The flags the command line sets, whatever their values (a warning about a flag is for one the user gave).
+    argparse fills in a default only where the namespace lacks the attribute: one that still holds the marker
+    was not given. Arguments a tool adds to Config's are passed over."""
+    unset = object()
+    namespace = argparse.Namespace(**{f.name: unset for f in dataclasses.fields(Config)})
+    parsed, _ = Config.parser(prog, uses).parse_known_args(argv, namespace)
+    return frozenset(name for name, value in vars(parsed).items() if value is not unset)
 
 
 def run_guarded(job: Callable[[], object], log_level: int) -> None:

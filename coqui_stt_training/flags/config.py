@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any
 
 from ..system import log
 from ..system.errors import ConfigError, UnsupportedFlagError
+from ..system.intervals import range_problem
 from .model_card_defaults import CONTACT, DESCRIPTION, LANGUAGE, LICENSE, MAX_VERSION, MIN_VERSION
 
 
@@ -348,11 +348,14 @@ class Config:
             if problem:
                 raise ConfigError(f"--{f.name} {getattr(self, f.name)}: {problem}")
 
-    def adopt_source_flags(self, source_flags: dict[str, Any] | None, features: bool = False) -> Config:
+    def adopt_source_flags(
+        self, source_flags: dict[str, Any] | None, features: bool = False, given: frozenset[str] | None = None
+    ) -> Config:
         """n_hidden from the source checkpoint's flags.txt, as Coqui does; and, beyond Coqui, its bytes output
         mode when no alphabet is given (a bytes model leaves no alphabet.txt to find). With `features` (the
         flags an exported model's metadata gives), its sample rate and feature window too: features of
-        another rate or window would make its weights meaningless."""
+        another rate or window would make its weights meaningless. Coqui's warning is for an --n_hidden the user
+        gave (`given`: the flags set; None: any may have been)."""
         if not source_flags:
             return self
         for name in ("audio_sample_rate", "feature_win_len", "feature_win_step") if features else ():
@@ -361,7 +364,10 @@ class Config:
                 log.warn(f"--{name} {getattr(self, name)} differs from the exported model's {value}; using {value}")
                 setattr(self, name, value)
         source_n_hidden = source_flags.get("n_hidden")
-        if isinstance(source_n_hidden, int) and source_n_hidden != self.n_hidden:
+        differs = isinstance(source_n_hidden, int) and source_n_hidden != self.n_hidden
+        if isinstance(source_n_hidden, int) and differs and given is not None and "n_hidden" not in given:
+            self.n_hidden = source_n_hidden
+        elif isinstance(source_n_hidden, int) and differs:
             log.warn(
                 f"WARNING: --n_hidden value ({self.n_hidden}) is different from value found in checkpoint "
                 f"({source_n_hidden})."
@@ -396,26 +402,6 @@ class _OneLineErrorParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def range_problem(value: Any, valid: str | None) -> str:
-    """What is wrong with a flag's number for the range its definition states ("" when nothing is)."""
-    if valid is None or isinstance(value, bool) or not isinstance(value, int | float) or in_interval(value, valid):
-        return ""
-    return "must be " + ("a finite number" if isinstance(value, float) and not math.isfinite(value) else "in " + valid)
-
-
-def in_interval(value: float, interval: str) -> bool:
-    """Whether `value` lies in an interval written as in mathematics: "[0, 1)", "(0, inf)"; NaN and inf in none."""
-    match = re.fullmatch(r"([\[(])\s*(\S+)\s*,\s*(\S+)\s*([\])])", interval)
-    assert match, interval  # the flag definitions' own notation
-    opening, low, high, closing = match.groups()
-    lo, hi = float(low), float(high)
-    if math.isnan(value) or math.isinf(value):
-        return False
-    above = value >= lo if opening == "[" else value > lo
-    below = value <= hi if closing == "]" else value < hi
-    return above and below
 
 
 def parse_bool(text: str) -> bool:

@@ -22,17 +22,18 @@ from .options import parse_hot_words
 from .services import source_export
 
 
-def prepare(config: Config) -> Config:
+def prepare(config: Config, given: frozenset[str] | None = None) -> Config:
     """Everything the command line derives from the flags before a tool runs: Coqui's rules, the source
-    checkpoint's flags.txt, refusals, and the thread counts."""
+    checkpoint's flags.txt, refusals, and the thread counts. `given`: the flags the user set (None: any may
+    have been), so that only those are warned about."""
     config.finalize()
     if config.auto_input_dataset:
         split_auto_input(config)
     exported = source_export(config)
     if exported:
-        config.adopt_source_flags(exported.source_flags(), features=True)
+        config.adopt_source_flags(exported.source_flags(), features=True, given=given)
     else:
-        config.adopt_source_flags(read_flags_file(config.load_checkpoint_dir))
+        config.adopt_source_flags(read_flags_file(config.load_checkpoint_dir), given=given)
     config.refuse_unsupported()
     parse_augmentations(config.augment)  # a bad --augment line stops the run before anything is read
     parse_hot_words(config.hot_words)  # and a malformed --hot_words list

@@ -27,8 +27,10 @@ from typing import Any
 
 from ..system import log
 from ..system.errors import ConfigError, UserError, os_error_line
+from ..system.intervals import range_problem
 from ..system.signals import Stopped, stop_on_signals, stopping
-from .config import Config, parse_size, range_problem
+from .cli import given_flags
+from .config import Config, parse_size
 from .prepare import apply_threads, prepare
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
@@ -52,7 +54,7 @@ def initialize_globals_from_args(**flags: Any) -> None:
     the command line's defaults for the rest; derive what the command line derives (checkpoint
     directories, n_hidden from the source checkpoint's flags.txt, --auto_input_dataset's split)."""
     show_user_errors_as_one_line()
-    _set_current(config_from_keywords(flags))
+    _set_current(config_from_keywords(flags), frozenset(flags))
 
 
 def initialize_globals_from_instance(config: Config) -> None:
@@ -64,12 +66,12 @@ def initialize_globals_from_instance(config: Config) -> None:
 def initialize_globals_from_cli(argv: list[str] | None = None) -> None:
     """The process-wide configuration from the command line (sys.argv[1:] by default)."""
     show_user_errors_as_one_line()
-    _set_current(Config.from_args(argv))
+    _set_current(Config.from_args(argv), given_flags(argv))
 
 
-def _set_current(config: Config) -> None:
+def _set_current(config: Config, given: frozenset[str] | None = None) -> None:
     log.set_level(config.log_level)
-    _current[0] = prepare(config)
+    _current[0] = prepare(config, given)
 
 
 _current: list[Config | None] = [None]
