@@ -12,6 +12,7 @@ from .flags.config import EXPORT_TOOL_FLAGS, Config
 from .flags.options import export_settings
 from .flags.services import model_for
 from .system.errors import ConfigError
+from .system.signals import phase
 
 
 def export_job(config: Config) -> None:
@@ -20,7 +21,8 @@ def export_job(config: Config) -> None:
     settings = export_settings(config)
     targets = export_targets(settings)
     loaded = model_for(config, config.load_checkpoint_dir)
-    export(settings, loaded.model, loaded.alphabet, targets)
+    with phase("while exporting", f"{config.export_dir} is as it was. Run the same command again to export"):
+        export(settings, loaded.model, loaded.alphabet, targets)
 
 
 def main(argv: list[str] | None = None) -> None:

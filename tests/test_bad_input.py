@@ -1,12 +1,18 @@
 """Bad input found before anything is written, and said as it is (issue 33): overlay sources, truncated audio,
-a text file given as a graph, flags the user never gave."""
+a text file given as a graph, flags the user never gave; and exports, whole or not at all."""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 
-from coqui_stt_training import convert, evaluate, train
-from tests.helpers import ALPHABET, LDC, LDC_WAV
+import pytest
+
+from coqui_stt_training import convert, evaluate, export, train
+from coqui_stt_training.exports import directory
+from tests.helpers import ALPHABET, LDC, LDC_WAV, ROOT, digest
 
 SMALL = ["--alphabet_config_path", ALPHABET, "--n_hidden", "24", "--show_progressbar", "false", "--epochs", "1"]
 
@@ -59,3 +65,69 @@ def test_no_warning_about_n_hidden_unless_it_was_given(tmp_path, cli):
     status, log = cli(evaluate.main, ["--checkpoint_dir", ckpt, "--test_files", LDC, "--export_beam_width", "2",
                                       "--n_hidden", "64"])  # fmt: skip
     assert status == 0 and "--n_hidden value (64) is different from value found in checkpoint (24)" in log, log
+
+
+# ---- exports: whole or not at all ----------------------------------------------------------------------------
+
+
+def signal_inside(monkeypatch, module, name):
+    """SIGTERM to this process while `module.name` runs (the command line's handler turns it into a stop)."""
+    original = getattr(module, name)
+
+    def signalled(*args, **kwargs):
+        signal.raise_signal(signal.SIGTERM)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, signalled)
+
+
+@pytest.mark.parametrize(
+    "where, earlier",
+    [("tflite_bytes", False), ("onnx_bytes", False), ("_zip", False), ("tflite_bytes", True), ("onnx_bytes", True)],
+)
+def test_an_export_stopped_anywhere_leaves_the_previous_one_and_the_same_command_works(
+    where, earlier, tmp_path, monkeypatch, cli
+):
+    ckpt, out = str(tmp_path / "ckpt"), tmp_path / "out" / "model"
+    assert cli(train.main, [*SMALL, "--train_files", LDC, "--checkpoint_dir", ckpt])[0] == 0
+    argv = ["--checkpoint_dir", ckpt, "--export_dir", str(out), "--export_onnx", "true", "--export_zip", "true"]
+    if earlier:  # an export from before, to be replaced: untouched until the new one is whole
+        out.mkdir(parents=True)
+        (out / "output_graph.tflite").write_bytes(b"the previous export")
+        argv += ["--remove_export", "true", "--export_zip", "false"]  # (a zip needs an empty directory)
+    before = digest(out) if earlier else None
+    with monkeypatch.context() as patch:
+        signal_inside(patch, directory, where)
+        status, log = cli(export.main, argv)
+    assert status == 128 + signal.SIGTERM, log
+    assert log.splitlines()[-1] == f"I Stopped on SIGTERM while exporting; {out} is as it was. Run the same " \
+                                   "command again to export"  # fmt: skip
+    assert (digest(out) if earlier else out.exists()) == (before if earlier else False)
+    assert sorted(os.listdir(out.parent)) == (["model"] if earlier else [])  # no partial export, no zip
+    status, log = cli(export.main, argv)
+    assert status == 0, log
+    assert sorted(os.listdir(out)) == ["author_model_0.0.1.md", "output_graph.onnx", "output_graph.tflite"]
+    assert (out / "output_graph.tflite").read_bytes()[4:8] == b"TFL3"
+
+
+def test_an_export_killed_outright_leaves_no_export_and_the_next_one_clears_its_remains(tmp_path, cli):
+    ckpt, out = str(tmp_path / "ckpt"), tmp_path / "model"
+    assert cli(train.main, [*SMALL, "--train_files", LDC, "--checkpoint_dir", ckpt])[0] == 0
+    argv = ["--checkpoint_dir", ckpt, "--export_dir", str(out)]
+    killed_after_the_model = (  # SIGKILL, as the OOM killer sends: nothing of ours runs after it
+        "import os, signal, sys\n"
+        "from coqui_stt_training import export\n"
+        "from coqui_stt_training.exports import directory\n"
+        "write = directory.write_file_atomically\n"
+        "def then_die(path, data):\n"
+        "    write(path, data)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "directory.write_file_atomically = then_die\n"
+        "export.main(sys.argv[1:])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", killed_after_the_model, *argv], cwd=ROOT, capture_output=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert not out.exists() and [n for n in os.listdir(tmp_path) if n.startswith(".model.partial-")]
+    status, log = cli(export.main, argv)
+    assert status == 0, log
+    assert sorted(os.listdir(tmp_path)) == ["ckpt", "model"]

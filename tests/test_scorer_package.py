@@ -510,7 +510,8 @@ def test_a_stopped_generate_lm_stops_kenlm_and_leaves_nothing(tmp_path):
     wait_for(child, "started")
     child.send_signal(signal.SIGTERM)
     output = child.communicate(timeout=60)[0]
-    assert child.returncode == 0 and "Stopped on SIGTERM while building the language model" in output, output
+    assert child.returncode == 128 + signal.SIGTERM, output
+    assert "Stopped on SIGTERM while building the language model" in output, output
     assert os.listdir(out) == []
     assert not os.path.exists(f"/proc/{pid_file.read_text().strip()}")  # lmplz was stopped too
 

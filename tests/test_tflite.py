@@ -229,7 +229,7 @@ def test_fine_tune_and_transfer_from_an_int8_tflite(tmp_path, cli):
     )  # fmt: skip
     assert status == 0, log
     assert f"Using the alphabet of the exported model {source}" in log
-    assert "n_hidden has been overriden with the checkpoint value" in log
+    assert "WARNING" not in log  # n_hidden 100 is the export's: no --n_hidden was given to warn about
 
 
 def test_convert_an_export_into_a_checkpoint_directory(tmp_path, cli):

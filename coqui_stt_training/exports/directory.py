@@ -4,14 +4,17 @@
 to_tflite.py), `<export_file_name>.onnx` for onnxruntime with --export_onnx true, or instead of the
 TFLite file with --export_tflite false (where Coqui wrote a TensorFlow graph; to_onnx.py), and
 Coqui's model card. --export_zip packs the directory, with the scorer, into `<export_dir>.zip`.
-Every target is checked before any work, and nothing already there is replaced unless
---remove_export asks for the directory to be emptied first.
+Every target is checked before any work, and nothing already there is replaced unless --remove_export asks
+for the directory to be replaced. An export is written whole or not at all: into a directory beside the
+target (`.<name>.partial-<pid>`), moved into place once every file is complete, so that a stop signal, a
+full disk or a crash leaves the previous export (or nothing) and the same command then works.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 
@@ -19,8 +22,9 @@ from ..model.alphabet import AnyAlphabet
 from ..model.deepspeech import DeepSpeech
 from ..model.features import FeatureSettings
 from ..system import log
-from ..system.atomic_files import copy_atomically, write_atomically, write_file_atomically
+from ..system.atomic_files import TMP_MARK, copy_atomically, process_alive, write_atomically, write_file_atomically
 from ..system.errors import ConfigError
+from ..system.signals import deferred
 from .to_onnx import onnx_bytes
 from .to_tflite import tflite_bytes
 
@@ -89,6 +93,7 @@ class ExportTargets:
     card: str
     archive: str | None = None
     copied: list[str] = field(default_factory=list)  # files copied in for the zip (the scorer)
+    replacing: bool = False  # --remove_export over an existing directory: replaced once the new export is whole
 
 
 def export_targets(settings: ExportSettings) -> ExportTargets:
@@ -97,58 +102,112 @@ def export_targets(settings: ExportSettings) -> ExportTargets:
     archive = os.path.abspath(directory.rstrip("/")) + ".zip" if settings.zip else None
     if archive and os.path.exists(archive):
         raise ConfigError(f"{archive} exists; --export_zip never replaces a file")
-    if settings.remove_existing and os.path.isdir(directory):
-        log.info(f"Removing the old export in {directory}")
-        shutil.rmtree(directory)
-    if settings.zip and os.path.isdir(directory) and os.listdir(directory):
+    replacing = settings.remove_existing and os.path.isdir(directory)
+    if settings.zip and not replacing and os.path.isdir(directory) and os.listdir(directory):
         raise ConfigError(f"Directory {directory} is not empty, please fix this. (--export_zip packs all of it)")
     if settings.zip and settings.scorer_path and not os.path.isfile(settings.scorer_path):
         raise ConfigError(f"--scorer_path {settings.scorer_path}: no such file to put in the zip")
-    os.makedirs(directory, exist_ok=True)
+    try:  # where the export is put together, and where it goes: writable now, not after a training run
+        for place in (_parent(directory), *([directory] if os.path.isdir(directory) else [])):
+            os.makedirs(place, exist_ok=True)
+            os.rmdir(tempfile.mkdtemp(prefix=_partial_prefix(directory), dir=place))
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, directory) from None
     models = {kind: os.path.join(directory, f"{settings.file_name}.{kind}") for kind in settings.formats}
     card = os.path.join(directory, settings.card.file_name())
     copied = (
         [os.path.join(directory, os.path.basename(settings.scorer_path))] if archive and settings.scorer_path else []
     )
-    for existing in (*models.values(), card, *copied):
+    for existing in (*models.values(), card, *copied) if not replacing else ():
         if os.path.exists(existing):
             raise ConfigError(
                 f"{existing} exists; choose another --export_dir or --export_file_name, or pass "
                 "--remove_export true to replace the directory's contents"
             )
-    return ExportTargets(models, card, archive, copied)
+    return ExportTargets(models, card, archive, copied, replacing)
 
 
 def export(settings: ExportSettings, model: DeepSpeech, alphabet: AnyAlphabet, targets: ExportTargets) -> list[str]:
-    """Write the models, the model card and the zip that `targets` (from export_targets) name; returns
-    the models' paths."""
-    features, n_steps, beam_width, language = (
-        settings.features,
-        settings.n_steps,
-        settings.beam_width,
-        settings.card.language,
+    """Write the models, the model card and the zip that `targets` (from export_targets) name, whole or not
+    at all; returns the models' paths."""
+    directory = settings.directory
+    _remove_stale_partials(directory)
+    partial = tempfile.mkdtemp(
+        prefix=_partial_prefix(directory), suffix=f"{TMP_MARK}{os.getpid()}", dir=_parent(directory)
     )
-    for kind, path in targets.models.items():
-        if kind == "tflite":
-            data = tflite_bytes(model, alphabet, features, n_steps, beam_width, language, settings.quantize)
-            what = "int8 weights" if settings.quantize else "float32"
-        else:
-            data = onnx_bytes(model, alphabet, features, n_steps, beam_width, language, settings.quantize)
-            what = "int8 weights, for onnxruntime" if settings.quantize else "float32, for onnxruntime"
-        write_file_atomically(path, data)
-        log.info(f"Exported {path} ({what}, {len(data) / 2**20:.1f} MiB)")
-    runtime = "tflite" if settings.tflite else "onnx"
-    write_file_atomically(targets.card, settings.card.text(runtime))
+    staged = lambda path: os.path.join(partial, os.path.basename(path))
+    said, path = [], directory
+    try:
+        for kind, path in targets.models.items():
+            features, n_steps, beam_width, language = (
+                settings.features,
+                settings.n_steps,
+                settings.beam_width,
+                settings.card.language,
+            )
+            if kind == "tflite":
+                data = tflite_bytes(model, alphabet, features, n_steps, beam_width, language, settings.quantize)
+                what = "int8 weights" if settings.quantize else "float32"
+            else:
+                data = onnx_bytes(model, alphabet, features, n_steps, beam_width, language, settings.quantize)
+                what = "int8 weights, for onnxruntime" if settings.quantize else "float32, for onnxruntime"
+            write_file_atomically(staged(path), data)
+            said.append(f"Exported {path} ({what}, {len(data) / 2**20:.1f} MiB)")
+        path = targets.card
+        write_file_atomically(staged(path), settings.card.text("tflite" if settings.tflite else "onnx"))
+        for path in targets.copied:
+            copy_atomically(settings.scorer_path, staged(path))
+        if targets.archive:
+            path = targets.archive
+            write_atomically(path, lambda tmp: _zip(partial, tmp))
+        with deferred():  # the moves into place are not cut in the middle by a stop signal
+            _move_into_place(partial, directory, targets.replacing)
+    except OSError as e:  # (said of the file the user asked for, not of its place in the partial directory)
+        raise OSError(e.errno, e.strerror, path) from None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)  # (gone already once moved into place)
+    for line in said:
+        log.info(line)
     log.info(
         f"Model metadata file saved to {targets.card}. Before submitting the exported model for publishing make "
         "sure all information in the metadata file is correct, and complete the URL fields."
     )
     if targets.archive:
-        for copy in targets.copied:
-            copy_atomically(settings.scorer_path, copy)
-        write_atomically(targets.archive, lambda tmp: _zip(settings.directory, tmp))
         log.info(f"Exported packaged model {targets.archive}")
     return list(targets.models.values())
+
+
+def _parent(directory: str) -> str:
+    return os.path.dirname(os.path.abspath(directory.rstrip("/"))) or "/"
+
+
+def _partial_prefix(directory: str) -> str:
+    return f".{os.path.basename(os.path.abspath(directory.rstrip('/')))}.partial-"
+
+
+def _move_into_place(partial: str, directory: str, replacing: bool) -> None:
+    """The finished export becomes `directory`: by one rename where there is none (or, with --remove_export,
+    where the old one is renamed away first and removed after), else file by file into the existing one."""
+    if replacing and os.path.isdir(directory):
+        log.info(f"Replacing the old export in {directory}")
+        old = partial + ".old"
+        os.rename(directory, old)
+        os.rename(partial, directory)
+        shutil.rmtree(old)
+    elif not os.path.exists(directory):
+        os.rename(partial, directory)
+    else:
+        for name in sorted(os.listdir(partial)):
+            os.rename(os.path.join(partial, name), os.path.join(directory, name))
+
+
+def _remove_stale_partials(directory: str) -> None:
+    """What exports killed outright (SIGKILL, a power cut) left beside the target."""
+    parent, prefix = _parent(directory), _partial_prefix(directory)
+    for name in os.listdir(parent) if os.path.isdir(parent) else []:
+        pid = name.rpartition(TMP_MARK)[2].removesuffix(".old")
+        if name.startswith(prefix) and pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
 
 
 def _zip(directory: str, path: str) -> None:

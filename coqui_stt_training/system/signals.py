@@ -2,11 +2,14 @@
 (a closed terminal or ssh session), in every phase of every tool.
 
 Inside the training loop (StopSignals) a signal only sets a flag: the current step finishes, a checkpoint
-is saved and the process exits 0; a second signal stops at once, without saving. Everywhere else (the
-data check, the dummy run, the test phase, evaluation, export, transcription) the handler that the
-command line installs raises Stopped, which each phase annotates with what was kept, and which the
-command line shows as one line with the same exit status 0. Once a stop is under way, further signals
-are reported and otherwise ignored, so that the clean stop finishes.
+is saved and the process exits 0, saying how to resume; a second signal stops at once, without saving.
+Everywhere else (the data check, the dummy run, the test phase, evaluation, export, transcription) the
+handler that the command line installs raises Stopped, which each phase annotates with what was kept, and
+which the command line shows as one line with the shell's status for the signal (130 for SIGINT, 143 for
+SIGTERM, 129 for SIGHUP): the work asked for was not done. Stopped is a BaseException, as KeyboardInterrupt
+is, so that no `except Exception` on its way (a decoder's "unreadable file") can take it for an error of its
+own. Once a stop is under way, further signals are reported and otherwise ignored, so that the clean stop
+finishes.
 """
 
 from __future__ import annotations
@@ -32,14 +35,14 @@ class Interrupted(Exception):
         self.saved = saved  # the checkpoint that holds the run's work so far (None: nothing trained yet)
 
 
-class Stopped(Exception):
+class Stopped(BaseException):
     """A stop signal outside the training loop. `during` and `kept` are filled in by the phase it
     interrupted (see phase()); `at_once`: a second signal, which stops without saving."""
 
     def __init__(self, signal_name: str, at_once: bool = False):
         super().__init__(signal_name)
         self.signal_name, self.at_once = signal_name, at_once
-        self.exit_status = 128 + signal.Signals[signal_name].value if at_once else 0  # the shell's convention
+        self.exit_status = 128 + signal.Signals[signal_name].value  # the shell's convention
         self.during = ""
         self.kept = ""
 
