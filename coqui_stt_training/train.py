@@ -34,7 +34,7 @@ from .system.errors import ConfigError
 from .system.signals import Interrupted, phase
 from .training.lock import training_lock
 from .training.start import choose
-from .training.step_memory import fit_training_batches
+from .training.step_memory import fit_training_batches, memory_bound
 from .training.trainer import DataSets, Trainer
 
 
@@ -78,14 +78,16 @@ def check_data(config: Config, alphabet: AnyAlphabet, world: World, then_test: b
         dev_sets = [(p, data_set(config, [p], alphabet, "dev")) for p in config.dev_files or []]
         metrics_sets = [(p, data_set(config, [p], alphabet, "metrics")) for p in config.metrics_files or []]
         test_sets = [(p, data_set(config, [p], alphabet, "test")) for p in config.test_files or [] if then_test]
+        limit, limit_name = memory_bound(config.max_batch_memory, world.device())
         fit = lambda samples, kind: fit_training_batches(
             samples,
             config.train_batch_size,
             config.n_hidden,
             alphabet.size + 1,
-            config.max_batch_memory,
+            limit,
             config.skip_invalid_samples,
             kind,
+            limit_name,
         )
         train_set = fit(train_set, "train") if train_set else []
         rehearsal = fit(rehearsal, "rehearsal") if rehearsal else []

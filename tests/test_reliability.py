@@ -22,7 +22,8 @@ from coqui_stt_training import evaluate, export, train, transcribe
 from coqui_stt_training.checkpoints import store
 from coqui_stt_training.data.audio import load_audio
 from coqui_stt_training.model.optimizer import TFAdam
-from coqui_stt_training.training import lock
+from coqui_stt_training.system.memory import available_memory
+from coqui_stt_training.training import lock, step_memory
 from tests.helpers import ALPHABET, LDC, LDC_SENTENCE, LDC_WAV, ROOT, digest, repeated_csv, wait_for
 
 SMALL = ["--alphabet_config_path", ALPHABET, "--n_hidden", "24", "--show_progressbar", "false",
@@ -408,6 +409,42 @@ def test_an_utterance_over_the_memory_limit_is_refused_by_name_before_training(t
         f"(--train_batch_size 2, its longest sample {tmp_path}/long.wav, 117 s): about --train_batch_size 1 fits"
     )
     assert not ckpt.exists()
+
+
+def test_without_the_flag_the_bound_is_what_this_process_may_use(tmp_path, monkeypatch, cli):
+    """--max_batch_memory left out: 80% of the memory available now (a container's limit included), not a
+    constant that a small machine cannot hold."""
+    speech = load_audio(LDC_WAV, 16000)
+    soundfile.write(tmp_path / "long.wav", np.tile(speech, 40), 16000, subtype="PCM_16")
+    text = " ".join([LDC_SENTENCE] * 40)
+    (tmp_path / "long.csv").write_text(f"wav_filename,wav_filesize,transcript\nlong.wav,1,{text}\n")
+    monkeypatch.setattr(step_memory, "available_memory", lambda: 2 << 30)  # a 2 GiB container
+    argv = ["--alphabet_config_path", ALPHABET, "--n_hidden", "2048", "--train_files", str(tmp_path / "long.csv"),
+            "--checkpoint_dir", str(tmp_path / "ckpt"), "--epochs", "0", "--skip_batch_test", "true"]  # fmt: skip
+    status, log = cli(train.main, argv)
+    assert status == 1, log
+    assert "E 1 sample(s) of --train_files too long for 1.6 GiB, 80% of the 2.0 GiB available to this process " \
+           "(--max_batch_memory) at --n_hidden 2048" in log  # fmt: skip
+    status, log = cli(train.main, [*argv, "--max_batch_memory", "3G"])  # the flag still decides when given
+    assert status == 0, log
+
+
+def test_the_memory_available_is_the_smaller_of_the_machines_and_the_cgroups(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       25000000 kB\nMemAvailable:    8388608 kB\n")  # 8 GiB
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "memory.max").write_text(f"{4 << 30}\n")
+    (v2 / "memory.current").write_text(f"{1 << 30}\n")
+    assert available_memory(str(v2), str(meminfo)) == 3 << 30  # the cgroup's 4 GiB, 1 GiB of it in use
+    (v2 / "memory.max").write_text("max\n")
+    assert available_memory(str(v2), str(meminfo)) == 8 << 30
+    v1 = tmp_path / "v1" / "memory"
+    v1.mkdir(parents=True)
+    (v1 / "memory.limit_in_bytes").write_text(f"{2 << 30}\n")
+    (v1 / "memory.usage_in_bytes").write_text(f"{1 << 29}\n")
+    assert available_memory(str(v1.parent), str(meminfo)) == (2 << 30) - (1 << 29)
+    assert available_memory(str(tmp_path / "none"), str(tmp_path / "none")) is None
 
 
 # ---- one writer per checkpoint directory --------------------------------------------------------------

@@ -212,12 +212,13 @@ class Config:
         "too long for its audio), with a count, instead of stopping",
     )
     max_batch_memory: int = _flag(
-        12 << 30,
+        0,
         "memory one training step may need (K/M/G/T suffix), estimated for every training batch from its "
-        "lengths before training: a longer utterance or a larger batch is refused by name (the default, 12G, "
-        "keeps a 2048-unit model within a 16 GB GPU or a 24 GB machine)",
+        "lengths before training: a longer utterance or a larger batch is refused by name (0, the default: 80% "
+        "of what this process may use when the run starts: the GPU's free memory, else the machine's or its "
+        "cgroup's available memory)",
         size=True,
-        valid="[1048576, inf)",
+        valid="[0, inf)",
     )
     data_workers: int = _flag(
         1,

@@ -11,13 +11,34 @@ bad row like any other, which --skip_invalid_samples leaves out). The per-frame 
 
 from __future__ import annotations
 
+import torch
+
 from ..data.samples import DataError, Sample
 from ..model.features import N_CONTEXT, N_INPUT
 from ..model.loss import ctc_bytes
 from ..system import log
+from ..system.memory import available_memory
 
 GIB = 1 << 30
 WINDOW = (2 * N_CONTEXT + 1) * N_INPUT
+USABLE_SHARE = 0.8  # of the free memory: the model, the optimiser, the data workers and the rest need some
+FALLBACK_BOUND = 12 * GIB  # where nothing says what is free
+
+
+def memory_bound(flag: int, device: torch.device) -> tuple[int, str]:
+    """The bound training batches are checked against, and how to name it: --max_batch_memory if given, else
+    USABLE_SHARE of what this process may use now (a constant would let a container's or a small GPU's run die
+    at the step that meets a long batch, or refuse what a large machine holds)."""
+    if flag:
+        return flag, f"--max_batch_memory {flag / GIB:.1f} GiB"
+    if device.type == "cuda":
+        free, where = torch.cuda.mem_get_info(device)[0], f"free on {device}"
+    else:
+        free, where = available_memory() or 0, "available to this process"
+    if not free:
+        return FALLBACK_BOUND, f"--max_batch_memory {FALLBACK_BOUND / GIB:.1f} GiB"
+    bound = int(free * USABLE_SHARE)
+    return bound, f"{bound / GIB:.1f} GiB, {USABLE_SHARE:.0%} of the {free / GIB:.1f} GiB {where} (--max_batch_memory)"
 
 
 def parameter_count(n_hidden: int, n_classes: int) -> int:
@@ -50,11 +71,13 @@ def fit_training_batches(
     limit: int,
     skip_invalid: bool,
     kind: str = "train",
+    limit_name: str = "",
 ) -> list[Sample]:
     """The training samples, checked against --max_batch_memory: alone (a DataError naming each one over
     it, or with `skip_invalid` a warning and the rest), then in batches of `batch_size` as the data set's
     order forms them (a DataError naming the largest and the batch size that fits). `kind`: train or rehearsal,
-    for messages."""
+    and `limit_name` (memory_bound's), for messages."""
+    limit_name = limit_name or f"--max_batch_memory {limit / GIB:.1f} GiB"
 
     def need(group: list[Sample]) -> int:
         return step_bytes(n_hidden, n_classes, [s.frames for s in group], [len(s.labels or []) for s in group])
@@ -66,7 +89,7 @@ def fit_training_batches(
             "training step" for s in too_long[:10]
         ] + ([f"    ... and {len(too_long) - 10} more"] if len(too_long) > 10 else [])  # fmt: skip
         head = (
-            f"{len(too_long)} sample(s) of --{kind}_files too long for --max_batch_memory {limit / GIB:.1f} GiB at "
+            f"{len(too_long)} sample(s) of --{kind}_files too long for {limit_name} at "
             f"--n_hidden {n_hidden} (split them into shorter utterances, or raise the limit)"
         )
         if not skip_invalid or len(too_long) == len(samples):
@@ -84,7 +107,7 @@ def fit_training_batches(
         fits = max(1, next(b for b in range(batch_size, 0, -1) if need(_longest(worst, b)) <= limit))
         raise DataError(
             f"a batch of --{kind}_files needs about {largest / GIB:.1f} GiB for one training step, over "
-            f"--max_batch_memory {limit / GIB:.1f} GiB (--train_batch_size {batch_size}, its longest sample "
+            f"{limit_name} (--train_batch_size {batch_size}, its longest sample "
             f"{longest.audio_path}, {longest.duration:.0f} s): about --train_batch_size {fits} fits"
         )
     return samples
