@@ -12,7 +12,7 @@ import pytest
 
 from coqui_stt_training import convert, evaluate, export, train
 from coqui_stt_training.exports import directory
-from tests.helpers import ALPHABET, LDC, LDC_WAV, ROOT, digest
+from tests.helpers import ALPHABET, LDC, LDC_WAV, ROOT, digest, run
 
 SMALL = ["--alphabet_config_path", ALPHABET, "--n_hidden", "24", "--show_progressbar", "false", "--epochs", "1"]
 
@@ -131,3 +131,16 @@ def test_an_export_killed_outright_leaves_no_export_and_the_next_one_clears_its_
     status, log = cli(export.main, argv)
     assert status == 0, log
     assert sorted(os.listdir(tmp_path)) == ["ckpt", "model"]
+
+
+def test_kenlms_progress_bar_does_not_bury_a_scorers_one_line_error(tmp_path, capfd):
+    ckpt = str(tmp_path / "ckpt")
+    assert run(train.main, [*SMALL, "--train_files", LDC, "--checkpoint_dir", ckpt], capfd)[0] == 0
+    text = tmp_path / "words.scorer"
+    text.write_text("hello world\nthese are words, not a language model\n")
+    argv = ["--checkpoint_dir", ckpt, "--test_files", LDC, "--scorer_path", str(text)]
+    status, out = run(evaluate.main, argv, capfd)  # (KenLM writes to the process's stderr, below sys.stderr)
+    err = out
+    assert status == 1
+    assert "----5---10" not in err and f"Reading {text}" not in err, err
+    assert err.splitlines()[-1].startswith(f"E {text}: KenLM cannot read it: neither a Coqui scorer package nor a ")

@@ -20,10 +20,15 @@ a UTF-8-mode vocabulary has no space, so no space is ever put in such a model's 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import mmap
 import os
+import re
 import struct
+import sys
+import tempfile
+from collections.abc import Iterator
 
 import numba
 import numpy as np
@@ -31,6 +36,7 @@ import numpy as np
 from ..formats.const_fst import read_const_fst
 from ..formats.kenlm_binary import read_kenlm_header
 from ..model.alphabet import AnyAlphabet
+from ..system import log
 from ..system.errors import UserError
 
 MAGIC = b"EIRT"  # int32 'TRIE' in little-endian order
@@ -73,7 +79,10 @@ class Scorer:
             ) from None
 
         try:
-            self.lm = kenlm.Model(path)
+            with kenlm_output() as said:
+                self.lm = kenlm.Model(path)
+            for line in said:
+                log.info(f"KenLM: {line}")
         except (OSError, RuntimeError, ValueError) as e:  # random bytes: a UnicodeDecodeError
             what = (
                 "its language model"
@@ -284,3 +293,26 @@ def load_scorer(path: str, alphabet: AnyAlphabet, alpha: float | None, beta: flo
     if not os.path.isfile(path):
         raise ScorerError(f"{path}: scorer file not found (--scorer_path)")
     return Scorer(path, alphabet, alpha, beta)
+
+
+_PROGRESS = re.compile(r"^(Reading .*|[-0-9]*|\**)$")  # KenLM's "Reading <file>" and its progress bar
+
+
+@contextlib.contextmanager
+def kenlm_output() -> Iterator[list[str]]:
+    """What KenLM writes to the C-level stderr while loading, held back: its progress bar is noise, and before a
+    one-line error it buries the line. Its other lines (such as the hint to build a binary) are given to the caller
+    once the load succeeded."""
+    sys.stderr.flush()
+    said: list[str] = []
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield said
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode("utf-8", "replace")
+            said += [line for line in text.splitlines() if line.strip() and not _PROGRESS.match(line.strip())]
