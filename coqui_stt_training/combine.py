@@ -37,7 +37,7 @@ from .checkpoints.combine import (
     write_combined,
 )
 from .checkpoints.layout import dimensions
-from .checkpoints.load import load_into, shared_output_columns, source_alphabet
+from .checkpoints.load import check_alphabet, load_into, shared_output_columns, source_alphabet
 from .decoding.beam_search import greedy_decode
 from .decoding.evaluation import evaluate_samples, totals
 from .flags.cli import given_flags, run_guarded
@@ -157,10 +157,17 @@ def report(label: str, tensors: dict[str, np.ndarray], config: Config, alphabet:
         print(f"{label} on {path}: greedy WER {wer:.6f}, CER {cer:.6f}", flush=True)
 
 
-def read_model(prefix: str) -> dict[str, np.ndarray]:
+def read_model(prefix: str, classes: int | None = None) -> dict[str, np.ndarray]:
+    """A checkpoint's tensors; with `classes`, refused unless its output layer has that many (the alphabet's)."""
     tensors = read_tensors(prefix)
-    if dimensions(InMemoryCheckpoint(tensors)) is None:
+    dims = dimensions(InMemoryCheckpoint(tensors))
+    if dims is None:
         raise store.CheckpointError(f"{prefix}: no layer_1/bias or layer_6/bias; it is not a DeepSpeech checkpoint")
+    if classes is not None and dims.n_classes != classes:
+        raise store.CheckpointError(
+            f"{prefix}: its output layer has {dims.n_classes} classes, the alphabet {classes - 1} labels and the "
+            "blank: give the checkpoint's own alphabet (--alphabet_config_path)"
+        )
     return tensors
 
 
@@ -182,7 +189,8 @@ def combine_job(config: Config, options: argparse.Namespace) -> None:
         prefixes = last_checkpoints(directory, n) if options.average_last else best_checkpoints(directory, n)
         log.info(f"Averaging {n} checkpoint(s): {', '.join(os.path.basename(p) for p in prefixes)}")
         made_from = {"average": prefixes}
-        results.append((f"Average of {n} checkpoints", average([read_model(p) for p in prefixes])))
+        check_alphabet(prefixes[0], alphabet)
+        results.append((f"Average of {n} checkpoints", average([read_model(p, alphabet.size + 1) for p in prefixes])))
         like = prefixes[0]
     else:
         found = store.search(directory, config.load_evaluate)
@@ -190,7 +198,8 @@ def combine_job(config: Config, options: argparse.Namespace) -> None:
         if found.prefix is None:
             raise store.CheckpointError(f"no checkpoint in {directory} ({', '.join(found.tried)})")
         like = found.prefix
-        fine_tuned = read_model(like)
+        check_alphabet(like, alphabet)
+        fine_tuned = read_model(like, alphabet.size + 1)
         if not options.interpolate_with:
             results.append((f"Checkpoint {like}", fine_tuned))
         else:

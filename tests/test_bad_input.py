@@ -3,16 +3,21 @@ a text file given as a graph, flags the user never gave; and exports, whole or n
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from coqui_stt_training import convert, evaluate, export, train
+from coqui_stt_training.checkpoints import store
+from coqui_stt_training.data import audio
 from coqui_stt_training.exports import directory
-from tests.helpers import ALPHABET, LDC, LDC_WAV, ROOT, digest, run
+from tests.helpers import ALPHABET, LDC, LDC_WAV, ROOT, digest, repeated_csv, run, sha256, wait_for
 
 SMALL = ["--alphabet_config_path", ALPHABET, "--n_hidden", "24", "--show_progressbar", "false", "--epochs", "1"]
 
@@ -144,3 +149,72 @@ def test_kenlms_progress_bar_does_not_bury_a_scorers_one_line_error(tmp_path, ca
     assert status == 1
     assert "----5---10" not in err and f"Reading {text}" not in err, err
     assert err.splitlines()[-1].startswith(f"E {text}: KenLM cannot read it: neither a Coqui scorer package nor a ")
+
+
+# ---- a signal is a signal everywhere ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("at_file", [1, 30])
+def test_a_signal_inside_an_audio_header_read_stops_the_data_check(at_file, workers, tmp_path, monkeypatch, cli):
+    """The signal lands inside libsndfile's header read, whose caller turns any Exception into 'unreadable
+    audio': a stop must pass through it as a stop, at once."""
+    rows = "".join(f"{LDC_WAV},{i},she had your dark suit\n" for i in range(50))
+    (tmp_path / "big.csv").write_text("wav_filename,wav_filesize,transcript\n" + rows)
+    read, calls = audio.soundfile.info, []
+
+    def interrupted(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == at_file:
+            signal.raise_signal(signal.SIGINT)
+        return read(path, *args, **kwargs)
+
+    monkeypatch.setattr(audio.soundfile, "info", interrupted)
+    ckpt = tmp_path / "ckpt"
+    status, log = cli(train.main, [*SMALL, "--train_files", str(tmp_path / "big.csv"), "--checkpoint_dir", str(ckpt),
+                                   "--data_workers", workers])  # fmt: skip
+    assert status == 128 + signal.SIGINT, log
+    assert log.splitlines()[-1] == (
+        "I Stopped on SIGINT while checking the data; nothing was written. Run the same command again to start"
+    )
+    assert "unreadable" not in log and len(calls) == at_file  # stopped there, not 20 s later
+    assert not ckpt.exists()
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as f:
+                if int(f.read().rpartition(")")[2].split()[1]) == pid:
+                    found.append(int(entry))
+    return found
+
+
+def test_a_data_worker_killed_mid_epoch_stops_the_run_with_a_checkpoint_and_resume_is_exact(tmp_path, cli):
+    """SIGKILL to the data worker, as the OOM killer sends it: one line naming what happened and the checkpoint
+    saved after the last whole step; the same command then ends where an uninterrupted run ends."""
+    csv_path = repeated_csv(tmp_path, copies=40)  # enough batches for a worker (and a slow one: reverb)
+    argv = lambda ckpt: [*SMALL, "--train_files", csv_path, "--epochs", "2", "--checkpoint_dir", str(tmp_path / ckpt),
+                         "--augment", "reverb[delay=50,decay=2]", "--checkpoint_secs", "0"]  # fmt: skip
+    assert cli(train.main, argv("whole"))[0] == 0
+    child = subprocess.Popen([sys.executable, "-m", "coqui_stt_training.train", *argv("killed")], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    out = wait_for(child, "Training epoch 0...")
+    while not (workers := children(child.pid)):
+        time.sleep(0.01)
+    time.sleep(0.3)  # past the fork's own moments (the epoch's batches take about two seconds)
+    os.kill(workers[0], signal.SIGKILL)
+    out += child.stdout.read()
+    assert child.wait(timeout=120) == 1, out
+    last = out.splitlines()[-1]
+    assert re.fullmatch(
+        r"E a data worker process died \(DataLoader worker \(pid[^;]*; out of memory\?\): training stopped at epoch "
+        rf"0, batch \d+, checkpoint saved to {tmp_path}/killed/train-\d+\. Run the same command again to resume",
+        last,
+    ), out
+    status, log = cli(train.main, argv("killed"))
+    assert status == 0 and "Resuming the interrupted run from" in log, log
+    newest = lambda ckpt: store.find_checkpoint(str(tmp_path / ckpt), "train") + ".safetensors"
+    assert os.path.basename(newest("killed")) == os.path.basename(newest("whole"))
+    assert sha256(newest("killed")) == sha256(newest("whole"))

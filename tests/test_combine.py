@@ -204,3 +204,12 @@ def test_combining_mistakes_are_one_line_and_write_nothing(argv, message, runs, 
     status, log = cli(combine.main, ["--checkpoint_dir", english, *argv])
     assert status == 1 and message in log, log
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_a_checkpoint_read_with_another_alphabet_is_refused_in_one_line(runs, tmp_path, cli):
+    english, transfer = runs
+    other = os.path.join(transfer, "alphabet.txt")  # Coqui's English and 'é'
+    status, log = cli(
+        combine.main, ["--checkpoint_dir", english, "--alphabet_config_path", other, "--report_files", LDC]
+    )
+    assert status == 1 and "was trained for another alphabet" in log.splitlines()[-1], log

@@ -8,6 +8,8 @@ process gets its slice of every global training batch, and a share of the evalua
 
 from __future__ import annotations
 
+import sys
+import traceback
 from dataclasses import dataclass
 
 import numpy as np
@@ -199,5 +201,21 @@ def warn_if_cache_unused(settings: LoaderSettings) -> None:
 
 class _DataLoader(torch.utils.data.DataLoader):
     def __iter__(self):
+        if sys.excepthook is not _quiet_broken_handover:
+            _hooks[:] = [sys.excepthook]
+            sys.excepthook = _quiet_broken_handover
         with signals.deferred():  # the workers start here
             return super().__iter__()
+
+
+_hooks: list = []  # the excepthook _quiet_broken_handover passes everything else to
+
+
+def _quiet_broken_handover(kind, value, trace) -> None:
+    """A data worker killed (the OOM killer) while handing a batch's shared memory over leaves the standard
+    library's file-descriptor thread (multiprocessing.resource_sharer, which reports through sys.excepthook) a
+    broken connection; its traceback would follow the trainer's one line about the dead worker, and says nothing
+    more. Everything else goes to the hook that was there."""
+    frames = traceback.extract_tb(trace) if trace else []
+    if not (issubclass(kind, (EOFError, OSError)) and frames and frames[0].filename.endswith("resource_sharer.py")):
+        _hooks[0](kind, value, trace)

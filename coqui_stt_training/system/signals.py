@@ -117,6 +117,26 @@ def deferred() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def child_signals_held() -> Iterator[None]:
+    """SIGCHLD's handler held off over a few lines, such as a training step: torch's handler raises when a data
+    worker died, and raised in the middle of a step it would leave the dropout generator (or the weights) between
+    two steps, so that the checkpoint saved then could not resume exactly. The handler is swapped rather than the
+    signal blocked: the kernel gives a process's signal to any thread that does not block it, and Python then
+    runs the handler in the main thread wherever it is. What arrived meanwhile goes to the handler afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGCHLD, lambda number, frame: received.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+        if received and callable(previous):
+            previous(signal.SIGCHLD, None)
+
+
+@contextlib.contextmanager
 def phase(during: str, kept: str) -> Iterator[None]:
     """Say what a Stopped interrupted ("while checking the data") and what it left ("nothing was written")."""
     try:

@@ -38,12 +38,16 @@ from ..model.loss import ctc_loss
 from ..model.optimizer import TFAdam
 from ..system import log
 from ..system.distributed import World
-from ..system.errors import ConfigError
-from ..system.signals import Interrupted, StopSignals
+from ..system.errors import ConfigError, UserError
+from ..system.signals import Interrupted, StopSignals, child_signals_held
 from .settings import AdamSettings, ModelSettings, TrainingSettings
 from .start import Start, frozen, source_layers
 
 DataSets = list[tuple[str, list[Sample]]]  # (path, checked samples) per dev or metrics set
+
+
+class DataWorkerLost(UserError):
+    """A data worker process died mid-epoch; the run saved where it was and stopped."""
 
 
 def build_model(
@@ -229,10 +233,28 @@ class Trainer:
         loader = data_loader(samples, settings.train_batch_size, self.loader, True, p.epoch, p.batch, self.world, plain)
         bar = self.progress_bar(loader, p.epoch, "Training", initial=p.batch)
         self.model.train()
+        try:
+            self.train_batches(bar)
+        except RuntimeError as e:  # torch's words for a worker process that died (the OOM killer's SIGKILL)
+            if not str(e).startswith("DataLoader worker") or self.world.distributed:
+                raise
+            saved = self.save("train")  # after the last whole step: the resumed run goes on exactly from here
+            said = str(e).splitlines()[0].rstrip(". ")
+            raise DataWorkerLost(
+                f"a data worker process died ({said}; out of memory?): training stopped at epoch {p.epoch}, batch "
+                f"{p.batch}, checkpoint saved to {saved}. Run the same command again to resume"
+            ) from None
+        if not settings.show_progressbar:
+            log.info(f"Finished training epoch {p.epoch} - loss: {p.loss_sum / max(p.steps, 1):f}")
+
+    def train_batches(self, bar: tqdm) -> None:
+        """The epoch's remaining steps; a `train` checkpoint every --checkpoint_secs; stop at a stop signal."""
+        settings, p = self.settings, self.progress
         last_save = time.time()
         for batch in bar:
-            rank_loss = self.step(batch)
-            p.batch += 1
+            with child_signals_held():  # a dead data worker is noticed between steps, never inside one
+                rank_loss = self.step(batch)
+                p.batch += 1
             # Every rank must stop or save at the same step: rank 0's clock decides when to save.
             every = settings.saving.checkpoint_secs
             due = self.world.is_main and every and time.time() - last_save > every
@@ -249,8 +271,6 @@ class Trainer:
             if save:
                 self.save("train")
                 last_save = time.time()
-        if not settings.show_progressbar:
-            log.info(f"Finished training epoch {p.epoch} - loss: {p.loss_sum / max(p.steps, 1):f}")
 
     def step(self, batch: Batch) -> float | None:
         """One optimiser step; returns this rank's mean loss (the caller averages it over ranks together
