@@ -103,6 +103,11 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     return Config(**values), options
 
 
+def writes(options: argparse.Namespace) -> bool:
+    """Whether the options ask for a checkpoint to be written (a sweep or a report alone writes none)."""
+    return bool(options.average_last or options.average_best or options.interpolate_weight is not None)
+
+
 def check(options: argparse.Namespace) -> None:
     """One way of combining, fully specified, before anything is read."""
     ways = [f"--{n}" for n in ("average_last", "average_best", "interpolate_with") if getattr(options, n)]
@@ -121,8 +126,7 @@ def check(options: argparse.Namespace) -> None:
     for weight in weights:
         if not 0.0 <= weight <= 1.0:
             raise ConfigError(f"interpolation weight {weight}: must be in [0, 1]")
-    writes = bool(options.average_last or options.average_best or options.interpolate_weight is not None)
-    if writes and not options.output_dir:
+    if writes(options) and not options.output_dir:
         raise ConfigError("--output_dir is needed: where the combined checkpoint goes")
     if not ways and not options.report_files:
         raise ConfigError("nothing to do: give --average_last, --average_best or --interpolate_with, or --report_files")
@@ -176,8 +180,7 @@ def combine_job(config: Config, options: argparse.Namespace) -> None:
     directory = config.load_checkpoint_dir
     if not directory:
         raise ConfigError("Missing checkpoint directory (--checkpoint_dir or --load_checkpoint_dir)")
-    writes = bool(options.average_last or options.average_best or options.interpolate_weight is not None)
-    if writes:
+    if writes(options):
         require_new_directory(options.output_dir)
     alphabet = resolve_alphabet(config)
     # the report sets are read and checked first: a bad row is found before minutes of reading checkpoints
@@ -222,7 +225,7 @@ def combine_job(config: Config, options: argparse.Namespace) -> None:
     for label, tensors in results:
         if sets:
             report(label, tensors, config, alphabet, sets)
-    if writes:
+    if writes(options):
         written = write_combined(options.output_dir, results[0][1], like, made_from)
         for name in ("alphabet.txt", "flags.txt"):  # (the output directory held no checkpoint, but may hold these)
             if os.path.isfile(os.path.join(directory, name)):

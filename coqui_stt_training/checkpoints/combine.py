@@ -153,11 +153,7 @@ def write_combined(directory: str, tensors: dict[str, np.ndarray], like: str, ma
     """The combination as `best_dev-<step>` in a directory that holds no checkpoint yet, so that evaluate, export,
     transcribe and a further run load it as they load any; its run state is `like`'s (alphabet, transfer) without
     what would make a run resume it, plus where it came from."""
-    if os.path.exists(directory) and any(
-        name in store.STATE_FILES.values() or name.endswith((".safetensors", ".index"))
-        for name in os.listdir(directory)
-    ):
-        raise store.CheckpointError(f"{directory} holds checkpoints already: give a new directory for the result")
+    require_new_directory(directory)
     source = store.read_run_state(like) or RunState()
     state = RunState(alphabet=source.alphabet, transfer=source.transfer, made_from=made_from, save_serial=1)
     return store.save(directory, "best_dev", tensors, state, 1)
