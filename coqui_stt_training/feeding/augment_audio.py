@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from ..data import audio, sdb
-from ..data.samples import Sample, audio_length, load_sample_audio, read_source
+from ..data.samples import MAX_LISTED_PER_KIND, Sample, audio_length, load_sample_audio, read_source
 from ..system.errors import UserError
 from .augment import SAMPLE, Augmentation, AugmentationError, in_domain
 
@@ -91,7 +91,8 @@ def check_overlay_sources(augmentations: list[Augmentation]) -> None:
             except audio.AudioError as e:
                 problems.append(f"    {clip.where}: {e}")
         if problems:
-            listed = problems[:10] + ([f"    ... and {len(problems) - 10} more"] if len(problems) > 10 else [])
+            more = len(problems) - MAX_LISTED_PER_KIND
+            listed = problems[:MAX_LISTED_PER_KIND] + ([f"    ... and {more} more"] if more > 0 else [])
             raise AugmentationError(f"{where}: {len(problems)} clip(s) cannot be read:\n" + "\n".join(listed))
 
 
