@@ -22,7 +22,13 @@ from ..model.alphabet import AnyAlphabet
 from ..model.deepspeech import DeepSpeech
 from ..model.features import FeatureSettings
 from ..system import log
-from ..system.atomic_files import TMP_MARK, copy_atomically, process_alive, write_atomically, write_file_atomically
+from ..system.atomic_files import (
+    TMP_MARK,
+    copy_atomically,
+    remove_stale_temporaries,
+    write_atomically,
+    write_file_atomically,
+)
 from ..system.errors import ConfigError
 from ..system.signals import deferred
 from .to_onnx import onnx_bytes
@@ -131,20 +137,20 @@ def export(settings: ExportSettings, model: DeepSpeech, alphabet: AnyAlphabet, t
     """Write the models, the model card and the zip that `targets` (from export_targets) name, whole or not
     at all; returns the models' paths."""
     directory = settings.directory
-    _remove_stale_partials(directory)
+    remove_stale_temporaries(_parent(directory))  # what exports killed outright (SIGKILL, a power cut) left
     partial = tempfile.mkdtemp(
         prefix=_partial_prefix(directory), suffix=f"{TMP_MARK}{os.getpid()}", dir=_parent(directory)
     )
     staged = lambda path: os.path.join(partial, os.path.basename(path))
     said, path = [], directory
+    features, n_steps, beam_width, language = (
+        settings.features,
+        settings.n_steps,
+        settings.beam_width,
+        settings.card.language,
+    )
     try:
         for kind, path in targets.models.items():
-            features, n_steps, beam_width, language = (
-                settings.features,
-                settings.n_steps,
-                settings.beam_width,
-                settings.card.language,
-            )
             if kind == "tflite":
                 data = tflite_bytes(model, alphabet, features, n_steps, beam_width, language, settings.quantize)
                 what = "int8 weights" if settings.quantize else "float32"
@@ -190,7 +196,7 @@ def _move_into_place(partial: str, directory: str, replacing: bool) -> None:
     where the old one is renamed away first and removed after), else file by file into the existing one."""
     if replacing and os.path.isdir(directory):
         log.info(f"Replacing the old export in {directory}")
-        old = partial + ".old"
+        old = f"{partial}.old{TMP_MARK}{os.getpid()}"  # (a temporary too, should the process die here)
         os.rename(directory, old)
         os.rename(partial, directory)
         shutil.rmtree(old)
@@ -199,15 +205,6 @@ def _move_into_place(partial: str, directory: str, replacing: bool) -> None:
     else:
         for name in sorted(os.listdir(partial)):
             os.rename(os.path.join(partial, name), os.path.join(directory, name))
-
-
-def _remove_stale_partials(directory: str) -> None:
-    """What exports killed outright (SIGKILL, a power cut) left beside the target."""
-    parent, prefix = _parent(directory), _partial_prefix(directory)
-    for name in os.listdir(parent) if os.path.isdir(parent) else []:
-        pid = name.rpartition(TMP_MARK)[2].removesuffix(".old")
-        if name.startswith(prefix) and pid.isdigit() and not process_alive(int(pid)):
-            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
 
 
 def _zip(directory: str, path: str) -> None:

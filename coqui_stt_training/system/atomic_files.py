@@ -82,12 +82,17 @@ def _fsync_directory(directory: str) -> None:
 
 
 def remove_stale_temporaries(directory: str) -> None:
-    """Temporary files of processes that were killed mid-write (SIGKILL leaves them behind)."""
+    """Temporary files (and directories: a partial export) of processes that were killed mid-write (SIGKILL
+    leaves them behind)."""
     for name in os.listdir(directory):
         _, mark, pid = name.rpartition(TMP_MARK)
         if mark and pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(os.path.join(directory, name))
+            path = os.path.join(directory, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
 
 
 def process_alive(pid: int) -> bool:
