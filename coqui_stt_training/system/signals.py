@@ -94,46 +94,37 @@ def ignore_stop_signals(*_: object) -> None:
 
 
 @contextlib.contextmanager
-def deferred() -> Iterator[None]:
-    """Hold stop signals over a few lines that must not be cut in the middle, then deliver them to the
-    handlers that were in place. Starting a DataLoader's workers is such a place: interrupted there, torch
-    leaves a half-built iterator whose clean-up fails with a traceback of its own."""
+def deferred(held: tuple[signal.Signals, ...] = SIGNALS, block: bool = True) -> Iterator[None]:
+    """Hold signals (the stop signals by default) over a few lines that must not be cut in the middle, then deliver
+    them to the handlers that were in place. Starting a DataLoader's workers is such a place: interrupted there,
+    torch leaves a half-built iterator whose clean-up fails with a traceback of its own. A training step is another,
+    for SIGCHLD (`block` False, see child_signals_held)."""
     if threading.current_thread() is not threading.main_thread():
         yield  # handlers run on the main thread only; there is nothing to hold here
         return
     received: list[int] = []
-    previous = {sig: signal.signal(sig, lambda number, frame: received.append(number)) for sig in SIGNALS}
+    previous = {sig: signal.signal(sig, lambda number, frame: received.append(number)) for sig in held}
     # Blocked as well: a worker forked here inherits the mask, so a signal sent to the whole process group
     # (torchrun, Slurm, Ctrl-C) cannot kill it between its start and its initialiser, which ignores them.
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, held) if block else None
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # what arrived meanwhile goes to `received` now
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # what arrived meanwhile goes to `received` now
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         for number in received:
             signal.raise_signal(number)
 
 
-@contextlib.contextmanager
-def child_signals_held() -> Iterator[None]:
+def child_signals_held() -> contextlib.AbstractContextManager[None]:
     """SIGCHLD's handler held off over a few lines, such as a training step: torch's handler raises when a data
     worker died, and raised in the middle of a step it would leave the dropout generator (or the weights) between
-    two steps, so that the checkpoint saved then could not resume exactly. The handler is swapped rather than the
-    signal blocked: the kernel gives a process's signal to any thread that does not block it, and Python then
-    runs the handler in the main thread wherever it is. What arrived meanwhile goes to the handler afterwards."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = signal.signal(signal.SIGCHLD, lambda number, frame: received.append(number))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGCHLD, previous)
-        if received and callable(previous):
-            previous(signal.SIGCHLD, None)
+    two steps, so that the checkpoint saved then could not resume exactly. The handler is swapped, the signal not
+    blocked: the kernel gives a process's signal to any thread that does not block it, and Python then runs the
+    handler in the main thread wherever it is. What arrived meanwhile goes to the handler afterwards."""
+    return deferred((signal.SIGCHLD,), block=False)
 
 
 @contextlib.contextmanager
