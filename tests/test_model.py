@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from coqui_stt_training.checkpoints.layout import LSTM_SCOPE, variables
-from coqui_stt_training.model.deepspeech import DeepSpeech, Dense, ModelDimensions
+from coqui_stt_training.model.deepspeech import DeepSpeech, Dense, ModelDimensions, _dropout
 from coqui_stt_training.model.features import context_windows
 from coqui_stt_training.model.loss import ctc_loss
 
@@ -125,3 +125,21 @@ def test_chunked_inference_gives_the_logits_of_the_whole():
         whole = model(features)
         for chunk in (7, 64, 499, 500, 2048):
             torch.testing.assert_close(model.infer(features, chunk_frames=chunk), whole, rtol=1e-5, atol=1e-5)
+
+
+def test_dropout_on_the_cpu_drops_at_its_rate_and_scales_what_it_keeps():
+    for rate in (0.05, 0.3):
+        x = torch.ones(2_000_000, requires_grad=True)
+        y = _dropout(x, rate)
+        dropped = float((y == 0).float().mean())
+        assert abs(dropped - rate) < 5 * np.sqrt(rate * (1 - rate) / x.numel())  # five standard deviations
+        assert torch.allclose(y[y != 0], torch.tensor(1 / (1 - rate)))
+        y.sum().backward()  # the gradient passes exactly where the value did, scaled alike
+        assert x.grad is not None and torch.equal(x.grad, y.detach())
+    # torch's generator decides the mask: a seed (or a resumed run's generator state) repeats it
+    torch.manual_seed(7)
+    first = _dropout(torch.ones(1000), 0.5)
+    torch.manual_seed(7)
+    assert torch.equal(first, _dropout(torch.ones(1000), 0.5))
+    assert not torch.equal(first, _dropout(torch.ones(1000), 0.5))
+    assert torch.equal(_dropout(torch.ones(10), 1.0), torch.zeros(10))
