@@ -7,8 +7,9 @@ import torch
 from coqui_stt_training import train
 from coqui_stt_training.data.samples import load_data_set
 from coqui_stt_training.feeding import batches
+from coqui_stt_training.feeding.augment import parse_augmentations
 from coqui_stt_training.feeding.batches import LoaderSettings
-from coqui_stt_training.feeding.feature_cache import FeatureCache
+from coqui_stt_training.feeding.feature_cache import FeatureCache, FeaturesInMemory
 from coqui_stt_training.model.alphabet import load_alphabet
 from coqui_stt_training.model.features import FeatureSettings
 from tests.helpers import ALPHABET, SMOKE
@@ -99,3 +100,50 @@ def test_training_with_the_cache_and_a_worker_gives_the_same_losses(tmp_path, cl
     cache = tmp_path / "cache"
     assert len([f for d in os.listdir(cache) for f in os.listdir(cache / d) if f.endswith(".npy")]) == 3
     assert np.isfinite([float(x) for x in logs[0]]).all()
+
+
+def nine_samples(folder):
+    """Nine files (enough batches of one for a data worker), the one LDC93S1 recording under other names."""
+    for i in range(9):
+        shutil.copy(os.path.join(SMOKE, "LDC93S1.wav"), folder / f"{i}.wav")
+    csv_path = folder / "nine.csv"
+    csv_path.write_text("wav_filename,wav_filesize,transcript\n" + "".join(f"{i}.wav,1,she had\n" for i in range(9)))
+    return load_data_set([str(csv_path)], load_alphabet(ALPHABET), FeatureSettings(), "train")
+
+
+def test_features_kept_in_memory_make_the_next_epochs_in_process(tmp_path, monkeypatch):
+    samples = nine_samples(tmp_path)
+    settings = LoaderSettings(data_workers=1)
+    memory = FeaturesInMemory(budget=10**9)
+    first = batches.data_loader(samples, 1, settings, train=True, epoch=0, memory=memory)
+    assert first.num_workers == 1
+    computed_then = list(first)
+    assert len(memory.entries) == 9 and memory.used == sum(f.nbytes for f in memory.entries.values())
+
+    computed = counting_computes(monkeypatch)
+    later = batches.data_loader(samples, 1, settings, train=True, epoch=1, memory=memory)
+    assert later.num_workers == 0  # nothing to compute: no worker to take a core from the step
+    from_memory = list(later)
+    assert computed == []
+    for a, b in zip(computed_then, from_memory, strict=True):
+        assert torch.equal(a.features, b.features) and torch.equal(a.feature_lengths, b.feature_lengths)
+    # what the step receives is a copy: changing it leaves what memory holds
+    from_memory[0].features.zero_()
+    again = next(iter(batches.data_loader(samples, 1, settings, train=True, epoch=2, memory=memory)))
+    assert torch.equal(again.features, computed_then[0].features)
+
+
+def test_features_in_memory_stop_at_their_budget_and_skip_changing_audio(tmp_path):
+    samples = nine_samples(tmp_path)
+    one = next(iter(batches.data_loader(samples, 1, LoaderSettings(data_workers=0), train=False))).features[0]
+    memory = FeaturesInMemory(budget=2 * one.numpy().nbytes)
+    list(batches.data_loader(samples, 1, LoaderSettings(data_workers=0), train=True, memory=memory))
+    assert len(memory.entries) == 2 and memory.used <= memory.budget
+    # not all held: the next epoch computes the rest in a worker, as before
+    assert batches.data_loader(samples, 1, LoaderSettings(data_workers=1), train=True, memory=memory).num_workers == 1
+
+    # augmentations before the features make them differ each epoch: none are kept, none are served
+    augmented = LoaderSettings(data_workers=0, augmentations=tuple(parse_augmentations(["volume"])), epochs=2)
+    empty = FeaturesInMemory(budget=10**9)
+    list(batches.data_loader(samples, 1, augmented, train=True, memory=empty))
+    assert empty.entries == {}

@@ -1,5 +1,6 @@
 """Checked samples to training and evaluation batches: Coqui's order and batching, audio decoded and
-features computed in DataLoader workers (or taken from the feature cache), padded into tensors.
+features computed in DataLoader workers (or taken from the feature cache, or from the training process's
+memory once every sample of the epoch is held there), padded into tensors.
 
 Batches are consecutive runs of the data set's order (sorted by size); training drops the incomplete
 last batch and, with --shuffle_batches, shuffles whole batches, as Coqui does. In a distributed run each
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +25,7 @@ from . import augment
 from .augment import SAMPLE, SIGNAL, SPECTROGRAM, Augmentation, in_domain
 from .augment_audio import augment_audio
 from .augment_batch import Utterance
-from .feature_cache import FeatureCache
+from .feature_cache import FeatureCache, FeaturesInMemory
 
 MIN_BATCHES_FOR_WORKERS = 8
 
@@ -73,8 +75,8 @@ def pad_features(each: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class Collate:
-    """Reads audio and computes features for one batch, or takes them from the feature cache (runs in
-    DataLoader workers when there are any). Training batches with --augment get the sample-domain
+    """Reads audio and computes features for one batch, or takes them from memory or the feature cache (runs
+    in DataLoader workers when there are any). Training batches with --augment get the sample-domain
     augmentations here, and carry what the later domains start from (augment_batch.py); the samples at the
     positions in `plain` (rehearsal samples, feeding/rehearsal.py) are never augmented."""
 
@@ -86,8 +88,9 @@ class Collate:
         augmentations: tuple[Augmentation, ...] = (),
         timing: tuple[int, int, int, int] = (0, 0, 1, 0),  # random seed, epoch, batches per epoch, epochs
         plain: frozenset[int] = frozenset(),
+        memory: FeaturesInMemory | None = None,
     ):
-        self.samples, self.features, self.cache, self.plain = samples, features, cache, plain
+        self.samples, self.features, self.cache, self.memory, self.plain = samples, features, cache, memory, plain
         self.augmentations, self.timing = list(augmentations), timing
         self.graph_augmentations = [a for a in augmentations if a.domain != SAMPLE]  # (on the training device)
 
@@ -98,7 +101,9 @@ class Collate:
         clock = augment.clock(epoch, position, per_epoch, epochs)
         each, utterances = [], []
         for index, sample in zip(indices, batch):
-            features = self.cache.get(sample.audio_path, sample_key(sample)) if self.cache else None
+            features = self.memory.get(sample_key(sample)) if self.memory else None
+            if features is None and self.cache:
+                features = self.cache.get(sample.audio_path, sample_key(sample))
             signal = power = None
             if features is None:
                 features, signal, power = self.compute(sample, index, clock)
@@ -147,11 +152,13 @@ def data_loader(
     skip: int = 0,
     world: World = World(),
     plain: frozenset[int] = frozenset(),
+    memory: FeaturesInMemory | None = None,
 ) -> torch.utils.data.DataLoader:
     """Batches of one epoch; `skip` leaves out its first batches (a resumed run has done them). In a
     distributed run, training batches are global (batch_size per rank) and each rank gets its slice of
     every one; evaluation batches are dealt out whole. The samples at the positions in `plain` get no
-    augmentation."""
+    augmentation. With `memory`, the features the batches bring are kept there, and an epoch whose samples
+    are all held is made from it in this process."""
     batches = make_batches(len(samples), batch_size * world.size if train else batch_size, drop_last=train)
     if train and settings.shuffle_batches and epoch >= settings.shuffle_start:
         # Coqui shuffles whole batches, never samples across batches; seeded per epoch so reruns agree.
@@ -164,25 +171,20 @@ def data_loader(
     items = list(zip(positions, batches)) if train else list(enumerate(batches))
     augmentations = settings.augmentations if train else ()
     cache = None
+    memory = None if changes_audio(augmentations) else memory
     if settings.feature_cache and not changes_audio(augmentations):
         generation = epoch // settings.cache_for_epochs if settings.cache_for_epochs > 0 else 0
         cache = FeatureCache(settings.feature_cache, settings.features, generation)
     timing = (settings.random_seed, epoch, per_epoch, settings.epochs)
-    collate = Collate(samples, settings.features, cache, augmentations, timing, plain)
+    collate = Collate(samples, settings.features, cache, augmentations, timing, plain, memory)
     # Workers start anew each epoch (a fork, about 0.1 s): for a handful of batches that costs more than
-    # the features it would compute ahead.
-    workers = settings.data_workers if len(items) >= MIN_BATCHES_FOR_WORKERS else 0
+    # the features it would compute ahead. Batches from memory cost a copy: a worker would only take a
+    # core from the step (on two cores, 8 % of the epoch at n_hidden 512; docs/benchmarks.md).
+    held = memory is not None and memory.holds_all([sample_key(samples[i]) for _, b in items for i in b])
+    workers = settings.data_workers if len(items) >= MIN_BATCHES_FOR_WORKERS and not held else 0
     # Its own generator: a DataLoader draws a seed each time it is iterated, and from torch's global
     # generator that draw would shift the dropout masks of a resumed run against an uninterrupted one.
-    return _DataLoader(
-        items,  # type: ignore[arg-type]
-        batch_size=None,
-        collate_fn=collate,  # type: ignore[arg-type]  # (called with one (position, indices) item)
-        num_workers=workers,
-        prefetch_factor=4 if workers else None,
-        worker_init_fn=signals.ignore_stop_signals,
-        generator=torch.Generator().manual_seed(settings.random_seed + epoch),
-    )
+    return _DataLoader(items, collate, workers, settings.random_seed + epoch, None if held else memory)
 
 
 def changes_audio(augmentations: tuple[Augmentation, ...] | list[Augmentation]) -> bool:
@@ -200,12 +202,43 @@ def warn_if_cache_unused(settings: LoaderSettings) -> None:
 
 
 class _DataLoader(torch.utils.data.DataLoader):
+    """Batches made by `collate` from (position, indices) items; their features kept in `memory` if given."""
+
+    def __init__(
+        self,
+        items: list[tuple[int, list[int]]],
+        collate: Collate,
+        workers: int,
+        seed: int,
+        memory: FeaturesInMemory | None,
+    ):
+        super().__init__(
+            items,  # type: ignore[arg-type]
+            batch_size=None,
+            collate_fn=collate,  # type: ignore[arg-type]  # (called with one (position, indices) item)
+            num_workers=workers,
+            prefetch_factor=4 if workers else None,
+            worker_init_fn=signals.ignore_stop_signals,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        self.memory = memory
+
     def __iter__(self):
         if sys.excepthook is not _quiet_broken_handover:
             _hooks[:] = [sys.excepthook]
             sys.excepthook = _quiet_broken_handover
         with signals.deferred():  # the workers start here
-            return super().__iter__()
+            batches = super().__iter__()
+        return batches if self.memory is None else _kept(batches, self.memory)
+
+
+def _kept(batches: Iterator[Batch], memory: FeaturesInMemory) -> Iterator[Batch]:
+    """The batches, each sample's features kept in `memory` on the way (copies: a worker's batch lies in
+    shared memory, one open file each, and the step may change its tensors)."""
+    for batch in batches:
+        for features, length, sample in zip(batch.features, batch.feature_lengths.tolist(), batch.samples):
+            memory.keep(sample_key(sample), features[:length].numpy().copy())
+        yield batch
 
 
 _hooks: list = []  # the excepthook _quiet_broken_handover passes everything else to

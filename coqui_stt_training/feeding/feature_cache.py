@@ -21,6 +21,7 @@ from ..data.shards import URL
 from ..model.features import N_INPUT, FeatureSettings
 from ..system import log
 from ..system.atomic_files import write_atomically, write_file_atomically
+from ..system.memory import available_memory
 
 
 class FeatureCache:
@@ -86,3 +87,31 @@ class FeatureCache:
 def _save(path: str, array: np.ndarray) -> None:
     with open(path, "wb") as f:
         np.save(f, array, allow_pickle=False)
+
+
+class FeaturesInMemory:
+    """Each sample's features kept in the training process once a batch has brought them, up to `budget` bytes
+    (the first samples to come, then no more). When every sample of an epoch is held, its batches are made from
+    here in the training process: no decoding, no MFCC, no data worker competing with the step for the cores.
+    Only for features that are the same every epoch (no augmentation before them); the key is sample_key."""
+
+    def __init__(self, budget: int):
+        self.budget, self.used = budget, 0
+        self.entries: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def for_this_process(cls, share: float = 0.1) -> FeaturesInMemory:
+        """A `share` of the memory this process may use now (--max_batch_memory's default takes 80 %)."""
+        return cls(int(share * (available_memory() or 0)))
+
+    def get(self, key: str) -> np.ndarray | None:
+        return self.entries.get(key)
+
+    def holds_all(self, keys: list[str]) -> bool:
+        return all(k in self.entries for k in keys)
+
+    def keep(self, key: str, features: np.ndarray) -> None:
+        if key in self.entries or self.used + features.nbytes > self.budget:
+            return
+        self.entries[key] = features
+        self.used += features.nbytes

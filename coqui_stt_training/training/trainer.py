@@ -30,6 +30,7 @@ from ..decoding.beam_search import greedy_decode
 from ..decoding.evaluation import evaluate_samples, totals
 from ..feeding.augment_batch import augment_features
 from ..feeding.batches import Batch, data_loader, make_batches, warn_if_cache_unused
+from ..feeding.feature_cache import FeaturesInMemory
 from ..feeding.rehearsal import TrainingSet
 from ..formats.tfevents import SummaryWriter
 from ..model.alphabet import AnyAlphabet, alphabet_record
@@ -80,6 +81,7 @@ class Trainer:
         self.settings, self.alphabet, self.world, self.device = settings, alphabet, world, world.device()
         self.loader = settings.loader
         warn_if_cache_unused(self.loader)
+        self.memory = FeaturesInMemory.for_this_process()  # features for the epochs after the first
         self.model, self.optimizer = build_model(settings.model, settings.adam, alphabet, self.device)
         if world.rank:
             torch.manual_seed(settings.model.random_seed + world.rank)  # same initial weights, other dropout masks
@@ -230,7 +232,8 @@ class Trainer:
             log.info(f"Training epoch {p.epoch}...")
         samples, rehearsed = train_set.epoch(self.loader.random_seed, p.epoch)
         plain = frozenset() if self.loader.rehearsal_augment else rehearsed
-        loader = data_loader(samples, settings.train_batch_size, self.loader, True, p.epoch, p.batch, self.world, plain)
+        size, memory = settings.train_batch_size, self.memory
+        loader = data_loader(samples, size, self.loader, True, p.epoch, p.batch, self.world, plain, memory)
         bar = self.progress_bar(loader, p.epoch, "Training", initial=p.batch)
         self.model.train()
         try:
@@ -362,7 +365,7 @@ class Trainer:
         settings, epoch = self.settings, self.progress.epoch
         if not settings.show_progressbar:
             log.info(f"Validating epoch {epoch} on {path}...")
-        loader = data_loader(samples, settings.dev_batch_size, self.loader, train=False, world=self.world)
+        loader = data_loader(samples, settings.dev_batch_size, self.loader, False, world=self.world, memory=self.memory)
         bar = self.progress_bar(loader, epoch, "Validation")
         self.model.eval()
         total, steps, losses = 0.0, 0, []
@@ -428,8 +431,7 @@ class Trainer:
             "If the following process crashes, you likely have batch sizes that are too big for your available "
             "system memory (or GPU memory)."
         )
-        size = self.settings.train_batch_size
-        loader = data_loader(samples, size, self.loader, True)
+        loader = data_loader(samples, self.settings.train_batch_size, self.loader, True, memory=self.memory)
         self.model.train()
         no_sync = self.network.no_sync() if self.world.distributed else contextlib.nullcontext()  # type: ignore[operator]
         with no_sync:  # local, no all-reduce
