@@ -56,7 +56,7 @@ def audio_at_rate(csv_path: str, rate: int, work: str, every: int = 1) -> str:
     name = os.path.splitext(os.path.basename(csv_path))[0] + (f"-every{every}" if every > 1 else "")
     out = os.path.join(work, f"{name}-{rate}.csv")
     if os.path.isfile(out):
-        return out
+        return os.path.abspath(out)
     os.makedirs(directory, exist_ok=True)
     rows = []
     with open(csv_path, newline="", encoding="utf-8") as f:
@@ -72,15 +72,18 @@ def audio_at_rate(csv_path: str, rate: int, work: str, every: int = 1) -> str:
         writer.writerow(["wav_filename", "wav_filesize", "transcript"])
         writer.writerows(rows)
     os.replace(table.name, out)
-    return out
+    return os.path.abspath(out)
 
 
-def epoch_seconds(command: list[str], epochs: int, env: dict[str, str] | None = None) -> list[float]:
+def epoch_seconds(
+    command: list[str], epochs: int, env: dict[str, str] | None = None, cwd: str | None = None
+) -> list[float]:
     """Seconds from each "Finished training epoch" line of a training command to the next, after the first
     epoch's (start-up, data check, dummy run and the first epoch's warm-up left out): a whole cycle each."""
     environment = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
     done_at = []
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment) as p:
+    pipe = subprocess.PIPE
+    with subprocess.Popen(command, stdout=pipe, stderr=subprocess.STDOUT, text=True, env=environment, cwd=cwd) as p:
         assert p.stdout is not None
         tail: list[str] = []
         for line in p.stdout:

@@ -71,11 +71,12 @@ def main() -> None:
             command = our_command(csv_path, hidden, args.batch, args.rate, args.epochs, 1, where + "-ours")
             ours += epoch_seconds(command + extra, args.epochs)
             if args.coqui_python:
-                directory = where + "-coqui"
+                directory = os.path.abspath(where + "-coqui")
                 command = coqui_command(
                     args.coqui_python, csv_path, hidden, args.batch, args.rate, args.epochs, directory
                 )
-                coqui += epoch_seconds(command + extra, args.epochs)
+                # run from there: from this checkout, `-m coqui_stt_training` would be ours
+                coqui += epoch_seconds(command + extra, args.epochs, cwd=args.work)
         rows.append((hidden, alone, min(ours), min(coqui) if coqui else None))
         print_rows(rows[-1:])
     print("\nall:")
