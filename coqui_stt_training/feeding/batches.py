@@ -179,7 +179,7 @@ def data_loader(
     collate = Collate(samples, settings.features, cache, augmentations, timing, plain, memory)
     # Workers start anew each epoch (a fork, about 0.1 s): for a handful of batches that costs more than
     # the features it would compute ahead. Batches from memory cost a copy: a worker would only take a
-    # core from the step (on two cores, 8 % of the epoch at n_hidden 512; docs/benchmarks.md).
+    # core from the step.
     held = memory is not None and memory.holds_all([sample_key(samples[i]) for _, b in items for i in b])
     workers = settings.data_workers if len(items) >= MIN_BATCHES_FOR_WORKERS and not held else 0
     # Its own generator: a DataLoader draws a seed each time it is iterated, and from torch's global

@@ -176,8 +176,8 @@ def _dropout(x: torch.Tensor, rate: float) -> torch.Tensor:
     """F.dropout in training: each element zeroed with probability `rate` (to 2^-32), the rest scaled by
     1 / (1 - rate). On a CPU the mask comes from 32 random bits an element of numpy's SFC64, seeded by one
     draw from torch's generator (so seeds and a resumed run's generator states decide it, as before): torch's
-    CPU bernoulli_ takes 13 ns an element, 8 % of a training step at n_hidden 512 on two AVX2 cores, these
-    bits 2 ns (docs/benchmarks.md). On a GPU torch's fused kernel is the fast one."""
+    CPU bernoulli_ takes 13 ns an element, 9 % of a training step at n_hidden 512 on two AVX2 cores, these
+    bits about 2 ns (docs/benchmarks.md). On a GPU torch's fused kernel is the fast one."""
     if x.device.type != "cpu" or rate >= 1.0:
         return F.dropout(x, rate, True)
     seed = int(torch.randint(0, 2**63 - 1, ()))
