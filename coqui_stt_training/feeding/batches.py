@@ -171,8 +171,9 @@ def data_loader(
     items = list(zip(positions, batches)) if train else list(enumerate(batches))
     augmentations = settings.augmentations if train else ()
     cache = None
-    memory = None if changes_audio(augmentations) else memory
-    if settings.feature_cache and not changes_audio(augmentations):
+    features_fixed = not changes_audio(augmentations)  # the same every epoch: they may be kept
+    memory = memory if features_fixed else None
+    if settings.feature_cache and features_fixed:
         generation = epoch // settings.cache_for_epochs if settings.cache_for_epochs > 0 else 0
         cache = FeatureCache(settings.feature_cache, settings.features, generation)
     timing = (settings.random_seed, epoch, per_epoch, settings.epochs)
