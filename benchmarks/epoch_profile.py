@@ -29,7 +29,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 
@@ -37,13 +36,14 @@ import soundfile
 import torch
 
 from coqui_stt_training.data.audio import load_audio, to_pcm16
-from coqui_stt_training.data.samples import load_data_set
+from coqui_stt_training.data.samples import csv_text, load_data_set
 from coqui_stt_training.feeding.batches import LoaderSettings, data_loader, make_batches
 from coqui_stt_training.model.alphabet import load_alphabet
 from coqui_stt_training.model.deepspeech import DeepSpeech, ModelDimensions
 from coqui_stt_training.model.features import FeatureSettings
 from coqui_stt_training.model.loss import ctc_loss
 from coqui_stt_training.model.optimizer import TFAdam
+from coqui_stt_training.system.atomic_files import write_file_atomically
 
 ALPHABET = os.path.abspath("data/alphabet.txt")
 EPOCH_DONE = "Finished training epoch"
@@ -67,11 +67,7 @@ def audio_at_rate(csv_path: str, rate: int, work: str, every: int = 1) -> str:
             target = os.path.abspath(os.path.join(directory, f"{i:06d}.wav"))
             soundfile.write(target, to_pcm16(load_audio(source, rate)), rate, subtype="PCM_16")
             rows.append((target, os.path.getsize(target), row["transcript"]))
-    with tempfile.NamedTemporaryFile("w", newline="", encoding="utf-8", dir=work, delete=False) as table:
-        writer = csv.writer(table)
-        writer.writerow(["wav_filename", "wav_filesize", "transcript"])
-        writer.writerows(rows)
-    os.replace(table.name, out)
+    write_file_atomically(out, csv_text(rows))
     return os.path.abspath(out)
 
 
@@ -95,13 +91,25 @@ def epoch_seconds(
     return [b - a for a, b in itertools.pairwise(done_at)]
 
 
-def our_command(csv_path: str, hidden: int, batch: int, rate: int, epochs: int, workers: int, directory: str):
-    """Our trainer's command line for a fresh run in `directory` (emptied first: a run there would resume)."""
+def train_command(
+    python: str, csv_path: str, hidden: int, batch: int, rate: int, epochs: int, directory: str
+) -> list[str]:
+    """`python -m coqui_stt_training.train` (ours, or Coqui's from its own environment) on the flags both share,
+    for a fresh run in `directory` (emptied first: a run there would resume)."""
     shutil.rmtree(directory, ignore_errors=True)
-    return [sys.executable, "-m", "coqui_stt_training.train", "--alphabet_config_path", ALPHABET,
+    return [python, "-m", "coqui_stt_training.train", "--alphabet_config_path", ALPHABET,
             "--train_files", csv_path, "--n_hidden", str(hidden), "--train_batch_size", str(batch),
             "--audio_sample_rate", str(rate), "--epochs", str(epochs), "--checkpoint_dir", directory,
-            "--show_progressbar", "false", "--data_workers", str(workers)]  # fmt: skip
+            "--show_progressbar", "false"]  # fmt: skip
+
+
+def our_command(csv_path: str, hidden: int, batch: int, rate: int, epochs: int, workers: int, directory: str):
+    """Our trainer's command line, with its --data_workers."""
+    return [
+        *train_command(sys.executable, csv_path, hidden, batch, rate, epochs, directory),
+        "--data_workers",
+        str(workers),
+    ]
 
 
 @dataclass

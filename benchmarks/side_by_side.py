@@ -22,19 +22,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 
 import torch
-from epoch_profile import ALPHABET, audio_at_rate, epoch_seconds, our_command, step_alone
-
-
-def coqui_command(python: str, csv_path: str, hidden: int, batch: int, rate: int, epochs: int, directory: str):
-    """Coqui's trainer's command line for a fresh run in `directory` (emptied first)."""
-    shutil.rmtree(directory, ignore_errors=True)
-    return [python, "-m", "coqui_stt_training.train", "--alphabet_config_path", ALPHABET,
-            "--train_files", csv_path, "--n_hidden", str(hidden), "--train_batch_size", str(batch),
-            "--audio_sample_rate", str(rate), "--epochs", str(epochs), "--checkpoint_dir", directory,
-            "--show_progressbar", "false"]  # fmt: skip
+from epoch_profile import audio_at_rate, epoch_seconds, our_command, step_alone, train_command
 
 
 def main() -> None:
@@ -72,7 +62,7 @@ def main() -> None:
             ours += epoch_seconds(command + extra, args.epochs)
             if args.coqui_python:
                 directory = os.path.abspath(where + "-coqui")
-                command = coqui_command(
+                command = train_command(
                     args.coqui_python, csv_path, hidden, args.batch, args.rate, args.epochs, directory
                 )
                 # run from there: from this checkout, `-m coqui_stt_training` would be ours
